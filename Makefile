@@ -1,0 +1,37 @@
+# One command each: `make test` and `make demo` create .venv when missing and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= cpu,dev
+# The demo searches the study's data; without a network, point it at other data, e.g.
+#   make demo DATA="data=cub200 data_dir=../shared/data/cub200_subset image_size=32"
+DATA ?= data=cifar100_25
+SPACE ?= improved
+TRIALS ?= 3
+EPOCHS ?= 2
+DEMO_DIR ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: install test demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed-$(EXTRAS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	mkdir -p $(DEMO_DIR)
+	cd $(DEMO_DIR) && ../$(BIN)/cnntune search space=$(SPACE) $(DATA) epochs=$(EPOCHS) --trials $(TRIALS) --study demo
+	cd $(DEMO_DIR) && ../$(BIN)/cnntune trials --study demo
+	cd $(DEMO_DIR) && ../$(BIN)/cnntune best --study demo --export model.keras
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

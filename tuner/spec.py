@@ -1,0 +1,44 @@
+"""The contract between search spaces and the trial runner: what a space is told, and what a baseline is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Baseline", "ModelSpec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a space's ``build`` needs to know about the data.
+
+    Attributes:
+        input_shape: ``(height, width, channels)`` of the raw uint8 images the model takes.
+        num_classes: number of output classes.
+        mean: per-channel mean of the training pixels on the 0-255 scale (featurewise centering).
+        variance: per-channel variance of the training pixels on the 0-255 scale.
+        options: dataset- or run-level extras a space may read (e.g. backbone ``weights``).
+    """
+
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...] = (127.5, 127.5, 127.5)
+    variance: tuple[float, ...] = (5418.75, 5418.75, 5418.75)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A configuration the study chose by hand, replayed as a trial of every study.
+
+    Attributes:
+        name: short name shown in tables (``basenet``, ``final``, ``zoom0.2+flip``).
+        params: values of the space's choice points; the rest take their defaults.
+        reported: the study's reported test accuracy in percent, or ``None``.
+        note: where the number comes from (the study's section).
+    """
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    reported: float | None = None
+    note: str = ""
