@@ -1,0 +1,443 @@
+"""Shared pieces of the search spaces: choice-point declarations and Keras block builders.
+
+Every space is a thin module over this one. The declarations (``declare_*``) are pure Python and work with
+``tuner.hp`` and with Keras Tuner's ``HyperParameters``; the builders import Keras inside the functions so that
+``import search_spaces`` stays free of TensorFlow.
+
+One model family covers the whole study: a uint8 image input, a rescaling or featurewise-normalization layer,
+augmentation layers (training only), a body of valid-padded convolutions and 2x2 max-pools picked from ``BODIES``,
+``Flatten``, one hidden ``Dense`` + ReLU and a softmax output, with BatchNormalization optionally before or after
+each ReLU (and on the output logits, as the study's final model has it). ``build_cnn`` reads a flat config dict
+whose keys are ``ARCH_KEYS`` (plus the training options the trial runner reads, which it ignores).
+
+The study chain (``BASENET`` -> ``NORMALIZED`` -> ``AUGMENTED`` -> ``DEEPER`` -> ``WITH_BN`` -> ``FINAL``) holds the
+configuration the study had chosen after each of its steps; each step space fixes the previous link and searches
+the next choice.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+from tuner._errors import SpaceError
+from tuner.spec import ModelSpec
+
+__all__ = [
+    "ARCH_KEYS",
+    "AUGMENTED",
+    "BASENET",
+    "BATCH_SIZES",
+    "BN_POSITIONS",
+    "BODIES",
+    "DEEPER",
+    "FILTER_RANGES",
+    "FINAL",
+    "NORMALIZED",
+    "OPTIMIZERS",
+    "SpaceValueError",
+    "TRAINING_KEYS",
+    "WITH_BN",
+    "body_output_size",
+    "build_cnn",
+    "declare_augmentation",
+    "declare_batchnorm",
+    "declare_body",
+    "declare_dense",
+    "declare_epochs",
+    "declare_normalization",
+    "declare_optimizer",
+    "zoom_bounds",
+]
+
+
+class SpaceValueError(SpaceError, ValueError):
+    """A configuration a space cannot build: a ``SpaceError`` for the CLI, a ``ValueError`` for Python callers."""
+
+
+# -- vocabulary --------------------------------------------------------------------------------------------------
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+BATCH_SIZES = (16, 32, 64, 128)
+BN_POSITIONS = ("none", "before", "after")
+LEARNING_RATE_RANGE = (1e-4, 1e-2)
+ZOOM_MAX = 1.2  # the study tried 0.2 and 1.2
+ROTATION_MAX = 90  # degrees; the study tried 20 and 90
+EPOCHS_RANGE = (1, 50)
+PATIENCE_RANGE = (0, 10)
+DENSE_UNITS_RANGE = (16, 512)
+SGD_MOMENTUM = 0.9
+
+# Keras requires each RandomZoom bound in (-1, 1]: a transform factor 1 + f in (0, 2]. ImageDataGenerator's
+# zoom_range=1.2 draws factors in [-0.2, 2.2] (negative = mirrored, near 0 = extreme zoom-in); the nearest valid
+# range is [1 - 0.99, 1 + 1.0] = [0.01, 2.0], which keeps the "anything goes" character of the study's 33.60% row.
+_ZOOM_LOWER_LIMIT = -0.99
+_ZOOM_UPPER_LIMIT = 1.0
+
+# -- conv bodies ---------------------------------------------------------------------------------------------------
+# A body is a sequence of ("conv", kernel, filters_key) and ("pool", 2, None). Convs sharing a filters key share a
+# width: 3x3 convs take the width of their stage ("conv1_3x3_filters" for the 3x3s after the first 5x5).
+_C1 = ("conv", 5, "conv1_filters")
+_C2 = ("conv", 5, "conv2_filters")
+_C3 = ("conv", 5, "conv3_filters")
+_A = ("conv", 3, "conv1_3x3_filters")
+_B = ("conv", 3, "conv2_3x3_filters")
+_P = ("pool", 2, None)
+
+BODIES: dict[str, tuple[tuple[str, int, str | None], ...]] = {
+    # 5x5(6) pool 5x5(16) pool: 32 -> 28 -> 14 -> 10 -> 5
+    "basenet": (_C1, _P, _C2, _P),
+    # a 3x3 after each 5x5, before the pools: 32 -> 28 -> 26 -> 13 -> 9 -> 7 -> 3
+    "extra3x3_before_pool": (_C1, _A, _P, _C2, _B, _P),
+    # a 3x3 after each 5x5, after the pools: 32 -> 28 -> 14 -> 12 -> 8 -> 4 -> 2
+    "extra3x3_after_pool": (_C1, _P, _A, _C2, _P, _B),
+    # a third 5x5 block (conv + pool) with the first pool removed: 32 -> 28 -> 24 -> 12 -> 8 -> 4
+    "third5x5_no_pool1": (_C1, _C2, _P, _C3, _P),
+    # ... with the second pool removed: 32 -> 28 -> 14 -> 10 -> 6 -> 3
+    "third5x5_no_pool2": (_C1, _P, _C2, _C3, _P),
+    # ... with both removed, one pool at the end (the study's winner): 32 -> 28 -> 24 -> 20 -> 10
+    "third5x5_pool_end": (_C1, _C2, _C3, _P),
+    # 5-3-3-3 pool 5-3-3-3: 32 -> 28 -> 26 -> 24 -> 22 -> 11 -> 7 -> 5 -> 3 -> 1 (a last pool cannot fit at 32 px)
+    "stack_5333_5333": (_C1, _A, _A, _A, _P, _C2, _B, _B, _B),
+    # 5-3-3-3-3-3-5 pool: 32 -> 28 -> 26 -> 24 -> 22 -> 20 -> 18 -> 14 -> 7
+    "stack_5333335": (_C1, _A, _A, _A, _A, _A, _C2, _P),
+}
+
+# (min, max) of each width; sampled on a log scale because width effects are multiplicative.
+FILTER_RANGES: dict[str, tuple[int, int]] = {
+    "conv1_filters": (4, 64),
+    "conv2_filters": (8, 128),
+    "conv3_filters": (16, 256),
+    "conv1_3x3_filters": (4, 64),
+    "conv2_3x3_filters": (8, 128),
+}
+
+# -- the study chain -----------------------------------------------------------------------------------------------
+BASENET: dict[str, Any] = {
+    "normalize": False,
+    "zoom_range": 0.0,
+    "rotation_range": 0,
+    "horizontal_flip": False,
+    "body": "basenet",
+    "conv1_filters": 6,
+    "conv2_filters": 16,
+    "bn_conv": "none",
+    "bn_dense": "none",
+    "dense_units": 50,
+    "optimizer": "adam",
+    "learning_rate": 1e-3,
+}
+NORMALIZED = {**BASENET, "normalize": True}  # 2.1
+AUGMENTED = {**NORMALIZED, "zoom_range": 0.2, "horizontal_flip": True}  # 2.2
+DEEPER = {**AUGMENTED, "body": "third5x5_pool_end", "conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106}
+WITH_BN = {**DEEPER, "bn_conv": "after", "bn_dense": "after", "bn_output": True}  # 2.4
+FINAL = {**WITH_BN, "epochs": 20, "early_stopping": False, "batch_size": 32}  # 2.5 / 2.6
+
+ARCH_KEYS = frozenset(
+    {
+        "normalize",
+        "zoom_range",
+        "rotation_range",
+        "horizontal_flip",
+        "body",
+        *FILTER_RANGES,
+        "bn_conv",
+        "bn_dense",
+        "bn_output",
+        "dense_units",
+        "optimizer",
+        "learning_rate",
+    }
+)
+# Read by the trial runner, not by the model builder.
+TRAINING_KEYS = frozenset({"epochs", "batch_size", "early_stopping", "patience"})
+
+
+# -- declarations (pure Python) --------------------------------------------------------------------------------------
+def declare_optimizer(hp, *, searched: bool) -> None:
+    """Declares ``optimizer``, ``learning_rate`` and ``batch_size``, searched or fixed at the study's values.
+
+    Args:
+        hp: a ``HyperParameters`` (``tuner.hp`` or Keras Tuner).
+        searched: ``True`` searches them; ``False`` fixes them at Adam, 1e-3, batch 32 (the study's values).
+    """
+    if searched:
+        hp.Choice("optimizer", list(OPTIMIZERS), default="adam")
+        hp.Float("learning_rate", *LEARNING_RATE_RANGE, sampling="log", default=1e-3)
+        hp.Choice("batch_size", list(BATCH_SIZES), default=32)
+    else:
+        hp.Fixed("optimizer", "adam")
+        hp.Fixed("learning_rate", 1e-3)
+        hp.Fixed("batch_size", 32)
+
+
+def declare_epochs(hp, *, default: int, searched: bool) -> None:
+    """Declares ``epochs`` and, when searched, ``early_stopping`` with a conditional ``patience``.
+
+    With early stopping on, ``epochs`` is the maximum number of epochs (the study capped it at 50).
+
+    Args:
+        hp: a ``HyperParameters``.
+        default: the study's epochs at this step.
+        searched: ``False`` fixes ``epochs`` at ``default`` and declares no early stopping.
+    """
+    if not searched:
+        hp.Fixed("epochs", int(default))
+        return
+    # The study's plain runs span 5..30 epochs and its early-stopping run had a cap of 50; the floor of 1 keeps
+    # quick pins (epochs=2 in smoke runs and the Makefile demo) valid values of the space.
+    hp.Int("epochs", *EPOCHS_RANGE, default=int(default))
+    hp.Boolean("early_stopping", default=False)
+    with hp.conditional_scope("early_stopping", [True]):
+        # Keras' EarlyStopping default; the study shows no patience and stopped at epoch 11.
+        hp.Int("patience", *PATIENCE_RANGE, default=0)
+
+
+def declare_normalization(hp, *, default: bool) -> None:
+    """Declares ``normalize``: featurewise center + std normalization (``True``) or a plain 1/255 rescale."""
+    hp.Boolean("normalize", default=default)
+
+
+def declare_augmentation(hp, *, zoom: float, rotation: int, flip: bool) -> None:
+    """Declares ``zoom_range`` (0..1.2), ``rotation_range`` (0..90 degrees) and ``horizontal_flip``.
+
+    Args:
+        hp: a ``HyperParameters``.
+        zoom: default ``zoom_range`` (ImageDataGenerator semantics: factor in [1-z, 1+z]).
+        rotation: default ``rotation_range`` in degrees (angle in [-r, +r]).
+        flip: default ``horizontal_flip``.
+    """
+    hp.Float("zoom_range", 0.0, ZOOM_MAX, default=float(zoom))
+    hp.Int("rotation_range", 0, ROTATION_MAX, default=int(rotation))
+    hp.Boolean("horizontal_flip", default=flip)
+
+
+def declare_body(hp, *, default: str, filters: Mapping[str, int], bodies: Sequence[str] = tuple(BODIES)) -> None:
+    """Declares the conv ``body`` and one conditional width per conv stage that the body has.
+
+    A width is declared inside ``conditional_scope("body", ...)`` listing only the bodies that have that conv,
+    so the width of a conv that does not exist is never sampled.
+
+    Args:
+        hp: a ``HyperParameters``.
+        default: the default body (a key of ``BODIES``).
+        filters: default width of every filters key (``conv1_filters`` ... ``conv2_3x3_filters``).
+        bodies: the bodies to choose among.
+    """
+    hp.Choice("body", list(bodies), default=default)
+    for key, (low, high) in FILTER_RANGES.items():
+        users = [b for b in bodies if any(step[2] == key for step in BODIES[b])]
+        if not users:
+            continue
+        if len(users) == len(bodies):  # every body has this conv: unconditional
+            hp.Int(key, low, high, sampling="log", default=int(filters[key]))
+        else:
+            with hp.conditional_scope("body", users):
+                hp.Int(key, low, high, sampling="log", default=int(filters[key]))
+
+
+def declare_batchnorm(hp, *, conv: str, dense: str, output: bool) -> None:
+    """Declares ``bn_conv`` and ``bn_dense`` (none/before/after ReLU) and ``bn_output``.
+
+    ``bn_output`` (BatchNormalization on the output logits, before the softmax, as the study's final model has it)
+    exists only when the dense layers have BatchNormalization.
+    """
+    hp.Choice("bn_conv", list(BN_POSITIONS), default=conv)
+    hp.Choice("bn_dense", list(BN_POSITIONS), default=dense)
+    with hp.conditional_scope("bn_dense", ["before", "after"]):
+        hp.Boolean("bn_output", default=output)
+
+
+def declare_dense(hp, *, default: int) -> None:
+    """Declares ``dense_units``, the width of the hidden Dense layer (the study kept 50)."""
+    hp.Int("dense_units", *DENSE_UNITS_RANGE, sampling="log", default=int(default))
+
+
+# -- builders (import Keras inside) ----------------------------------------------------------------------------------
+def zoom_bounds(zoom_range: float) -> tuple[float, float]:
+    """``RandomZoom`` factor bounds for ImageDataGenerator's ``zoom_range``.
+
+    ``RandomZoom`` with bounds ``(lo, hi)`` samples the transform factor ``1 + f`` with ``f`` in ``[lo, hi]``,
+    exactly ImageDataGenerator's factor in ``[1 - z, 1 + z]``; Keras requires bounds in (-1, 1], so ``z > 1`` is
+    clipped to ``(-0.99, 1.0)``.
+
+    Args:
+        zoom_range: ``z >= 0``.
+
+    Returns:
+        ``(lower, upper)`` for ``height_factor`` and ``width_factor``.
+    """
+    if not (isinstance(zoom_range, (int, float)) and math.isfinite(zoom_range) and zoom_range >= 0):
+        raise SpaceValueError(f"zoom_range must be a number >= 0. Received: zoom_range={zoom_range!r}")
+    return max(-float(zoom_range), _ZOOM_LOWER_LIMIT), min(float(zoom_range), _ZOOM_UPPER_LIMIT)
+
+
+def _require(config: Mapping[str, Any], key: str, why: str) -> Any:
+    if key not in config:
+        raise SpaceValueError(f"{why} needs {key!r}. Received: keys={sorted(config)}")
+    return config[key]
+
+
+def _check_spec(spec: ModelSpec) -> tuple[int, int, int]:
+    shape = tuple(spec.input_shape)
+    if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise SpaceValueError(f"input_shape must be (height, width, channels) of positive ints. Received: "
+                              f"input_shape={spec.input_shape}")
+    if not isinstance(spec.num_classes, int) or spec.num_classes < 2:
+        raise SpaceValueError(f"num_classes must be an int >= 2. Received: num_classes={spec.num_classes}")
+    return shape  # type: ignore[return-value]
+
+
+def body_output_size(body: str, height: int, width: int) -> tuple[int, int]:
+    """Spatial size after ``body`` (valid padding), raising a clear error when the image is too small.
+
+    Raises:
+        SpaceValueError: some layer would get an empty input.
+    """
+    if body not in BODIES:
+        raise SpaceValueError(f"Unknown body; expected one of {list(BODIES)}. Received: body={body!r}")
+    h, w = height, width
+    for kind, size, _ in BODIES[body]:
+        h, w = (h - size + 1, w - size + 1) if kind == "conv" else (h // size, w // size)
+        if h < 1 or w < 1:
+            raise SpaceValueError(
+                f"body={body!r} collapses below 1x1 at {height}x{width} px (a {kind} {size}x{size} gets an empty "
+                f"input); use larger images or a shallower body. Received: input_shape=({height}, {width}, ...)"
+            )
+    return h, w
+
+
+def _stem(config: Mapping[str, Any], spec: ModelSpec):
+    """uint8 image -> rescale or featurewise normalization -> augmentation (training only)."""
+    import keras
+    from keras import layers
+
+    height, width, channels = _check_spec(spec)
+    inputs = keras.Input(shape=(height, width, channels), dtype="uint8", name="image")
+    if bool(_require(config, "normalize", "the input stem")):
+        if len(spec.mean) != channels or len(spec.variance) != channels:
+            raise SpaceValueError(f"mean and variance need one value per channel ({channels}). Received: "
+                                  f"mean={spec.mean}, variance={spec.variance}")
+        # Passing mean/variance makes a constant layer: no weights, no adapt(), exact parameter counts.
+        x = layers.Normalization(axis=-1, mean=list(spec.mean), variance=list(spec.variance), name="normalize")(inputs)
+    else:
+        x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+
+    # ImageDataGenerator builds rotation and zoom into one affine transform, then flips; same order here.
+    # fill_mode="nearest" is its default; these layers are the identity unless training=True.
+    rotation = _require(config, "rotation_range", "the augmentation stem")
+    zoom = _require(config, "zoom_range", "the augmentation stem")
+    if not (isinstance(rotation, (int, float)) and 0 <= rotation <= 180):
+        raise SpaceValueError(f"rotation_range must be in [0, 180] degrees. Received: rotation_range={rotation!r}")
+    if rotation > 0:
+        x = layers.RandomRotation(factor=rotation / 360.0, fill_mode="nearest", name="aug_rotation")(x)
+    lower, upper = zoom_bounds(zoom)
+    if zoom > 0:
+        x = layers.RandomZoom(height_factor=(lower, upper), width_factor=(lower, upper), fill_mode="nearest",
+                              name="aug_zoom")(x)
+    if bool(_require(config, "horizontal_flip", "the augmentation stem")):
+        x = layers.RandomFlip("horizontal", name="aug_flip")(x)
+    return inputs, x
+
+
+def _bn_position(config: Mapping[str, Any], key: str) -> str:
+    value = _require(config, key, "BatchNormalization")
+    if value not in BN_POSITIONS:
+        raise SpaceValueError(f"{key} must be one of {list(BN_POSITIONS)}. Received: {key}={value!r}")
+    return value
+
+
+def _relu_block(x, name: str, bn: str):
+    """[BN] -> ReLU -> [BN] after a linear conv/dense layer, per ``bn`` (none/before/after)."""
+    from keras import layers
+
+    if bn == "before":
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    if bn == "after":
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return x
+
+
+def _body(x, config: Mapping[str, Any], spec: ModelSpec):
+    from keras import layers
+
+    body = _require(config, "body", "the conv body")
+    body_output_size(body, spec.input_shape[0], spec.input_shape[1])
+    bn = _bn_position(config, "bn_conv")
+    block = 0
+    for kind, size, key in BODIES[body]:
+        if kind == "conv":
+            block += 1
+            filters = _require(config, key, f"body={body!r}")
+            if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+                raise SpaceValueError(f"{key} must be a positive int. Received: {key}={filters!r}")
+            x = layers.Conv2D(filters, size, padding="valid", name=f"block{block}_conv")(x)
+            x = _relu_block(x, f"block{block}", bn)
+        else:
+            x = layers.MaxPooling2D(pool_size=size, name=f"block{block}_pool")(x)
+    return x
+
+
+def _head(x, config: Mapping[str, Any], spec: ModelSpec):
+    """Flatten -> Dense + ReLU (+BN) -> Dense logits (+BN) -> softmax ``predictions``."""
+    from keras import layers
+
+    units = _require(config, "dense_units", "the dense head")
+    if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+        raise SpaceValueError(f"dense_units must be a positive int. Received: dense_units={units!r}")
+    bn = _bn_position(config, "bn_dense")
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(units, name="dense1")(x)
+    x = _relu_block(x, "dense1", bn)
+    x = layers.Dense(spec.num_classes, name="logits")(x)
+    # BN on the logits goes with BN in the dense layers (the study's final model has it); missing means yes.
+    if bn != "none" and bool(config.get("bn_output", True)):
+        x = layers.BatchNormalization(name="logits_bn")(x)
+    # float32 probabilities even under a mixed-precision policy.
+    return layers.Activation("softmax", dtype="float32", name="predictions")(x)
+
+
+def _optimizer(config: Mapping[str, Any]):
+    import keras
+
+    name = _require(config, "optimizer", "compile")
+    lr = _require(config, "learning_rate", "compile")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise SpaceValueError(f"learning_rate must be a positive number. Received: learning_rate={lr!r}")
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if name == "sgd":
+        # Plain SGD barely moves in 15-20 epochs at these rates; momentum 0.9 is what practitioners use.
+        return keras.optimizers.SGD(learning_rate=lr, momentum=SGD_MOMENTUM)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=lr)
+    raise SpaceValueError(f"optimizer must be one of {list(OPTIMIZERS)}. Received: optimizer={name!r}")
+
+
+def build_cnn(config: Mapping[str, Any], spec: ModelSpec, *, name: str):
+    """Builds and compiles the study's CNN family from a flat config.
+
+    Args:
+        config: values for ``ARCH_KEYS`` (the ones the chosen body needs); ``TRAINING_KEYS`` are allowed and ignored.
+        spec: input shape, number of classes and the training pixels' per-channel mean/variance.
+        name: the model's name.
+
+    Returns:
+        A compiled ``keras.Model`` taking raw uint8 images and returning class probabilities.
+
+    Raises:
+        SpaceValueError: an unknown key, a bad value, or a body too deep for the image size.
+    """
+    unknown = sorted(set(config) - ARCH_KEYS - TRAINING_KEYS)
+    if unknown:
+        raise SpaceValueError(f"Unknown hyperparameters {unknown}; valid: {sorted(ARCH_KEYS | TRAINING_KEYS)}. "
+                              f"Received: keys={sorted(config)}")
+    import keras
+
+    inputs, x = _stem(config, spec)
+    x = _body(x, config, spec)
+    outputs = _head(x, config, spec)
+    model = keras.Model(inputs, outputs, name=name)
+    # Integer labels, so the sparse form of categorical cross-entropy.
+    model.compile(optimizer=_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model

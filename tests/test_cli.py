@@ -1,0 +1,165 @@
+"""The command line: smoke tests with CliRunner, and one clear line with exit code 1 for each bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import tuner
+from tuner.cli import app
+
+runner = CliRunner()
+SYN = ["data=synthetic", "epochs=1"]
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def _one_line_error(result, *needles: str) -> str:
+    assert result.exit_code == 1, result.output
+    text = result.output.strip()
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("error: "), text
+    for needle in needles:
+        assert needle in lines[0], text
+    return lines[0]
+
+
+def test_cli_search_trials_best_export(store, tmp_path):
+    result = _run("search", "space=basenet", *SYN, "--trials", "1", "--study", "c", "--storage", store, "--quiet")
+    assert result.exit_code == 0, result.output
+    result = _run("trials", "--study", "c", "--storage", store)
+    assert result.exit_code == 0 and "basenet" in result.output and "complete" in result.output
+    result = _run("best", "--study", "c", "--storage", store, "--export", str(tmp_path / "m.keras"))
+    assert result.exit_code == 0, result.output
+    assert "best trial" in result.output and (tmp_path / "m.keras").is_file()
+    assert json.loads((tmp_path / "m.json").read_text())["study"] == "c"
+
+
+def test_cli_search_shows_progress_and_results(store):
+    result = _run("search", "space=basenet", *SYN, "--trials", "1", "--storage", store, "--no-baselines")
+    assert result.exit_code == 0, result.output
+    assert "trial 0" in result.output and "val" in result.output and "best so far" in result.output
+
+
+def test_cli_spaces_lists_every_space():
+    result = _run("spaces")
+    assert result.exit_code == 0
+    from search_spaces import SPACES
+
+    for name in SPACES:
+        assert name in result.output
+    detail = _run("spaces", "improved")
+    assert detail.exit_code == 0 and "final" in detail.output
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["search", "space=nope"], ["unknown space 'nope'", "basenet"]),
+        (["search", "space=basenet", "frobnicate=3"], ["unknown key 'frobnicate'", "learning_rate"]),
+        (["search", "space=basenet", "epochs=abc"], ["epochs", "abc"]),
+        (["search", "space=basenet", "--trials", "0"], ["--trials"]),
+        (["search", "space=basenet", "notakeyvalue"], ["key=value"]),
+        (["search", "space=basenet", "data=nope"], ["unknown data"]),
+        (["search", "space=basenet", "data=cub200", "data_dir=/does/not/exist"], ["/does/not/exist"]),
+        (["search", "space=basenet", "--sampler", "grid"], ["continuous"]),
+    ],
+)
+def test_bad_search_input_gets_one_line(store, args, needles):
+    _one_line_error(_run(*args, "--storage", store), *needles)
+
+
+def test_bad_storage_url(tmp_path):
+    _one_line_error(_run("search", "space=basenet", "--storage", "nonsense"), "cannot open storage")
+    _one_line_error(_run("search", "space=basenet", "--storage", f"sqlite:///{tmp_path}/no/such/dir/x.db"),
+                    "does not exist")
+    line = _one_line_error(_run("trials", "--storage", "postgresql://alice:s3cret@127.0.0.1:1/nodb"),
+                           "cannot open storage")
+    assert "s3cret" not in line and "***" in line
+
+
+def test_data_dir_without_images(store, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_error(_run("search", "space=basenet", "data=folder", f"data_dir={empty}", "--storage", store),
+                    str(empty))
+
+
+def test_unreadable_image_is_named(store, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (16, 16), (i * 40, 10, 10)).save(root / cls / f"{i}.jpg")
+    (root / "b" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    _one_line_error(_run("search", "space=basenet", "data=folder", f"data_dir={root}", "--storage", store),
+                    "broken.jpg")
+
+
+def test_cifar_without_network_or_copy_says_how_to_get_it(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / ".keras"))
+    monkeypatch.delenv("CNNTUNE_CIFAR100_DIR", raising=False)
+    import tuner.data as data
+    import tuner.data._cifar as cifar
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz: None -- "
+                        "[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(cifar, "_keras_load_data", offline)
+    data.clear_cache()
+    _one_line_error(_run("search", "space=basenet", "data=cifar100_25", "--storage", store), "data_dir")
+
+
+def test_best_on_empty_or_unknown_study(store):
+    _one_line_error(_run("best", "--storage", store), "no studies")
+    _run("search", "space=basenet", *SYN, "--trials", "1", "--study", "x", "--storage", store, "--quiet")
+    _one_line_error(_run("best", "--study", "nope", "--storage", store), "no study named 'nope'", "x")
+    _one_line_error(_run("trials", "--study", "nope", "--storage", store), "no study named 'nope'")
+
+
+def test_export_to_missing_folder_and_bad_input_lose_nothing(store, tmp_path):
+    _run("search", "space=basenet", *SYN, "--trials", "1", "--study", "k", "--storage", store, "--quiet")
+    before = [(r.number, r.state, r.val_accuracy) for r in tuner.trials(study="k", storage=store).records]
+    _one_line_error(_run("best", "--study", "k", "--storage", store, "--export", str(tmp_path / "no" / "m.keras")),
+                    "does not exist")
+    _one_line_error(_run("search", "space=basenet", "epochs=abc", "--study", "k", "--storage", store), "epochs")
+    _one_line_error(_run("search", "space=improved", *SYN, "--study", "k", "--storage", store), "searches space")
+    after = [(r.number, r.state, r.val_accuracy) for r in tuner.trials(study="k", storage=store).records]
+    assert after == before
+
+
+def test_entry_point_turns_usage_errors_into_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--trials", "abc"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["--help"], ["spaces"], ["trials"], ["best"]])
+def test_commands_that_do_not_train_do_not_import_tensorflow(args, store):
+    _run("search", "space=basenet", *SYN, "--trials", "1", "--study", "t", "--storage", store, "--quiet")
+    code = (
+        "import sys\n"
+        "from tuner.cli import main\n"
+        f"sys.argv = ['cnntune', *{args!r}, *({['--storage', store] if args[0] in ('trials', 'best') else []!r})]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'keras_tuner', 'torch', 'jax') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

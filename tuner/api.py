@@ -1,0 +1,445 @@
+"""The public Python API: ``search``, ``trials``, ``best``, ``export``. Nothing here prints.
+
+Every function takes the same store arguments (``storage`` URL and ``study`` name) and returns plain records;
+errors a user can act on are ``CnntuneError``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from tuner._errors import CnntuneError, SpaceError, StorageError
+from tuner.engines._optuna import SAMPLERS, SearchPlan, make_sampler, optimize, trial_config
+from tuner.experiment import Experiment, get_space, parse_words, split_words
+from tuner.records import Display, TrialRecord, val_noise_pp
+from tuner.store import (
+    DEFAULT_STORAGE,
+    META_KEY,
+    artifacts_root,
+    create_or_load_study,
+    load_study,
+    open_storage,
+    redact,
+    study_meta,
+    study_names,
+)
+
+__all__ = [
+    "BestReport",
+    "Comparison",
+    "SearchResult",
+    "StudyView",
+    "best",
+    "export",
+    "export_target",
+    "search",
+    "space_detail",
+    "spaces",
+    "trials",
+]
+
+# A trial that ended in one of these states used up one unit of the trial budget.
+_FINISHED = ("complete", "pruned", "fail")
+
+
+@dataclass
+class SearchResult:
+    study: str
+    storage: str
+    ran: list[TrialRecord]
+    best: TrialRecord | None
+    message: str = ""
+
+
+@dataclass
+class StudyView:
+    study: str
+    meta: dict[str, Any]
+    records: list[TrialRecord]
+
+
+@dataclass
+class Comparison:
+    """The best trial against one baseline of the same study."""
+
+    baseline: TrialRecord
+    d_val_pp: float | None
+    d_test_pp: float | None
+    d_test_pct: float | None
+
+
+@dataclass
+class BestReport:
+    study: str
+    meta: dict[str, Any]
+    best: TrialRecord
+    comparisons: list[Comparison] = field(default_factory=list)
+    noise_pp: float | None = None
+
+
+# -- helpers shared by the commands ----------------------------------------------------------------------------
+def _records(study) -> list[TrialRecord]:
+    return [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+
+
+def _counts_toward_budget(rec: TrialRecord) -> bool:
+    return rec.baseline is None and rec.state in _FINISHED and rec.reason != "interrupted" and not rec.tags
+
+
+def _done_baselines(records: Iterable[TrialRecord]) -> set[str]:
+    return {r.baseline for r in records if r.baseline and r.state in (*_FINISHED, "running", "waiting")
+            and r.reason != "interrupted"}
+
+
+def _open(storage: str | None, study: str | None):
+    url = storage or DEFAULT_STORAGE
+    store = open_storage(url)
+    return url, load_study(store, study, url)
+
+
+def _pp(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else 100.0 * (a - b)
+
+
+# -- search ----------------------------------------------------------------------------------------------------
+def search(
+    words: Sequence[str] = (),
+    *,
+    trials: int = 10,
+    study: str | None = None,
+    storage: str | None = None,
+    sampler: str = "tpe",
+    seed: int = 0,
+    timeout: float | None = None,
+    baselines: bool = True,
+    artifacts: str | None = None,
+    display: Display | None = None,
+) -> SearchResult:
+    """Searches a space; resumes the study when it exists.
+
+    Args:
+        words: ``key=value`` words: ``space=``, data keys, pinned hyperparameters.
+        trials: searched trials the study should hold in total (baselines are extra and run first).
+        study: study name; defaults to the space's name.
+        storage: Optuna storage URL; default ``sqlite:///cnntune.db`` in the working directory.
+        sampler: ``tpe``, ``random`` or ``grid``.
+        seed: seeds the sampler; trial ``n`` trains with seed ``seed + n``.
+        timeout: start no new trial after this many seconds.
+        baselines: enqueue the space's baselines as the first trials.
+        artifacts: folder for model files; default next to the study.
+        display: receives progress; default shows nothing.
+
+    Returns:
+        A ``SearchResult`` with the trials this call ran and the study's best trial.
+    """
+    display = display or Display()
+    if trials < 1:
+        raise CnntuneError(f"--trials must be at least 1. Received: {trials}")
+    if timeout is not None and timeout <= 0:
+        raise CnntuneError(f"--timeout must be a positive number of seconds. Received: {timeout}")
+    if sampler not in SAMPLERS:
+        raise CnntuneError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+    kv = split_words(words)
+    url = storage or DEFAULT_STORAGE
+    store = open_storage(url)
+    name = study or kv.get("space")
+    if not name:
+        raise SpaceError("say which space to search with space=NAME (or resume one with --study NAME)")
+    existing = name in study_names(store)
+    meta: dict[str, Any] = {}
+    if existing:
+        import optuna
+
+        meta = study_meta(optuna.load_study(study_name=name, storage=store))
+    exp = parse_words(words, default_space=meta.get("space"), default_data=meta.get("data"),
+                      default_pins=meta.get("pins"))
+    if meta:
+        if meta.get("space") != exp.space_name:
+            raise CnntuneError(
+                f"study {name!r} searches space {meta.get('space')}, not {exp.space_name}; use another --study"
+            )
+        if meta.get("data") != exp.data.to_dict():
+            raise CnntuneError(
+                f"study {name!r} was run on data {meta.get('data')}; use another --study for {exp.data.to_dict()}"
+            )
+        if meta.get("pins", {}) != _jsonable(exp.pins):
+            raise CnntuneError(
+                f"study {name!r} was run with pins {meta.get('pins')}; use another --study for {_jsonable(exp.pins)}"
+            )
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    sampler_obj = make_sampler(sampler, exp.space, exp.pins, seed)
+    from tuner.data import load_dataset
+
+    data = load_dataset(exp.data.name, data_dir=exp.data.data_dir, image_size=exp.data.image_size,
+                        classes=exp.data.classes)
+    study_obj = create_or_load_study(store, name, sampler=sampler_obj)
+    art = Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, name, artifacts)
+    if not meta:
+        meta = {
+            "space": exp.space_name,
+            "data": exp.data.to_dict(),
+            "pins": _jsonable(exp.pins),
+            "class_names": list(data.class_names),
+            "input_shape": list(data.input_shape),
+            "num_classes": int(data.num_classes),
+            "n_train": int(len(data.x_train)),
+            "n_val": int(len(data.x_val)),
+            "n_test": int(len(data.x_test)),
+            "artifacts": str(art),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        study_obj.set_user_attr(META_KEY, meta)
+
+    baseline_cfgs = _enqueue(study_obj, exp, baselines)
+    records = _records(study_obj)
+    done = sum(1 for r in records if _counts_toward_budget(r))
+    waiting = sum(1 for r in records if r.state == "waiting")
+    remaining = max(trials - done, 0)
+    if remaining == 0 and waiting == 0:
+        best_rec = _best_record(records)
+        return SearchResult(name, redact(url), [], best_rec,
+                            f"study {name!r} already holds {done} searched trials; raise --trials to add more")
+
+    numbers_before = {r.number for r in records}
+    waiting_before = {r.number for r in records if r.state == "waiting"}
+    display.search_begin(study=name, space=exp.space_name, data=exp.data.label(), trials=remaining,
+                         baselines=waiting)
+    objective = _objective(exp, data, art, seed, display)
+
+    def budget_spent(st) -> bool:
+        recs = _records(st)
+        return sum(1 for r in recs if _counts_toward_budget(r)) >= trials and not any(
+            r.state == "waiting" for r in recs)
+
+    def after_trial(st, frozen) -> None:
+        display.trial_end(TrialRecord.from_trial(frozen))
+
+    plan = SearchPlan(study=study_obj, space=exp.space, pins=exp.pins, objective=objective,
+                      n_trials=remaining + waiting, timeout=timeout, baselines=baseline_cfgs,
+                      stop_when=budget_spent, after_trial=after_trial)
+    try:
+        optimize(plan)
+    finally:
+        display.search_end()
+    records = _records(study_obj)
+    ran = [r for r in records
+           if (r.number not in numbers_before or r.number in waiting_before) and r.state != "waiting"]
+    return SearchResult(name, redact(url), ran, _best_record(records))
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(values))
+
+
+def _enqueue(study_obj, exp: Experiment, with_baselines: bool) -> dict[str, dict[str, Any]]:
+    """Enqueues baselines not yet run and retries of interrupted trials; returns each baseline's config."""
+    space = exp.space
+    configs = {b.name: trial_config(space, exp.pins, b.params) for b in getattr(space, "BASELINES", [])}
+    records = _records(study_obj)
+    if with_baselines:
+        done = _done_baselines(records)
+        for b in getattr(space, "BASELINES", []):
+            if b.name in done:
+                continue
+            study_obj.enqueue_trial(
+                _suggestable(space, exp.pins, configs[b.name]),
+                user_attrs={"baseline": b.name, "reported": b.reported},
+            )
+    retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
+    for r in records:
+        if r.reason == "interrupted" and r.number not in retried and not r.baseline:
+            study_obj.enqueue_trial(_suggestable(space, exp.pins, r.params),
+                                    user_attrs={"retry_of": r.number, "given": r.params})
+    return configs
+
+
+def _suggestable(space, pins, config: dict[str, Any]) -> dict[str, Any]:
+    from tuner.engines._optuna import tunable
+
+    names = tunable(space, pins)
+    return {k: v for k, v in config.items() if k in names}
+
+
+def _objective(exp: Experiment, data, art: Path, seed: int, display: Display):
+    from tuner.runner import TrialDiverged, fit_options, run_trial
+
+    def objective(trial, params: dict[str, Any], attrs: dict[str, Any]) -> float:
+        trial_seed = int(seed) + trial.number
+        trial.set_user_attr("seed", trial_seed)
+        trial.set_user_attr("config", _jsonable(params))
+        epochs = fit_options(params).epochs
+        display.trial_begin(number=trial.number, params=params, baseline=attrs.get("baseline"), epochs=epochs)
+
+        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+            display.epoch_end(number=trial.number, epoch=epoch, epochs=epochs, logs=logs)
+
+        try:
+            out = run_trial(exp.space, params, data, seed=trial_seed,
+                            model_path=art / f"trial_{trial.number:04d}.keras", on_epoch=on_epoch)
+        except TrialDiverged as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            trial.set_user_attr("history", exc.history)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {text[0] if text else ''}"[:500])
+            raise
+        for key, value in (
+            ("val_accuracy", out.val_accuracy),
+            ("test_accuracy", out.test_accuracy),
+            ("n_params", out.n_params),
+            ("history", out.history),
+            ("best_epoch", out.best_epoch),
+            ("epochs_run", out.epochs_run),
+            ("seconds", round(out.seconds, 3)),
+            ("model_path", out.model_path),
+            ("backend", out.backend),
+        ):
+            trial.set_user_attr(key, value)
+        return out.val_accuracy
+
+    return objective
+
+
+# -- reading a study -------------------------------------------------------------------------------------------
+def trials(*, study: str | None = None, storage: str | None = None) -> StudyView:
+    """All trials of a study, in order."""
+    url, st = _open(storage, study)
+    return StudyView(st.study_name, study_meta(st), _records(st))
+
+
+def _best_record(records: Sequence[TrialRecord]) -> TrialRecord | None:
+    done = [r for r in records if r.state == "complete" and r.val_accuracy is not None
+            and math.isfinite(r.val_accuracy)]
+    if not done:
+        return None
+    # Ties go to the earlier trial: a baseline wins a tie against a search result.
+    return max(done, key=lambda r: (r.val_accuracy, -r.number))
+
+
+def best(*, study: str | None = None, storage: str | None = None) -> BestReport:
+    """The best trial by validation accuracy and its improvement over each baseline of the study.
+
+    Raises:
+        StorageError: unknown study, or a study without a completed trial.
+    """
+    url, st = _open(storage, study)
+    records = _records(st)
+    top = _best_record(records)
+    if top is None:
+        raise StorageError(f"study {st.study_name!r} has no completed trial yet; run `cnntune search` first")
+    meta = study_meta(st)
+    comps = []
+    for rec in records:
+        if rec.baseline and rec.state == "complete":
+            d_test = _pp(top.test_accuracy, rec.test_accuracy)
+            pct = (None if d_test is None or not rec.test_accuracy
+                   else 100.0 * (top.test_accuracy - rec.test_accuracy) / rec.test_accuracy)
+            comps.append(Comparison(rec, _pp(top.val_accuracy, rec.val_accuracy), d_test, pct))
+    return BestReport(st.study_name, meta, top, comps, val_noise_pp(top.val_accuracy, meta.get("n_val")))
+
+
+def export(path: str | Path, *, study: str | None = None, storage: str | None = None,
+           trial: int | None = None) -> Path:
+    """Writes the best (or a given) trial's model as one ``.keras`` file that takes raw uint8 images.
+
+    The metadata (space, params, seed, epoch, backend, dataset, class names) goes inside the file as
+    ``cnntune.json`` and beside it as ``<name>.json``.
+
+    Raises:
+        CnntuneError: a folder that does not exist, a missing model file, an unknown trial.
+    """
+    target = export_target(path)
+    if trial is None:
+        report = best(study=study, storage=storage)
+        rec, meta, name = report.best, report.meta, report.study
+    else:
+        url, st = _open(storage, study)
+        matches = [r for r in _records(st) if r.number == trial]
+        if not matches or matches[0].state != "complete":
+            raise StorageError(f"study {st.study_name!r} has no completed trial {trial}")
+        rec, meta, name = matches[0], study_meta(st), st.study_name
+    if not rec.model_path or not Path(rec.model_path).is_file():
+        raise CnntuneError(f"the model file of trial {rec.number} is missing ({rec.model_path}); rerun the search")
+    info = {
+        "study": name,
+        "trial": rec.number,
+        "space": meta.get("space"),
+        "params": rec.params,
+        "seed": rec.seed,
+        "epoch": rec.best_epoch,
+        "backend": rec.backend,
+        "dataset": meta.get("data"),
+        "class_names": meta.get("class_names"),
+        "input_shape": meta.get("input_shape"),
+        "input_dtype": "uint8",
+        "val_accuracy": rec.val_accuracy,
+        "test_accuracy": rec.test_accuracy,
+        "baseline": rec.baseline,
+    }
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(rec.model_path, tmp)
+    with zipfile.ZipFile(tmp, "a") as zf:
+        zf.writestr("cnntune.json", json.dumps(info, indent=2))
+    tmp.replace(target)
+    target.with_suffix(".json").write_text(json.dumps(info, indent=2))
+    return target
+
+
+def export_target(path: str | Path) -> Path:
+    """Checks an export file name before any work is done.
+
+    Raises:
+        CnntuneError: not a ``.keras`` name, or its folder does not exist.
+    """
+    target = Path(path).expanduser()
+    if target.suffix != ".keras":
+        raise CnntuneError(f"--export needs a file name ending in .keras. Received: {path}")
+    if not target.parent.is_dir():
+        raise CnntuneError(f"cannot export to {target}: folder {target.parent} does not exist")
+    return target
+
+
+def read_export_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata ``export`` stored inside a ``.keras`` file."""
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read("cnntune.json"))
+
+
+def spaces() -> list[dict[str, Any]]:
+    """Every registered space: name, number of choice points, baselines, default data, description."""
+    from search_spaces import SPACES
+    from tuner.hp import describe
+
+    rows = []
+    for name, module in SPACES.items():
+        params = describe(module)
+        rows.append({
+            "name": name,
+            "choices": sum(1 for p in params.values() if p.is_tunable),
+            "baselines": len(getattr(module, "BASELINES", [])),
+            "data": getattr(module, "DEFAULT_DATA", ""),
+            "description": getattr(module, "DESCRIPTION", ""),
+        })
+    return rows
+
+
+def space_detail(name: str) -> dict[str, Any]:
+    """One space's choice points (with conditions) and baselines."""
+    from tuner.hp import describe
+
+    module = get_space(name)
+    return {"name": name, "params": describe(module), "baselines": list(getattr(module, "BASELINES", []))}

@@ -1,0 +1,171 @@
+"""The ``cnntune`` command line (Typer + Rich). Parsing, rendering and exit codes only.
+
+``key=value`` words describe the experiment; ``--options`` control the run. Commands that do not train never
+import TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tuner._errors import CnntuneError
+from tuner.store import redact
+
+app = typer.Typer(
+    name="cnntune",
+    help="Automated search for Keras CNNs: search spaces from a hand-run study, replayed baselines, "
+    "Optuna and Keras Tuner engines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+STORAGE_HELP = "Optuna storage URL (sqlite:///file.db, postgresql://..., mysql+pymysql://..., journal:PATH)."
+STUDY_HELP = "Study name (default: the space's name; for reading commands, the only study in the storage)."
+
+out = Console()
+err = Console(stderr=True)
+
+
+@app.command()
+def spaces(name: Optional[str] = typer.Argument(None, help="Show one space's choice points and baselines.")) -> None:
+    """List the search spaces, with their number of choices and baselines."""
+    with _guard():
+        _spaces(name)
+
+
+def _spaces(name: Optional[str]) -> None:
+    from tuner import api
+    from tuner.display import render_spaces
+
+    if name is None:
+        render_spaces(out, api.spaces())
+        return
+    detail = api.space_detail(name)
+    table = Table(title=f"space {detail['name']}: choice points")
+    for col in ("name", "kind", "values", "default", "active when"):
+        table.add_column(col, overflow="fold")
+    for p in detail["params"].values():
+        cond = " and ".join(f"{c.name} in {list(c.values)}" for c in p.conditions)
+        table.add_row(p.name, p.kind, p.summary(), str(p.default), cond)
+    out.print(table)
+    base = Table(title="baselines")
+    for col in ("name", "study reported %", "params", "note"):
+        base.add_column(col, overflow="fold")
+    for b in detail["baselines"]:
+        base.add_row(b.name, "-" if b.reported is None else f"{b.reported:.2f}",
+                     " ".join(f"{k}={v}" for k, v in b.params.items()), b.note)
+    out.print(base)
+
+
+@app.command()
+def search(
+    words: Optional[List[str]] = typer.Argument(None, help="key=value words: space=NAME data=... data_dir=... "
+                                                "image_size=N classes=N epochs=N batch_size=N, or any choice point."),
+    trials: int = typer.Option(10, "--trials", "-n", help="Searched trials the study should hold (baselines extra)."),
+    study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or grid."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the sampler; trial n trains with seed+n."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after SECONDS."),
+    no_baselines: bool = typer.Option(False, "--no-baselines", help="Do not enqueue the space's baselines."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Folder for model files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Search a space: cnntune search space=deeper_net --trials 50."""
+    from tuner import api
+    from tuner.records import Display
+
+    display = Display()
+    if not quiet:
+        from tuner.display import RichDisplay
+
+        display = RichDisplay(err)
+    with _guard():
+        result = api.search(words or [], trials=trials, study=study, storage=storage, sampler=sampler, seed=seed,
+                            timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display)
+    if result.message:
+        err.print(result.message)
+    if not quiet:
+        done = sum(1 for r in result.ran if r.state == "complete")
+        out.print(f"ran {len(result.ran)} trials ({done} complete) in study {result.study} ({result.storage})")
+        if result.best is not None:
+            b = result.best
+            tag = f" (baseline {b.baseline})" if b.baseline else ""
+            out.print(f"best so far: trial {b.number}{tag}, val {100 * b.val_accuracy:.2f}%"
+                      + (f", test {100 * b.test_accuracy:.2f}%" if b.test_accuracy is not None else ""))
+
+
+@app.command("trials")
+def trials_cmd(
+    study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+) -> None:
+    """Table of a study's trials."""
+    from tuner import api
+    from tuner.display import render_trials
+
+    with _guard():
+        render_trials(out, api.trials(study=study, storage=storage))
+
+
+@app.command()
+def best(
+    study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    export: Optional[str] = typer.Option(None, "--export", help="Write the best model to FILE.keras."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Export this trial instead of the best."),
+) -> None:
+    """The best trial against the study's baselines; --export writes it as one .keras file."""
+    from tuner import api
+    from tuner.display import render_best
+
+    with _guard():
+        if export is not None:
+            api.export_target(export)
+        render_best(out, api.best(study=study, storage=storage))
+        if export is None:
+            return
+        path = api.export(export, study=study, storage=storage, trial=trial)
+        out.print(f"exported to {path} (raw uint8 images in, class probabilities out; metadata in "
+                  f"{path.with_suffix('.json').name})")
+
+
+@contextlib.contextmanager
+def _guard() -> Iterator[None]:
+    """Turns errors a user can act on into one line on stderr and exit code 1."""
+    try:
+        yield
+    except CnntuneError as exc:
+        err.print(f"error: {redact(str(exc))}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: finished trials are kept; rerun the same command to resume")
+        raise typer.Exit(130) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage errors also get one line and exit code 1, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="cnntune", standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        err.print("interrupted")
+        code = 130
+    except typer.TyperException as exc:
+        err.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

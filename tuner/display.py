@@ -1,0 +1,162 @@
+"""Rich rendering for the CLI: search progress, the trials table, the best-trial report, the spaces list.
+
+The only module that prints; the API hands it records.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tuner.records import Display, TrialRecord
+
+__all__ = ["RichDisplay", "render_best", "render_spaces", "render_trials", "fmt_params"]
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100.0 * v:.2f}"
+
+
+def _signed(v: float | None, unit: str = "") -> str:
+    return "-" if v is None else f"{v:+.2f}{unit}"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def fmt_params(params: dict[str, Any], skip: Iterable[str] = (), limit: int | None = None) -> str:
+    items = [f"{k}={_value(v)}" for k, v in params.items() if k not in set(skip)]
+    if limit is not None and len(items) > limit:
+        items = items[:limit] + [f"+{len(items) - limit} more"]
+    return " ".join(items)
+
+
+class RichDisplay(Display):
+    """Progress bars for trials and epochs, and one line per finished trial."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.trial_task = None
+        self.epoch_task = None
+        self.total = 0
+
+    def search_begin(self, *, study, space, data, trials, baselines) -> None:
+        self.total = trials + baselines
+        extra = f" + {baselines} baseline{'s' if baselines != 1 else ''}" if baselines else ""
+        self.console.print(f"[bold]study[/] {study}: space [cyan]{space}[/] on {data}, {trials} trials{extra}")
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=self.console, transient=True,
+        )
+        self.progress.start()
+        self.trial_task = self.progress.add_task("trials", total=self.total)
+
+    def trial_begin(self, *, number, params, baseline, epochs) -> None:
+        if self.progress is None:
+            return
+        label = f"trial {number}" + (f" ({baseline})" if baseline else "")
+        if self.epoch_task is not None:
+            self.progress.remove_task(self.epoch_task)
+        self.epoch_task = self.progress.add_task(f"  {label} epochs", total=epochs)
+
+    def epoch_end(self, *, number, epoch, epochs, logs) -> None:
+        if self.progress is not None and self.epoch_task is not None:
+            val = logs.get("val_accuracy")
+            desc = f"  trial {number} epochs" + (f" val {100 * val:.1f}%" if val is not None else "")
+            self.progress.update(self.epoch_task, completed=epoch, description=desc)
+
+    def trial_end(self, record: TrialRecord) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.trial_task)
+        tag = f" [magenta]{record.baseline}[/]" if record.baseline else ""
+        if record.state == "complete":
+            self.console.print(
+                f"trial {record.number}{tag}: val {_pct(record.val_accuracy)}% test {_pct(record.test_accuracy)}% "
+                f"({record.n_params:,} params, {record.seconds or 0:.1f} s)"
+            )
+        else:
+            self.console.print(f"trial {record.number}{tag}: [red]{record.state}[/] {record.reason or ''}")
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
+
+    def search_end(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+            self.epoch_task = None
+
+
+def render_trials(console: Console, view) -> None:
+    """The trials of a study as a table."""
+    meta = view.meta
+    fixed = set((meta.get("pins") or {}).keys())
+    table = Table(title=f"study {view.study}: {meta.get('space', '?')} on {_data_label(meta)}")
+    for col, just in (("#", "right"), ("state", "left"), ("baseline", "left"), ("val %", "right"),
+                      ("test %", "right"), ("params", "right"), ("s", "right"), ("hyperparameters", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    best_number = None
+    done = [r for r in view.records if r.state == "complete" and r.val_accuracy is not None]
+    if done:
+        best_number = max(done, key=lambda r: (r.val_accuracy, -r.number)).number
+    for r in view.records:
+        style = "bold green" if r.number == best_number else ("red" if r.state == "fail" else None)
+        state = r.state if r.state != "fail" or not r.reason else f"fail: {r.reason}"
+        table.add_row(
+            str(r.number), state, r.baseline or "", _pct(r.val_accuracy), _pct(r.test_accuracy),
+            f"{r.n_params:,}" if r.n_params else "-", f"{r.seconds:.1f}" if r.seconds else "-",
+            fmt_params(r.params, skip=fixed), style=style,
+        )
+    console.print(table)
+
+
+def _data_label(meta: dict[str, Any]) -> str:
+    data = meta.get("data") or {}
+    parts = [str(data.get("name", "?"))]
+    parts += [f"{k}={data[k]}" for k in ("image_size", "classes") if data.get(k)]
+    return " ".join(parts)
+
+
+def render_best(console: Console, report) -> None:
+    """The best trial and how much it beats each baseline."""
+    b = report.best
+    tag = f" (baseline {b.baseline})" if b.baseline else ""
+    console.print(f"[bold]best trial[/] {b.number}{tag} of study {report.study}: "
+                  f"val {_pct(b.val_accuracy)}%, test {_pct(b.test_accuracy)}%, {b.n_params or 0:,} params, "
+                  f"seed {b.seed}, epoch {b.best_epoch}")
+    console.print(f"  {fmt_params(b.params)}")
+    if report.noise_pp is not None:
+        n_val = report.meta.get("n_val")
+        console.print(f"  validation noise: +-{report.noise_pp:.1f} pp (one standard error on {n_val} images); "
+                      "differences smaller than about twice that are not evidence")
+    if not report.comparisons:
+        console.print("  no baseline completed in this study")
+        return
+    table = Table(title="best vs baselines (measured in this study)")
+    for col in ("baseline", "trial", "study reported %", "val %", "test %", "best - val pp", "best - test pp",
+                "best / test"):
+        table.add_column(col, justify="left" if col == "baseline" else "right")
+    for c in report.comparisons:
+        r = c.baseline
+        table.add_row(r.baseline, str(r.number), "-" if r.reported is None else f"{r.reported:.2f}",
+                      _pct(r.val_accuracy), _pct(r.test_accuracy), _signed(c.d_val_pp), _signed(c.d_test_pp),
+                      _signed(c.d_test_pct, "%"))
+    console.print(table)
+
+
+def render_spaces(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title="search spaces")
+    for col in ("space", "choices", "baselines", "default data", "description"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(row["name"], str(row["choices"]), str(row["baselines"]), row["data"], row["description"])
+    console.print(table)

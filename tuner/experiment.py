@@ -1,0 +1,174 @@
+"""``key=value`` words describe an experiment: the space, the data, and pinned hyperparameters.
+
+``space=basenet data=cub200 data_dir=PATH image_size=32 epochs=2 conv1_filters=6`` becomes an ``Experiment``.
+Reserved keys pick the space and the data; every other key pins a choice point of the space (the trial uses
+that value and the sampler does not vary it). ``epochs`` and ``batch_size`` are choice points of every space.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable, Mapping
+
+from tuner._errors import SpaceError
+from tuner.hp import Param, coerce_value, describe
+
+__all__ = [
+    "DATA_KEYS",
+    "RESERVED_KEYS",
+    "DataConfig",
+    "Experiment",
+    "get_space",
+    "parse_words",
+    "space_names",
+]
+
+DATA_KEYS = ("data", "data_dir", "image_size", "classes")
+RESERVED_KEYS = ("space", *DATA_KEYS, "epochs", "batch_size")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset a study trains on."""
+
+    name: str
+    data_dir: str | None = None
+    image_size: int | None = None
+    classes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def label(self) -> str:
+        extras = [f"{k}={v}" for k, v in (("image_size", self.image_size), ("classes", self.classes)) if v]
+        return " ".join([self.name, *extras])
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A space, its data and the pinned hyperparameters."""
+
+    space_name: str
+    space: ModuleType = field(repr=False)
+    data: DataConfig
+    pins: dict[str, Any] = field(default_factory=dict)
+
+
+def space_names() -> list[str]:
+    from search_spaces import SPACES
+
+    return list(SPACES)
+
+
+def get_space(name: str) -> ModuleType:
+    """A registered space by name, or a user's own module given as a path to a ``.py`` file.
+
+    Raises:
+        SpaceError: unknown name or a module that is not a space.
+    """
+    from search_spaces import SPACES
+
+    if name in SPACES:
+        return SPACES[name]
+    if name.endswith(".py"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise SpaceError(f"space file {name!r} does not exist")
+        mod_name = f"cnntune_user_space_{path.stem}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise SpaceError(f"cannot import space file {name!r}: {type(exc).__name__}: {exc}") from None
+        missing = [a for a in ("declare", "build") if not callable(getattr(module, a, None))]
+        if missing:
+            raise SpaceError(f"space file {name!r} lacks {', '.join(missing)}(); a space defines declare(hp) and build(params, spec)")
+        module.NAME = getattr(module, "NAME", path.stem)
+        module.BASELINES = getattr(module, "BASELINES", [])
+        module.DESCRIPTION = getattr(module, "DESCRIPTION", "")
+        module.DEFAULT_DATA = getattr(module, "DEFAULT_DATA", "synthetic")
+        return module
+    raise SpaceError(f"unknown space {name!r}; valid: {', '.join(SPACES)} (or a path to a .py file)")
+
+
+def _as_int(key: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise SpaceError(f"{key}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SpaceError(f"{key}={raw!r} must be >= {minimum}")
+    return value
+
+
+def split_words(words: Iterable[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; a word without ``=`` or a repeated key is an error."""
+    out: dict[str, str] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpaceError(f"expected key=value, got {word!r} (for example space=basenet epochs=2)")
+        if key in out:
+            raise SpaceError(f"{key}= is given twice")
+        out[key] = value
+    return out
+
+
+def validate_pins(space: ModuleType, raw_pins: Mapping[str, Any], space_name: str) -> dict[str, Any]:
+    """Checks and types pinned values against the space's choice points.
+
+    Raises:
+        SpaceError: an unknown key (the message lists the valid ones) or a value of the wrong type.
+    """
+    params: dict[str, Param] = describe(space)
+    valid = ", ".join([k for k in RESERVED_KEYS if k not in ("epochs", "batch_size")] + list(params))
+    pins: dict[str, Any] = {}
+    for key, raw in raw_pins.items():
+        if key not in params:
+            raise SpaceError(f"unknown key {key!r} for space {space_name}; valid keys: {valid}")
+        try:
+            pins[key] = coerce_value(params[key], raw)
+        except SpaceError as exc:
+            raise SpaceError(f"{exc} (valid keys of space {space_name}: {valid})") from None
+    return pins
+
+
+def parse_words(words: Iterable[str], *, default_space: str | None = None,
+                default_data: Mapping[str, Any] | None = None,
+                default_pins: Mapping[str, Any] | None = None) -> Experiment:
+    """Turns ``key=value`` words into an ``Experiment``.
+
+    Args:
+        words: the words, e.g. ``["space=basenet", "data=cub200", "epochs=2"]``.
+        default_space: the space when no ``space=`` is given (e.g. the stored space of a study being resumed).
+        default_data: data settings to start from (e.g. a resumed study's), overridden by the words.
+        default_pins: pins to start from (a resumed study's), overridden by the words.
+
+    Raises:
+        SpaceError: unknown space or key, a value of the wrong type, no space at all.
+    """
+    kv = split_words(words)
+    space_name = kv.pop("space", None) or default_space
+    if not space_name:
+        raise SpaceError(f"say which space to search with space=NAME; valid: {', '.join(space_names())}")
+    space = get_space(space_name)
+    base = dict(default_data or {})
+    data = DataConfig(
+        name=kv.pop("data", None) or base.get("name") or getattr(space, "DEFAULT_DATA", "synthetic"),
+        data_dir=kv.pop("data_dir", None) or base.get("data_dir"),
+        image_size=_as_int("image_size", kv.pop("image_size"), 8) if "image_size" in kv else base.get("image_size"),
+        classes=_as_int("classes", kv.pop("classes"), 2) if "classes" in kv else base.get("classes"),
+    )
+    from tuner.data import DATASETS
+
+    if data.name not in DATASETS:
+        raise SpaceError(f"unknown data {data.name!r}; valid: {', '.join(DATASETS)}")
+    pins = validate_pins(space, {**dict(default_pins or {}), **kv}, getattr(space, "NAME", space_name))
+    return Experiment(space_name=getattr(space, "NAME", space_name), space=space, data=data, pins=pins)

@@ -1,0 +1,98 @@
+"""Plain records the API returns, read from the study store, and the display protocol engines report to.
+
+Engines and API functions return data; one display object prints (the CLI passes a Rich one).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Display", "TrialRecord", "state_name", "val_noise_pp"]
+
+
+def state_name(state) -> str:
+    return str(getattr(state, "name", state)).lower()
+
+
+@dataclass
+class TrialRecord:
+    """One trial as the store holds it."""
+
+    number: int
+    state: str
+    params: dict[str, Any]
+    val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    n_params: int | None = None
+    seconds: float | None = None
+    seed: int | None = None
+    baseline: str | None = None
+    reported: float | None = None
+    model_path: str | None = None
+    reason: str | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    backend: str | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_trial(cls, trial) -> "TrialRecord":
+        """Reads an ``optuna.trial.FrozenTrial``."""
+        attrs = trial.user_attrs
+        value = trial.value if trial.values is not None else None
+        if value is None:
+            value = attrs.get("val_accuracy")
+        params = dict(attrs.get("config") or trial.params)
+        tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine") if k in attrs}
+        return cls(
+            number=trial.number,
+            state=state_name(trial.state),
+            params=params,
+            val_accuracy=value,
+            test_accuracy=attrs.get("test_accuracy"),
+            n_params=attrs.get("n_params"),
+            seconds=attrs.get("seconds"),
+            seed=attrs.get("seed"),
+            baseline=attrs.get("baseline"),
+            reported=attrs.get("reported"),
+            model_path=attrs.get("model_path"),
+            reason=attrs.get("fail_reason"),
+            best_epoch=attrs.get("best_epoch"),
+            epochs_run=attrs.get("epochs_run"),
+            backend=attrs.get("backend"),
+            history=dict(attrs.get("history") or {}),
+            tags=tags,
+        )
+
+
+def val_noise_pp(accuracy: float | None, n_val: int | None) -> float | None:
+    """One standard error of a validation accuracy measured on ``n_val`` images, in percentage points."""
+    if accuracy is None or not n_val:
+        return None
+    p = min(max(float(accuracy), 0.0), 1.0)
+    return 100.0 * math.sqrt(max(p * (1 - p), 1e-12) / n_val)
+
+
+class Display:
+    """What a search reports while it runs; this base class shows nothing (API use, tests, ``--quiet``)."""
+
+    def search_begin(self, *, study: str, space: str, data: str, trials: int, baselines: int) -> None:
+        pass
+
+    def trial_begin(self, *, number: int, params: dict[str, Any], baseline: str | None, epochs: int) -> None:
+        pass
+
+    def epoch_end(self, *, number: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        pass
+
+    def trial_end(self, record: TrialRecord) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def search_end(self) -> None:
+        pass

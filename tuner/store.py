@@ -1,0 +1,157 @@
+"""The study store: an Optuna storage URL is the single system of record.
+
+Studies, trials, metrics and the locations of model artifacts live in the Optuna storage; the model files
+themselves live in an artifacts folder next to the study (beside the SQLite file, or under the working
+directory for server storages). Nothing here imports Keras.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from tuner._errors import StorageError
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "artifacts_root",
+    "create_or_load_study",
+    "load_study",
+    "open_storage",
+    "redact",
+    "study_meta",
+    "study_names",
+]
+
+DEFAULT_STORAGE = "sqlite:///cnntune.db"
+META_KEY = "cnntune"
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
+
+
+def redact(text: str) -> str:
+    """Hides passwords of any URLs inside ``text`` (``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``)."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", str(text))
+
+
+def _journal_path(url: str) -> str | None:
+    if url.startswith("journal:"):
+        return url[len("journal:"):].removeprefix("//")
+    if url.endswith((".log", ".jsonl")) and "://" not in url:
+        return url
+    return None
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def open_storage(url: str | None = None):
+    """Opens an Optuna storage from a URL.
+
+    Accepts any SQLAlchemy URL Optuna accepts (``sqlite:///file.db``, ``postgresql://...``, ``mysql+pymysql://...``)
+    and ``journal:PATH`` (Optuna's journal file storage, for many processes on one host).
+
+    Args:
+        url: the storage URL; ``None`` uses ``sqlite:///cnntune.db`` in the working directory.
+
+    Returns:
+        An ``optuna.storages.BaseStorage``.
+
+    Raises:
+        StorageError: the URL cannot be opened (the message never shows a password).
+    """
+    import optuna
+
+    url = url or DEFAULT_STORAGE
+    journal = _journal_path(url)
+    try:
+        if journal is not None:
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            parent = Path(journal).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StorageError(f"cannot open storage {redact(url)}: folder {parent} does not exist")
+            return JournalStorage(JournalFileBackend(str(Path(journal).expanduser())))
+        if "://" not in url:
+            raise StorageError(
+                f"cannot open storage {redact(url)!r}: expected a URL such as sqlite:///cnntune.db, "
+                "postgresql://user@host/db, mysql+pymysql://user@host/db or journal:PATH"
+            )
+        sqlite = _sqlite_path(url)
+        if sqlite is not None and not sqlite.expanduser().resolve().parent.is_dir():
+            raise StorageError(f"cannot open storage {redact(url)}: folder {sqlite.resolve().parent} does not exist")
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except StorageError:
+        raise
+    except Exception as exc:  # SQLAlchemy/driver errors vary; all of them mean the same to a user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {redact(url)}: {redact(reason)}") from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith(("postgresql", "mysql")):
+        # Fail fast on a host that is down instead of hanging for minutes.
+        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    return {}
+
+
+def artifacts_root(url: str | None, study_name: str, override: str | os.PathLike | None = None) -> Path:
+    """The folder holding the model files of a study.
+
+    Next to the SQLite or journal file when the storage is a file; otherwise ``./cnntune_artifacts``.
+    """
+    if override:
+        return Path(override).expanduser().resolve() / study_name
+    url = url or DEFAULT_STORAGE
+    file = _sqlite_path(url) or (Path(p) if (p := _journal_path(url)) else None)
+    base = file.expanduser().resolve().parent if file is not None else Path.cwd()
+    return base / "cnntune_artifacts" / study_name
+
+
+def study_names(storage) -> list[str]:
+    import optuna
+
+    return [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
+
+
+def load_study(storage, name: str | None, url: str | None = None):
+    """Loads an existing study; without a name, the only study in the storage.
+
+    Raises:
+        StorageError: no such study, or several studies and no name given.
+    """
+    import optuna
+
+    names = study_names(storage)
+    where = redact(url or DEFAULT_STORAGE)
+    if name is None:
+        if len(names) == 1:
+            name = names[0]
+        elif not names:
+            raise StorageError(f"no studies in {where}; run `cnntune search` first")
+        else:
+            raise StorageError(f"{len(names)} studies in {where}; pick one with --study: {', '.join(sorted(names))}")
+    if name not in names:
+        known = f"; known: {', '.join(sorted(names))}" if names else ""
+        raise StorageError(f"no study named {name!r} in {where}{known}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def create_or_load_study(storage, name: str, sampler=None, pruner=None):
+    import optuna
+
+    return optuna.create_study(
+        storage=storage, study_name=name, sampler=sampler, pruner=pruner, direction="maximize", load_if_exists=True
+    )
+
+
+def study_meta(study) -> dict[str, Any]:
+    """The cnntune description of a study (space, data, pins, classes), or ``{}`` for foreign studies."""
+    return dict(study.user_attrs.get(META_KEY) or {})
