@@ -124,8 +124,14 @@ def test_cifar_without_network_or_copy_says_how_to_get_it(store, tmp_path, monke
     _one_line_error(_run("search", "space=basenet", "data=cifar100_25", "--storage", store), "data_dir")
 
 
-def test_best_on_empty_or_unknown_study(store):
-    _one_line_error(_run("best", "--storage", store), "no studies")
+def test_best_on_empty_or_unknown_study(store, tmp_path):
+    _one_line_error(_run("best", "--storage", store), "no study store")
+    assert not (tmp_path / "studies.db").exists()  # reading never creates a store
+    _one_line_error(_run("best"), "no study store")
+    import optuna
+
+    optuna.create_study(storage=store, study_name="empty")
+    _one_line_error(_run("best", "--storage", store), "no completed trial")
     _run("search", "space=basenet", *SYN, "--trials", "1", "--study", "x", "--storage", store, "--quiet")
     _one_line_error(_run("best", "--study", "nope", "--storage", store), "no study named 'nope'", "x")
     _one_line_error(_run("trials", "--study", "nope", "--storage", store), "no study named 'nope'")

@@ -27,6 +27,7 @@ from tuner.store import (
     load_study,
     open_storage,
     redact,
+    sqlite_file,
     study_meta,
     study_names,
 )
@@ -99,7 +100,11 @@ def _done_baselines(records: Iterable[TrialRecord]) -> set[str]:
 
 
 def _open(storage: str | None, study: str | None):
+    """Opens an existing study for reading; never creates a store as a side effect."""
     url = storage or DEFAULT_STORAGE
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        raise StorageError(f"no study store at {file}; run `cnntune search` here first or pass --storage")
     store = open_storage(url)
     return url, load_study(store, study, url)
 

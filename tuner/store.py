@@ -22,6 +22,7 @@ __all__ = [
     "load_study",
     "open_storage",
     "redact",
+    "sqlite_file",
     "study_meta",
     "study_names",
 ]
@@ -45,7 +46,7 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     if not url.startswith("sqlite:///"):
         return None
     path = url[len("sqlite:///"):]
@@ -84,7 +85,7 @@ def open_storage(url: str | None = None):
                 f"cannot open storage {redact(url)!r}: expected a URL such as sqlite:///cnntune.db, "
                 "postgresql://user@host/db, mysql+pymysql://user@host/db or journal:PATH"
             )
-        sqlite = _sqlite_path(url)
+        sqlite = sqlite_file(url)
         if sqlite is not None and not sqlite.expanduser().resolve().parent.is_dir():
             raise StorageError(f"cannot open storage {redact(url)}: folder {sqlite.resolve().parent} does not exist")
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
@@ -110,7 +111,7 @@ def artifacts_root(url: str | None, study_name: str, override: str | os.PathLike
     if override:
         return Path(override).expanduser().resolve() / study_name
     url = url or DEFAULT_STORAGE
-    file = _sqlite_path(url) or (Path(p) if (p := _journal_path(url)) else None)
+    file = sqlite_file(url) or (Path(p) if (p := _journal_path(url)) else None)
     base = file.expanduser().resolve().parent if file is not None else Path.cwd()
     return base / "cnntune_artifacts" / study_name
 
