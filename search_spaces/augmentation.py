@@ -30,7 +30,7 @@ Study table (STUDY.md 2.2):
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, ModelSpec
+from tuner.spec import Baseline, Claim, ModelSpec
 
 NAME = "augmentation"
 DESCRIPTION = "Study 2.2: zoom, rotation and horizontal flip on the normalized BaseNet"
@@ -55,6 +55,13 @@ BASELINES: list[Baseline] = [
     Baseline("rotation90+flip", params=_aug(rotation=90, flip=True), reported=35.04, note="STUDY 2.2"),
     Baseline("zoom0.2+rotation20+flip", params=_aug(zoom=0.2, rotation=20, flip=True), reported=39.24,
              note="STUDY 2.2"),
+]
+
+# The study's conclusions as orderings of baselines; `cnntune reproduce` checks them on measured means.
+CLAIMS: list[Claim] = [
+    Claim("normalization", "zoom1.2", "zoom 1.2 hurts vs normalization only"),
+    Claim("normalization", "rotation90", "rotation 90 hurts vs normalization only"),
+    Claim("zoom0.2+flip", "normalization", "zoom 0.2 + flip (chosen) helps vs normalization only"),
 ]
 
 

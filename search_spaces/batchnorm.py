@@ -22,7 +22,7 @@ Study table (STUDY.md 2.4):
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, ModelSpec
+from tuner.spec import Baseline, Claim, ModelSpec
 
 NAME = "batchnorm"
 DESCRIPTION = "Study 2.4: BatchNormalization before/after ReLU in conv and dense layers of the 6-56-106 net"
@@ -40,6 +40,12 @@ BASELINES: list[Baseline] = [
              reported=52.84, note="STUDY 2.4"),
     Baseline("conv_before+dense_after", params={"bn_conv": "before", "bn_dense": "after", "bn_output": True},
              reported=51.44, note="STUDY 2.4"),
+]
+
+# The study's conclusions as orderings of baselines; `cnntune reproduce` checks them on measured means.
+CLAIMS: list[Claim] = [
+    Claim("after_all", "no_bn", "BatchNormalization after ReLU beats no BatchNormalization"),
+    Claim("after_all", "before_all", "BatchNormalization after ReLU beats before ReLU"),
 ]
 
 

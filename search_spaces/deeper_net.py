@@ -43,7 +43,7 @@ Study table (STUDY.md 2.3):
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, ModelSpec
+from tuner.spec import Baseline, Claim, ModelSpec
 
 NAME = "deeper_net"
 DESCRIPTION = "Study 2.3: deeper conv bodies (extra 3x3 / third 5x5 / pool placement) and their channel counts"
@@ -76,6 +76,12 @@ BASELINES: list[Baseline] = [
              params={"body": "stack_5333335", **_BASE, "conv1_3x3_filters": 6}),
     Baseline("6-56-106", reported=49.48, note="STUDY 2.3 (chosen)",
              params={"body": "third5x5_pool_end", "conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106}),
+]
+
+# The study's conclusions as orderings of baselines; `cnntune reproduce` checks them on measured means.
+CLAIMS: list[Claim] = [
+    Claim("third5x5_pool_end", "basenet_body", "three 5x5 convs with one pool at the end beat the BaseNet body"),
+    Claim("6-56-106", "third5x5_pool_end", "widening to 6-56-106 channels beats 6-16-32"),
 ]
 
 

@@ -16,7 +16,7 @@ Study table (STUDY.md 2.1):
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, ModelSpec
+from tuner.spec import Baseline, Claim, ModelSpec
 
 NAME = "normalization"
 DESCRIPTION = "Study 2.1: BaseNet with featurewise input normalization on or off"
@@ -27,6 +27,11 @@ FIXED = dict(_blocks.BASENET)
 BASELINES: list[Baseline] = [
     Baseline("basenet", params={"normalize": False}, reported=31.68, note="STUDY 2.1"),
     Baseline("normalization", params={"normalize": True}, reported=39.88, note="STUDY 2.1 (chosen)"),
+]
+
+# The study's conclusions as orderings of baselines; `cnntune reproduce` checks them on measured means.
+CLAIMS: list[Claim] = [
+    Claim("normalization", "basenet", "featurewise normalization beats none"),
 ]
 
 

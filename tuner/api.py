@@ -95,8 +95,9 @@ def _counts_toward_budget(rec: TrialRecord) -> bool:
 
 
 def _done_baselines(records: Iterable[TrialRecord]) -> set[str]:
+    # Reproduction runs carry a baseline name too, but a search measures its own baselines (its seeds).
     return {r.baseline for r in records if r.baseline and r.state in (*_FINISHED, "running", "waiting")
-            and r.reason != "interrupted"}
+            and r.reason != "interrupted" and not _is_replay(r)}
 
 
 def _open(storage: str | None, study: str | None):
@@ -166,18 +167,7 @@ def search(
     exp = parse_words(words, default_space=meta.get("space"), default_data=meta.get("data"),
                       default_pins=meta.get("pins"))
     if meta:
-        if meta.get("space") != exp.space_name:
-            raise CnntuneError(
-                f"study {name!r} searches space {meta.get('space')}, not {exp.space_name}; use another --study"
-            )
-        if meta.get("data") != exp.data.to_dict():
-            raise CnntuneError(
-                f"study {name!r} was run on data {meta.get('data')}; use another --study for {exp.data.to_dict()}"
-            )
-        if meta.get("pins", {}) != _jsonable(exp.pins):
-            raise CnntuneError(
-                f"study {name!r} was run with pins {meta.get('pins')}; use another --study for {_jsonable(exp.pins)}"
-            )
+        _check_same_experiment(name, meta, exp)
 
     import optuna
 
@@ -190,19 +180,7 @@ def search(
     study_obj = create_or_load_study(store, name, sampler=sampler_obj)
     art = Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, name, artifacts)
     if not meta:
-        meta = {
-            "space": exp.space_name,
-            "data": exp.data.to_dict(),
-            "pins": _jsonable(exp.pins),
-            "class_names": list(data.class_names),
-            "input_shape": list(data.input_shape),
-            "num_classes": int(data.num_classes),
-            "n_train": int(len(data.x_train)),
-            "n_val": int(len(data.x_val)),
-            "n_test": int(len(data.x_test)),
-            "artifacts": str(art),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
+        meta = _new_meta(exp, data, art)
         study_obj.set_user_attr(META_KEY, meta)
 
     baseline_cfgs = _enqueue(study_obj, exp, baselines)
@@ -246,6 +224,39 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(values))
 
 
+def _check_same_experiment(name: str, meta: dict[str, Any], exp: Experiment) -> None:
+    """Refuses to add trials of another space, data or pins to an existing study (its numbers would mix)."""
+    if meta.get("space") != exp.space_name:
+        raise CnntuneError(
+            f"study {name!r} searches space {meta.get('space')}, not {exp.space_name}; use another --study"
+        )
+    if meta.get("data") != exp.data.to_dict():
+        raise CnntuneError(
+            f"study {name!r} was run on data {meta.get('data')}; use another --study for {exp.data.to_dict()}"
+        )
+    if meta.get("pins", {}) != _jsonable(exp.pins):
+        raise CnntuneError(
+            f"study {name!r} was run with pins {meta.get('pins')}; use another --study for {_jsonable(exp.pins)}"
+        )
+
+
+def _new_meta(exp: Experiment, data, art: Path) -> dict[str, Any]:
+    """The cnntune description stored on a new study: what it trains on, so reading commands need no words."""
+    return {
+        "space": exp.space_name,
+        "data": exp.data.to_dict(),
+        "pins": _jsonable(exp.pins),
+        "class_names": list(data.class_names),
+        "input_shape": list(data.input_shape),
+        "num_classes": int(data.num_classes),
+        "n_train": int(len(data.x_train)),
+        "n_val": int(len(data.x_val)),
+        "n_test": int(len(data.x_test)),
+        "artifacts": str(art),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
 def _enqueue(study_obj, exp: Experiment, with_baselines: bool) -> dict[str, dict[str, Any]]:
     """Enqueues baselines not yet run and retries of interrupted trials; returns each baseline's config."""
     space = exp.space
@@ -262,7 +273,8 @@ def _enqueue(study_obj, exp: Experiment, with_baselines: bool) -> dict[str, dict
             )
     retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
     for r in records:
-        if r.reason == "interrupted" and r.number not in retried and not r.baseline:
+        # Interrupted replays are resumed by their own command (reproduce, best --reeval), not by the search.
+        if r.reason == "interrupted" and r.number not in retried and not r.baseline and not _is_replay(r):
             study_obj.enqueue_trial(_suggestable(space, exp.pins, r.params),
                                     user_attrs={"retry_of": r.number, "given": r.params})
     return configs
@@ -279,7 +291,8 @@ def _objective(exp: Experiment, data, art: Path, seed: int, display: Display):
     from tuner.runner import TrialDiverged, fit_options, run_trial
 
     def objective(trial, params: dict[str, Any], attrs: dict[str, Any]) -> float:
-        trial_seed = int(seed) + trial.number
+        # A replayed run (reproduction, re-evaluation) carries its own seed; searched trials use seed + number.
+        trial_seed = int(attrs["seed"]) if attrs.get("seed") is not None else int(seed) + trial.number
         trial.set_user_attr("seed", trial_seed)
         trial.set_user_attr("config", _jsonable(params))
         epochs = fit_options(params).epochs
@@ -326,30 +339,44 @@ def trials(*, study: str | None = None, storage: str | None = None) -> StudyView
     return StudyView(st.study_name, study_meta(st), _records(st))
 
 
-def _best_record(records: Sequence[TrialRecord]) -> TrialRecord | None:
+def _is_replay(rec: TrialRecord) -> bool:
+    """A reproduction or re-evaluation run: a repeat of a known config, not a result of the search."""
+    return bool(rec.tags.get("reproduce")) or rec.tags.get("reeval_of") is not None
+
+
+def _best_record(records: Sequence[TrialRecord], replays: bool = False) -> TrialRecord | None:
     done = [r for r in records if r.state == "complete" and r.val_accuracy is not None
-            and math.isfinite(r.val_accuracy)]
+            and math.isfinite(r.val_accuracy) and (replays or not _is_replay(r))]
     if not done:
         return None
     # Ties go to the earlier trial: a baseline wins a tie against a search result.
     return max(done, key=lambda r: (r.val_accuracy, -r.number))
 
 
-def best(*, study: str | None = None, storage: str | None = None) -> BestReport:
+def best(*, study: str | None = None, storage: str | None = None, replays: bool = False) -> BestReport:
     """The best trial by validation accuracy and its improvement over each baseline of the study.
+
+    Args:
+        study: study name; default the only study in the storage.
+        storage: Optuna storage URL.
+        replays: also consider reproduction and re-evaluation runs (``reproduce`` / ``reeval_of`` tags);
+            by default they are repeats of known configs with other seeds, not candidates.
 
     Raises:
         StorageError: unknown study, or a study without a completed trial.
     """
     url, st = _open(storage, study)
     records = _records(st)
-    top = _best_record(records)
+    top = _best_record(records, replays)
+    if top is None and _best_record(records, True) is not None:
+        raise StorageError(f"study {st.study_name!r} holds only reproduction or re-evaluation runs; "
+                           "add --include-replays to pick among them")
     if top is None:
         raise StorageError(f"study {st.study_name!r} has no completed trial yet; run `cnntune search` first")
     meta = study_meta(st)
     comps = []
     for rec in records:
-        if rec.baseline and rec.state == "complete":
+        if rec.baseline and rec.state == "complete" and (replays or not _is_replay(rec)):
             d_test = _pp(top.test_accuracy, rec.test_accuracy)
             pct = (None if d_test is None or not rec.test_accuracy
                    else 100.0 * (top.test_accuracy - rec.test_accuracy) / rec.test_accuracy)

@@ -122,6 +122,13 @@ def best(
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
     export: Optional[str] = typer.Option(None, "--export", help="Write the best model to FILE.keras."),
     trial: Optional[int] = typer.Option(None, "--trial", help="Export this trial instead of the best."),
+    reeval: Optional[int] = typer.Option(None, "--reeval", help="Retrain the top K distinct configurations with "
+                                         "new seeds and rank them by mean validation accuracy."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="New seeds per configuration with --reeval "
+                                        "(default 3)."),
+    include_replays: bool = typer.Option(False, "--include-replays", help="Let reproduction and re-evaluation "
+                                         "runs be picked as the best."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output while retraining."),
 ) -> None:
     """The best trial against the study's baselines; --export writes it as one .keras file."""
     from tuner import api
@@ -130,12 +137,74 @@ def best(
     with _guard():
         if export is not None:
             api.export_target(export)
-        render_best(out, api.best(study=study, storage=storage))
+        if reeval is not None or seeds is not None:
+            _best_reeval(study, storage, export, trial, reeval, seeds, quiet)
+            return
+        render_best(out, api.best(study=study, storage=storage, replays=include_replays))
         if export is None:
             return
         path = api.export(export, study=study, storage=storage, trial=trial)
         out.print(f"exported to {path} (raw uint8 images in, class probabilities out; metadata in "
                   f"{path.with_suffix('.json').name})")
+
+
+def _best_reeval(study: Optional[str], storage: Optional[str], export: Optional[str], trial: Optional[int],
+                 reeval: Optional[int], seeds: Optional[int], quiet: bool) -> None:
+    """``best --reeval K --seeds S``: retrain, re-rank by the mean, and export the winner's original trial."""
+    from tuner import api
+    from tuner.display import render_reeval
+    from tuner.reeval import reevaluate
+
+    if reeval is None:
+        raise CnntuneError("--seeds needs --reeval K (how many top configurations to retrain)")
+    report = reevaluate(study=study, storage=storage, top=reeval, seeds=3 if seeds is None else seeds,
+                        display=_progress(quiet))
+    render_reeval(out, report)
+    if export is None:
+        return
+    if trial is None and report.winner is None:
+        raise CnntuneError("no re-evaluation run completed, so there is no winner to export; pass --trial N")
+    number = report.winner.trial if trial is None else trial
+    path = api.export(export, study=study, storage=storage, trial=number)
+    out.print(f"exported trial {number} to {path} (metadata in {path.with_suffix('.json').name})")
+
+
+@app.command()
+def reproduce(
+    words: Optional[List[str]] = typer.Argument(None, help="space=NAME or space=all, then data=... data_dir=... "
+                                                "image_size=N classes=N epochs=N, or any choice point."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per baseline: --seed .. --seed + S - 1."),
+    seed: int = typer.Option(0, "--seed", help="The first seed."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default reproduce-<space>; with "
+                                        "space=all a prefix: <study>-<space>). An existing study resumes."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Folder for reproduce_<space>.csv and .json "
+                                          "(default: the working directory)."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Folder for model files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Replay the study's baselines over several seeds: cnntune reproduce space=augmentation --seeds 3."""
+    from tuner import reproduce as rp
+    from tuner.display import render_reproduction
+
+    with _guard():
+        rp.check_out_dir(out_dir)
+        result = rp.reproduce(words or [], seeds=seeds, seed=seed, study=study, storage=storage,
+                              artifacts=artifacts, display=_progress(quiet))
+        paths = rp.write_reproduction(result, out_dir)
+    render_reproduction(out, result)
+    out.print(f"ran {len(result.ran)} runs; wrote {' and '.join(str(p) for p in paths)}")
+
+
+def _progress(quiet: bool):
+    """Progress bars on stderr, or nothing with --quiet."""
+    from tuner.records import Display
+
+    if quiet:
+        return Display()
+    from tuner.display import RichDisplay
+
+    return RichDisplay(err)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@ from rich.table import Table
 
 from tuner.records import Display, TrialRecord
 
-__all__ = ["RichDisplay", "render_best", "render_spaces", "render_trials", "fmt_params"]
+__all__ = ["RichDisplay", "fmt_params", "render_best", "render_reeval", "render_reproduction", "render_spaces",
+           "render_trials"]
 
 
 def _pct(v: float | None) -> str:
@@ -160,3 +161,78 @@ def render_spaces(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(row["name"], str(row["choices"]), str(row["baselines"]), row["data"], row["description"])
     console.print(table)
+
+
+def _num(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _mean_std(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
+def render_reproduction(console: Console, result) -> None:
+    """Per space: the study's number of each baseline against the measured mean; then the claims, held or not."""
+    for part in result.spaces:
+        data = part.data.get("name")
+        table = Table(title=f"reproduce {part.space} (study {part.study}, data {data}, seeds "
+                            f"{' '.join(str(s) for s in result.seeds)})")
+        for col, just in (("baseline", "left"), ("study %", "right"), ("runs", "right"), ("val mean %", "right"),
+                          ("test mean ± std %", "right"), ("measured - study pp", "right")):
+            table.add_column(col, justify=just)
+        for row in part.rows:
+            runs = str(row.runs) + (f" ({row.diverged} diverged)" if row.diverged else "")
+            table.add_row(row.baseline, _num(row.reported), runs, _num(row.val_mean),
+                          _mean_std(row.test_mean, row.test_std), _signed(row.diff_pp))
+        console.print(table)
+    if result.claims:
+        # One line per claim: the sentence stays readable where a table column would break it mid-word.
+        console.print("[bold]the study's claims, checked on the measured mean test accuracy[/]")
+        for c in result.claims:
+            colour = {"held": "green", "not held": "red"}.get(c.status, "yellow")
+            measured = (f"measured {_num(c.better_mean)} vs {_num(c.worse_mean)}"
+                        + (f" ({_signed(c.diff_pp)}" + (f" ± {c.se_pp:.2f}" if c.se_pp is not None else "") + " pp)"
+                           if c.diff_pp is not None else ""))
+            console.print(f"  [{colour}]{c.status}[/]: {c.space}: {c.text} ({c.better} > {c.worse}); "
+                          f"study {_num(c.better_reported)} vs {_num(c.worse_reported)}, {measured}"
+                          + (f"; {c.why}" if c.why else ""), highlight=False)
+    if any(part.data.get("name") != "cifar100_25" for part in result.spaces):
+        console.print("note: the study's numbers are on cifar100_25 at full length; on other data or with pinned "
+                      "epochs only the orderings (claims) are comparable, not the accuracies")
+
+
+def render_reeval(console: Console, report) -> None:
+    """The top configurations re-ranked by the mean validation accuracy of new seeds, and the winner."""
+    table = Table(title=f"study {report.study}: top {len(report.rows)} configurations retrained with "
+                        f"{report.seeds} new seeds each, ranked by mean validation accuracy")
+    for col, just in (("rank", "right"), ("was", "right"), ("trial", "right"), ("baseline", "left"),
+                      ("single run val %", "right"), ("single run test %", "right"), ("runs", "right"),
+                      ("val mean ± std %", "right"), ("test mean ± std %", "right"), ("hyperparameters", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    fixed = set((report.meta.get("pins") or {}).keys())
+    for row in report.rows:
+        runs = str(row.runs) + (f" ({row.diverged} diverged)" if row.diverged else "")
+        table.add_row(str(row.rank), str(row.original_rank), str(row.trial), row.baseline or "",
+                      _num(row.original_val), _num(row.original_test), runs, _mean_std(row.val_mean, row.val_std),
+                      _mean_std(row.test_mean, row.test_std), fmt_params(row.params, skip=fixed),
+                      style="bold green" if row.rank == 1 and row.val_mean is not None else None)
+    console.print(table)
+    winner = report.winner
+    if winner is None:
+        console.print("no re-evaluation run completed; no winner")
+        return
+    tag = f" (baseline {winner.baseline})" if winner.baseline else ""
+    line = (f"winner by mean: trial {winner.trial}{tag}, val {_mean_std(winner.val_mean, winner.val_std)}% over "
+            f"{winner.runs} new seeds (its single run: {_num(winner.original_val)}%)")
+    if report.lead_pp is not None:
+        line += f"; lead over the next {report.lead_pp:.2f} pp"
+        if report.lead_se_pp is not None:
+            line += f" ± {report.lead_se_pp:.2f}"
+            if report.lead_pp < 2 * report.lead_se_pp:
+                line += " (within noise: the top configurations are not distinguishable with these seeds)"
+    if winner.original_rank != 1:
+        first = next(r for r in report.rows if r.original_rank == 1)
+        line += f"; the single-run best (trial {first.trial}) ranks {first.rank} by the mean"
+    console.print(line)

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any, Iterable, Mapping
 
 from tuner._errors import SpaceError
-from tuner.hp import Param, coerce_value, describe
+from tuner.hp import Param, _fmt, _same, coerce_value, describe
 
 __all__ = [
     "DATA_KEYS",
@@ -137,7 +137,56 @@ def validate_pins(space: ModuleType, raw_pins: Mapping[str, Any], space_name: st
             pins[key] = coerce_value(params[key], raw)
         except SpaceError as exc:
             raise SpaceError(f"{exc} (valid keys of space {space_name}: {valid})") from None
+    for key in pins:
+        _check_can_be_active(params, pins, key, space_name)
     return pins
+
+
+def _fixed_value(param: Param, pins: Mapping[str, Any]) -> tuple[bool, Any]:
+    """``(True, value)`` when a choice point cannot vary: pinned, ``Fixed``, or a one-value ``Choice``."""
+    if param.name in pins:
+        return True, pins[param.name]
+    if not param.is_tunable:
+        return True, param.default
+    return False, None
+
+
+def _check_can_be_active(params: Mapping[str, Param], pins: Mapping[str, Any], key: str, space_name: str,
+                         origin: str | None = None) -> None:
+    """Raises when the pinned ``key`` can never be active, given the other pins and the space's fixed values.
+
+    A pin on an inactive choice point would be silently ignored (``conv3_filters=106`` with ``body=basenet``
+    trains a net without a third conv), so the user would believe something was tested that never was.
+
+    Args:
+        params: the space's choice points.
+        pins: the typed pins.
+        key: the choice point to check.
+        space_name: for the message.
+        origin: the pin the check started from, when ``key`` is one of its conditional parents.
+
+    Raises:
+        SpaceError: one line naming the pin and the pin or fixed value it contradicts.
+    """
+    origin = origin or key
+    pin = f"{origin}={_fmt(pins[origin])}"
+    for cond in params[key].conditions:
+        parent = params.get(cond.name)
+        if parent is None or cond.name == origin:  # a cycle cannot come from declare(); do not loop on one
+            continue
+        fixed, value = _fixed_value(parent, pins)
+        allowed = ", ".join(_fmt(v) for v in cond.values)
+        if fixed and not any(_same(value, v) for v in cond.values):
+            source = "pinned" if cond.name in pins else "fixed by the space"
+            raise SpaceError(
+                f"{pin} contradicts {cond.name}={_fmt(value)} ({source}): {key} exists only when {cond.name} is one "
+                f"of [{allowed}] in space {space_name}; drop {origin}= or pin {cond.name} to one of those"
+            )
+        if not fixed and not any(parent.contains(v) for v in cond.values):
+            raise SpaceError(f"{pin} can never be active in space {space_name}: {cond.name} never takes one of "
+                             f"[{allowed}]; drop {origin}=")
+        # The parent may itself be conditional (and ruled out by another pin): follow the chain up.
+        _check_can_be_active(params, pins, cond.name, space_name, origin)
 
 
 def parse_words(words: Iterable[str], *, default_space: str | None = None,

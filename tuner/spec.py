@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Baseline", "ModelSpec"]
+__all__ = ["Baseline", "Claim", "ModelSpec"]
 
 
 @dataclass(frozen=True)
@@ -42,3 +42,21 @@ class Baseline:
     params: dict[str, Any] = field(default_factory=dict)
     reported: float | None = None
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A conclusion of the study that can be checked as an ordering of two baselines of the same space.
+
+    ``cnntune reproduce`` reports it as held when the measured mean test accuracy of ``better`` exceeds that of
+    ``worse``. The study's own numbers come from the two baselines' ``reported`` values, so they are not repeated.
+
+    Attributes:
+        better: name of the baseline the study found better.
+        worse: name of the baseline the study found worse.
+        text: the claim in words (``"normalization beats none"``).
+    """
+
+    better: str
+    worse: str
+    text: str

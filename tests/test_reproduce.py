@@ -1,0 +1,306 @@
+"""``reproduce`` (baselines over seeds, resume, claims), ``best --reeval`` (re-ranking by the mean) and bad input.
+
+Only one test trains for real (two 1-epoch runs on synthetic data); the others replace the trial runner with a fake
+that returns chosen accuracies, which is how the resume and ranking logic is pinned down exactly and fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import tuner
+from tuner import api
+from tuner import reproduce as rp
+from tuner._errors import SpaceError, StorageError
+from tuner.cli import app
+from tuner.reeval import REEVAL_SEED_STRIDE, _config_key, reevaluate, top_configs
+from tuner.records import TrialRecord
+from tuner.spec import Claim
+
+runner = CliRunner()
+SYN = ["data=synthetic", "epochs=1"]
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def _one_line_error(result, *needles: str) -> str:
+    assert result.exit_code == 1, result.output
+    text = result.output.strip()
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("error: "), text
+    for needle in needles:
+        assert needle in lines[0], text
+    return lines[0]
+
+
+class FakeRunner:
+    """Stands in for ``tuner.runner.run_trial``: returns chosen accuracies, records each call, can raise."""
+
+    def __init__(self, accuracy=lambda params, seed: (0.5, 0.4), interrupt_on: int | None = None):
+        self.accuracy = accuracy
+        self.interrupt_on = interrupt_on
+        self.calls: list[tuple[dict, int]] = []
+
+    def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, **kwargs):
+        from tuner.runner import TrialOutcome
+
+        self.calls.append((dict(params), int(seed)))
+        if self.interrupt_on is not None and len(self.calls) == self.interrupt_on:
+            raise KeyboardInterrupt
+        val, test = self.accuracy(params, seed)
+        return TrialOutcome(val_accuracy=val, test_accuracy=test, n_params=10, history={"val_accuracy": [val]},
+                            best_epoch=1, epochs_run=1, seconds=0.01, model_path=None, backend="fake")
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Installs a ``FakeRunner``; call the fixture's result to configure it."""
+    import tuner.runner
+
+    def install(**kwargs) -> FakeRunner:
+        fake_runner = FakeRunner(**kwargs)
+        monkeypatch.setattr(tuner.runner, "run_trial", fake_runner)
+        return fake_runner
+
+    return install
+
+
+# -- reproduce ---------------------------------------------------------------------------------------------------
+def test_cli_reproduce_trains_every_baseline_and_writes_rows(store, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = _run("reproduce", "space=normalization", *SYN, "--seeds", "1", "--storage", store, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # Rich wraps long lines at the terminal width
+    assert "basenet" in text and "31.68" in text and "featurewise normalization beats none" in text
+    with (out / "reproduce_normalization.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["baseline"] for r in rows] == ["basenet", "normalization"]
+    assert all(r["runs"] == "1" and r["seeds"] == "0" and 0 <= float(r["test_mean"]) <= 100 for r in rows)
+    assert float(rows[0]["diff_pp"]) == pytest.approx(float(rows[0]["test_mean"]) - 31.68, abs=1e-2)
+    payload = json.loads((out / "reproduce_normalization.json").read_text())
+    assert len(payload["rows"]) == 2 and payload["claims"][0]["status"] in ("held", "not held")
+    records = tuner.trials(study="reproduce-normalization", storage=store).records
+    assert [(r.baseline, r.seed, r.tags.get("reproduce")) for r in records] == [("basenet", 0, True),
+                                                                                  ("normalization", 0, True)]
+    assert all(r.state == "complete" and r.model_path for r in records)
+    # Reproductions are no search results: outside the budget, and not the best unless asked.
+    assert not any(api._counts_toward_budget(r) for r in records)
+    with pytest.raises(StorageError, match="--include-replays"):
+        tuner.best(study="reproduce-normalization", storage=store)
+    assert tuner.best(study="reproduce-normalization", storage=store, replays=True).best.tags["reproduce"]
+
+
+def test_reproduce_resumes_after_interruption_without_repeating_runs(store, fake):
+    words = ["space=normalization", *SYN]
+    first = fake(interrupt_on=2)
+    with pytest.raises(KeyboardInterrupt):
+        rp.reproduce(words, seeds=2, storage=store)
+    assert len(first.calls) == 2
+    done_pair = (first.calls[0][0]["normalize"], first.calls[0][1])
+
+    second = fake()
+    result = rp.reproduce(words, seeds=2, storage=store)
+    pairs = [(params["normalize"], seed) for params, seed in second.calls]
+    # 2 baselines x 2 seeds = 4 pairs; 1 completed before the interruption: 3 run now, the completed one is not among them.
+    assert len(pairs) == 3 and done_pair not in pairs and len(set(pairs)) == 3
+    assert sorted([done_pair, *pairs]) == [(False, 0), (False, 1), (True, 0), (True, 1)]
+    assert [row.runs for row in result.rows] == [2, 2]
+    records = tuner.trials(study="reproduce-normalization", storage=store).records
+    assert [r.reason for r in records if r.state == "fail"] == ["interrupted"]
+    assert not any(r.state in ("waiting", "running") for r in records)
+
+    third = fake()
+    again = rp.reproduce(words, seeds=2, storage=store)
+    assert third.calls == [] and again.ran == []
+    more = fake()
+    rp.reproduce(words, seeds=3, storage=store)  # one more seed: only the new pairs
+    assert sorted(seed for _, seed in more.calls) == [2, 2]
+
+
+def test_cli_interrupted_reproduce_says_how_to_resume(store, fake):
+    fake(interrupt_on=1)
+    result = _run("reproduce", "space=normalization", *SYN, "--seeds", "1", "--storage", store, "--quiet")
+    assert result.exit_code == 130 and "rerun the same command" in result.output
+
+
+def test_reproduce_all_spaces_one_row_per_baseline_and_claims_from_means(store, fake, tmp_path):
+    from search_spaces import SPACES
+
+    # Planted accuracies: normalization hurts, BN helps, everything else is equal.
+    def accuracy(params, seed):
+        test = 0.30 if params.get("normalize") else 0.40
+        if params.get("bn_conv") == "after" and params.get("bn_dense") == "after":
+            test = 0.60
+        return test, test + 0.01 * seed
+
+    fake(accuracy=accuracy)
+    result = rp.reproduce(["space=all", *SYN], seeds=2, storage=store)
+    assert result.label == "all"
+    assert len(result.rows) == sum(len(m.BASELINES) for m in SPACES.values())
+    assert {p.study for p in result.spaces} == {f"reproduce-{name}" for name in SPACES}
+    claims = {(c.space, c.better, c.worse): c for c in result.claims}
+    norm = claims[("normalization", "normalization", "basenet")]
+    assert norm.status == "not held" and norm.better_mean == pytest.approx(30.5) and norm.worse_mean == pytest.approx(40.5)
+    assert claims[("batchnorm", "after_all", "no_bn")].status == "held"
+    # epochs=1 pins both sides of "20 epochs beat 5" to the same config.
+    epochs = claims[("epochs", "epochs20", "epochs5")]
+    assert epochs.status == "untestable" and "identical" in epochs.why
+    paths = rp.write_reproduction(result, tmp_path)
+    assert [p.name for p in paths] == ["reproduce_all.csv", "reproduce_all.json"]
+    assert len(json.loads(paths[1].read_text())["rows"]) == len(result.rows)
+
+
+def test_claims_logic_with_planted_numbers():
+    def row(name, mean, std=None, runs=3, reported=None):
+        return rp.ReproRow(space="s", baseline=name, reported=reported, runs=runs if mean is not None else 0,
+                           diverged=0, val_mean=mean, val_std=std, test_mean=mean, test_std=std, diff_pp=None)
+
+    rows = [row("a", 50.0, 1.0, reported=40.0), row("b", 40.0, 1.0, reported=30.0), row("c", 41.0, 5.0),
+            row("d", None), row("e", 45.0)]
+    claims = [Claim("a", "b", "a beats b"), Claim("b", "a", "b beats a"), Claim("c", "b", "c beats b"),
+              Claim("a", "d", "a beats d"), Claim("a", "e", "a beats e"), Claim("a", "zzz", "typo")]
+    configs = {"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 3}, "d": {"x": 4}, "e": {"x": 1}, "zzz": {"x": 9}}
+    out = {c.text: c for c in rp.check_claims("s", claims, rows, configs)}
+    assert out["a beats b"].status == "held" and out["a beats b"].diff_pp == pytest.approx(10.0)
+    assert out["a beats b"].better_reported == 40.0 and out["a beats b"].why == ""
+    assert out["b beats a"].status == "not held"
+    assert out["c beats b"].status == "held" and "noise" in out["c beats b"].why
+    assert out["a beats d"].status == "untestable" and "no completed run of d" in out["a beats d"].why
+    assert out["a beats e"].status == "untestable" and "identical" in out["a beats e"].why
+    assert out["typo"].status == "untestable" and "unknown baseline" in out["typo"].why
+    # Without configs, identical configs are not detected: the means decide.
+    assert rp.check_claims("s", [Claim("a", "e", "t")], rows)[0].status == "held"
+
+
+def test_every_space_claims_name_its_own_baselines():
+    from search_spaces import SPACES
+
+    required = {("normalization", "normalization", "basenet"), ("augmentation", "normalization", "zoom1.2"),
+                ("augmentation", "normalization", "rotation90"), ("deeper_net", "third5x5_pool_end", "basenet_body"),
+                ("batchnorm", "after_all", "no_bn"), ("epochs", "epochs20", "epochs5")}
+    found = set()
+    for name, module in SPACES.items():
+        names = {b.name for b in module.BASELINES}
+        reported = {b.name: b.reported for b in module.BASELINES}
+        for claim in getattr(module, "CLAIMS", []):
+            assert {claim.better, claim.worse} <= names, (name, claim)
+            assert reported[claim.better] > reported[claim.worse], (name, claim)  # the study's own numbers agree
+            found.add((name, claim.better, claim.worse))
+    assert required <= found
+
+
+# -- best --reeval -----------------------------------------------------------------------------------------------
+def _planted_search(store, fake):
+    """A basenet study with a baseline and 3 searched trials whose single-run values are planted."""
+    script = iter([0.50, 0.90, 0.70, 0.60])
+    fake(accuracy=lambda params, seed: (next(script), 0.5))
+    tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="s", sampler="random", seed=1)
+    records = tuner.trials(study="s", storage=store).records
+    assert [r.val_accuracy for r in records] == [0.50, 0.90, 0.70, 0.60]
+    return records
+
+
+def test_best_reeval_reranks_by_the_mean_of_new_seeds(store, fake):
+    records = _planted_search(store, fake)
+    lucky, solid = records[1], records[2]  # single runs 0.90 and 0.70
+    # Re-evaluated: the lucky config is really ~0.41, the other ~0.66.
+    means = {_config_key(lucky.params): 0.40, _config_key(solid.params): 0.65}
+    # The k-th new seed of a trial is its seed + k * stride: +0.01 * k makes the spread known.
+    runs = fake(accuracy=lambda params, seed: (means[_config_key(params)] + 0.01 * (seed // REEVAL_SEED_STRIDE), 0.3))
+    report = reevaluate(study="s", storage=store, top=2, seeds=2)
+    assert [row.trial for row in report.rows] == [solid.number, lucky.number]
+    assert [row.original_rank for row in report.rows] == [2, 1]
+    win = report.winner
+    assert win.trial == solid.number and win.original_val == pytest.approx(70.0) and win.runs == 2
+    assert win.val_mean == pytest.approx(66.5) and win.val_std == pytest.approx(0.7071, abs=1e-3)
+    assert win.test_mean == pytest.approx(30.0)
+    assert report.lead_pp == pytest.approx(25.0)
+    # New seeds differ from the originals, and every run is tagged with the trial it re-evaluates.
+    originals = {r.seed for r in records}
+    assert all(seed not in originals for _, seed in runs.calls)
+    assert sorted(seed for _, seed in runs.calls) == sorted(
+        [lucky.seed + REEVAL_SEED_STRIDE * k for k in (1, 2)] + [solid.seed + REEVAL_SEED_STRIDE * k for k in (1, 2)])
+    reeval_runs = [r for r in tuner.trials(study="s", storage=store).records if "reeval_of" in r.tags]
+    assert sorted(r.tags["reeval_of"] for r in reeval_runs) == sorted([lucky.number] * 2 + [solid.number] * 2)
+
+    # Rerun: completed runs are reused; more seeds only add the missing ones.
+    again = fake(accuracy=lambda params, seed: (means[_config_key(params)], 0.3))
+    assert reevaluate(study="s", storage=store, top=2, seeds=2).ran == [] and again.calls == []
+    reevaluate(study="s", storage=store, top=2, seeds=3)
+    assert len(again.calls) == 2
+    # Re-evaluation runs are neither the best nor part of the searched-trials budget.
+    assert tuner.best(study="s", storage=store).best.number == lucky.number
+    assert "already holds 3" in tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="s").message
+
+
+def test_cli_best_reeval_prints_the_reranked_table_and_the_winner(store, fake):
+    records = _planted_search(store, fake)
+    means = {_config_key(records[1].params): 0.40, _config_key(records[2].params): 0.65}
+    fake(accuracy=lambda params, seed: (means.get(_config_key(params), 0.1), 0.3))
+    result = _run("best", "--study", "s", "--storage", store, "--reeval", "2", "--seeds", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # Rich wraps long lines at the terminal width
+    assert f"winner by mean: trial {records[2].number}" in text
+    assert f"single-run best (trial {records[1].number}) ranks 2 by the mean" in text
+
+
+def test_top_configs_are_distinct_and_skip_replays():
+    def rec(number, val, lr, **tags):
+        return TrialRecord(number=number, state="complete", params={"learning_rate": lr}, val_accuracy=val, tags=tags)
+
+    records = [rec(0, 0.9, 0.1), rec(1, 0.8, 0.1), rec(2, 0.7, 0.2), rec(3, 0.95, 0.3, reeval_of=2),
+               rec(4, 0.99, 0.4, reproduce=True), rec(5, 0.6, 0.5)]
+    assert [r.number for r in top_configs(records, 3)] == [0, 2, 5]
+
+
+# -- bad input ---------------------------------------------------------------------------------------------------
+def test_a_pin_that_contradicts_the_space_names_the_conflict(store):
+    with pytest.raises(SpaceError, match="conv3_filters=106 contradicts body=basenet"):
+        tuner.search(["space=deeper_net", "body=basenet", "conv3_filters=106", *SYN], storage=store)
+    _one_line_error(_run("search", "space=deeper_net", "body=basenet", "conv3_filters=106", "--storage", store),
+                    "conv3_filters=106", "body=basenet")
+    _one_line_error(_run("search", "space=improved", "early_stopping=false", "patience=3", "--storage", store),
+                    "patience=3", "early_stopping=false")
+    # A pin that the other choices still allow stays valid.
+    from tuner.experiment import parse_words
+
+    assert parse_words(["space=deeper_net", "conv3_filters=106"]).pins == {"conv3_filters": 106}
+    assert parse_words(["space=deeper_net", "body=third5x5_no_pool1", "conv3_filters=50"]).pins["conv3_filters"] == 50
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["reproduce", "space=augmentation", *SYN, "--seeds", "0"], ["--seeds", "0"]),
+        (["reproduce", "space=nope"], ["unknown space 'nope'", "augmentation", "space=all"]),
+        (["reproduce", *SYN], ["space=all"]),
+        (["reproduce", "space=all", "frobnicate=1"], ["frobnicate"]),
+        (["reproduce", "space=deeper_net", "body=basenet", "conv3_filters=106"], ["conv3_filters=106", "body=basenet"]),
+        (["reproduce", "space=basenet", "--out", "/no/such/folder"], ["/no/such/folder"]),
+        (["best", "--reeval", "0"], ["--reeval", "0"]),
+        (["best", "--reeval", "2", "--seeds", "0"], ["--seeds", "0"]),
+        (["best", "--seeds", "2"], ["--reeval"]),
+    ],
+)
+def test_bad_reproduce_and_reeval_input_gets_one_line(store, args, needles):
+    _one_line_error(_run(*args, "--storage", store), *needles)
+
+
+def test_spaces_lists_all_seven_with_choices_and_baselines():
+    from search_spaces import SPACES
+
+    result = _run("spaces")
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in api.spaces()}
+    assert len(SPACES) == 7 and set(rows) == set(SPACES)
+    for name, row in rows.items():
+        assert name in result.output and row["choices"] >= 1 and row["baselines"] >= 1

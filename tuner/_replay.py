@@ -1,0 +1,107 @@
+"""Runs known configurations with given seeds as trials of a study: the engine of ``reproduce`` and ``--reeval``.
+
+A replayed run is not sampled: its configuration and seed are fixed by what it repeats (a baseline and a seed, or a
+trial and a new seed). It is therefore run through Optuna's ask/tell interface rather than enqueued:
+
+* ``enqueue_trial`` leaves ``waiting`` trials behind when a run is interrupted, and any later ``optimize`` on the
+  same study (a ``cnntune search`` or ``worker``) would consume them as ordinary trials;
+* the sampler has nothing to decide, so it is never consulted;
+* a pair is done exactly when the store holds a finished trial carrying its tags, which is all resume needs.
+
+Trials are created directly in the storage instead of with ``Study.ask()``, because ``ask()`` first pops any
+waiting trial of the study, and would run a search's enqueued baseline under the replay's tags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tuner.records import Display, TrialRecord
+
+__all__ = ["ReplayRun", "diff_se", "is_done", "mean_std", "run_replays"]
+
+
+@dataclass(frozen=True)
+class ReplayRun:
+    """One configuration to train with one seed.
+
+    Attributes:
+        params: the resolved configuration (every active choice point).
+        seed: the training seed.
+        attrs: user attributes that identify the run in the store (``reproduce``/``baseline`` or ``reeval_of``).
+    """
+
+    params: dict[str, Any]
+    seed: int
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def is_done(rec: TrialRecord) -> bool:
+    """Whether a stored replay run needs no rerun.
+
+    Complete runs count, and so do diverged ones: a NaN loss is an outcome of that config and seed (the study's own
+    BaseNet diverged once), and the same seed would diverge again. Interrupted, crashed (``fail`` for another
+    reason) and orphaned ``running`` trials are rerun.
+    """
+    return rec.state == "complete" or (rec.state == "fail" and (rec.reason or "").startswith("diverged"))
+
+
+def run_replays(study_obj, exp, data, art: Path, runs: Sequence[ReplayRun], display: Display) -> list[TrialRecord]:
+    """Trains each run as a new trial of ``study_obj`` and records it; returns the finished trials.
+
+    A run that raises is recorded as failed with its reason and the next run goes on; Ctrl-C records the current
+    run as failed (``interrupted``) and stops, so rerunning the same command resumes.
+
+    Args:
+        study_obj: the ``optuna.Study`` to record into.
+        exp: the ``Experiment`` (space and pins).
+        data: the loaded ``Dataset``.
+        art: folder for the model files.
+        runs: what to train.
+        display: progress receiver.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuner.api import _objective
+
+    objective = _objective(exp, data, art, 0, display)
+    storage = study_obj._storage
+    done: list[TrialRecord] = []
+    for run in runs:
+        trial = optuna.Trial(study_obj, storage.create_new_trial(study_obj._study_id))
+        attrs = {**run.attrs, "seed": int(run.seed)}
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        try:
+            value = objective(trial, dict(run.params), attrs)
+        except KeyboardInterrupt:
+            study_obj.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception:  # the objective recorded the reason; one bad run must not end the others
+            frozen = study_obj.tell(trial, state=TrialState.FAIL)
+        else:
+            frozen = study_obj.tell(trial, value)
+        rec = TrialRecord.from_trial(frozen)
+        display.trial_end(rec)
+        done.append(rec)
+    return done
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (``ddof=1``, ``None`` below two values) of the non-missing values."""
+    import statistics
+
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+
+
+def diff_se(std_a: float | None, n_a: int, std_b: float | None, n_b: int) -> float | None:
+    """Standard error of the difference of two means (unpaired), or ``None`` when a spread is unknown."""
+    if std_a is None or std_b is None or n_a < 2 or n_b < 2:
+        return None
+    return (std_a ** 2 / n_a + std_b ** 2 / n_b) ** 0.5

@@ -1,0 +1,229 @@
+"""Noise-aware best: retrain the top configurations of a study with new seeds and rank them by the mean.
+
+One run's validation accuracy is a noisy number (the study's own BaseNet moved 9 points between two runs), and the
+best of many trials is the one whose noise happened to be high. ``reevaluate`` takes the top K distinct
+configurations by validation accuracy, trains each with S seeds it has not used yet, and ranks them by the mean
+validation accuracy of those new runs. The original run is shown but left out of the mean: it was selected for
+being high, so including it would bias the mean of the winner upwards (the winner's curse).
+
+Each run is a trial of the same study tagged ``reeval_of: <trial number>`` and ``seed``; rerunning reuses the
+completed ones, so an interrupted re-evaluation resumes and a larger ``--seeds`` only adds runs. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tuner._errors import CnntuneError, StorageError
+from tuner._replay import ReplayRun, diff_se, is_done, mean_std, run_replays
+from tuner.records import Display, TrialRecord
+
+__all__ = ["REEVAL_SEED_STRIDE", "ReevalReport", "ReevalRow", "rank_configs", "reeval_seeds", "reevaluate",
+           "top_configs"]
+
+# New seeds are original + k * stride (k = 1..S): never the original seed, and clear of the seeds ``search`` gives
+# its trials (seed + trial number) for any study under 10,000 trials. Fixed per trial, so a rerun finds its runs.
+REEVAL_SEED_STRIDE = 10_000
+
+
+@dataclass
+class ReevalRow:
+    """One configuration: its original single run and its re-evaluation (accuracies in percent).
+
+    Attributes:
+        rank: position by mean validation accuracy of the new runs (1 = best).
+        original_rank: position by the original single run.
+        trial: the original trial's number.
+        baseline: the baseline name when the original trial was a baseline.
+        params: the configuration.
+        original_val, original_test, original_seed: the original run.
+        runs: completed re-evaluation runs; ``seeds`` their seeds, ``trials`` their trial numbers.
+        diverged: re-evaluation seeds whose run diverged.
+        val_mean, val_std, test_mean, test_std: over the re-evaluation runs (std needs two runs).
+    """
+
+    rank: int
+    original_rank: int
+    trial: int
+    baseline: str | None
+    params: dict[str, Any]
+    original_val: float | None
+    original_test: float | None
+    original_seed: int | None
+    runs: int
+    diverged: int
+    val_mean: float | None
+    val_std: float | None
+    test_mean: float | None
+    test_std: float | None
+    seeds: list[int] = field(default_factory=list)
+    trials: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ReevalReport:
+    """What ``reevaluate`` returns.
+
+    Attributes:
+        rows: ranked by mean validation accuracy of the new runs.
+        lead_pp: winner's mean minus the runner-up's, in percentage points.
+        lead_se_pp: standard error of that lead (needs two runs per config).
+        ran: the runs this call trained.
+    """
+
+    study: str
+    meta: dict[str, Any]
+    seeds: int
+    rows: list[ReevalRow]
+    lead_pp: float | None = None
+    lead_se_pp: float | None = None
+    ran: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def winner(self) -> ReevalRow | None:
+        return self.rows[0] if self.rows and self.rows[0].val_mean is not None else None
+
+
+def _pct(v: float | None) -> float | None:
+    return None if v is None else 100.0 * float(v)
+
+
+def _config_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def reeval_seeds(rec: TrialRecord, count: int) -> list[int]:
+    """The ``count`` new seeds of a trial: its seed plus multiples of ``REEVAL_SEED_STRIDE``."""
+    base = int(rec.seed if rec.seed is not None else rec.number)
+    return [base + REEVAL_SEED_STRIDE * k for k in range(1, int(count) + 1)]
+
+
+def top_configs(records: Sequence[TrialRecord], k: int) -> list[TrialRecord]:
+    """The best trial of each of the ``k`` best distinct configurations, by validation accuracy.
+
+    Replays (reproduction, re-evaluation runs) are not candidates; ties go to the earlier trial.
+    """
+    from tuner.api import _is_replay
+
+    done = [r for r in records if r.state == "complete" and r.val_accuracy is not None
+            and math.isfinite(r.val_accuracy) and not _is_replay(r)]
+    seen: set[str] = set()
+    top = []
+    for rec in sorted(done, key=lambda r: (-r.val_accuracy, r.number)):
+        key = _config_key(rec.params)
+        if key in seen:
+            continue
+        seen.add(key)
+        top.append(rec)
+        if len(top) == k:
+            break
+    return top
+
+
+def rank_configs(candidates: Sequence[TrialRecord], records: Sequence[TrialRecord],
+                 seeds: int) -> list[ReevalRow]:
+    """Ranks candidates by the mean validation accuracy of their re-evaluation runs (those without any last).
+
+    Args:
+        candidates: the original trials, best first.
+        records: all trials of the study (the re-evaluation runs among them).
+        seeds: how many new seeds count per candidate.
+    """
+    rows = []
+    for original_rank, cand in enumerate(candidates, start=1):
+        wanted = reeval_seeds(cand, seeds)
+        per_seed: dict[int, TrialRecord] = {}
+        for rec in sorted(records, key=lambda r: r.number):
+            if rec.tags.get("reeval_of") != cand.number or rec.seed not in wanted or not is_done(rec):
+                continue
+            known = per_seed.get(rec.seed)
+            if known is None or (known.state != "complete" and rec.state == "complete"):
+                per_seed[rec.seed] = rec
+        complete = [per_seed[s] for s in wanted if s in per_seed and per_seed[s].state == "complete"]
+        val_mean, val_std = mean_std([_pct(r.val_accuracy) for r in complete])
+        test_mean, test_std = mean_std([_pct(r.test_accuracy) for r in complete])
+        rows.append(ReevalRow(
+            rank=0, original_rank=original_rank, trial=cand.number, baseline=cand.baseline, params=dict(cand.params),
+            original_val=_pct(cand.val_accuracy), original_test=_pct(cand.test_accuracy), original_seed=cand.seed,
+            runs=len(complete), diverged=sum(1 for r in per_seed.values() if r.state != "complete"),
+            val_mean=val_mean, val_std=val_std, test_mean=test_mean, test_std=test_std,
+            seeds=[int(r.seed) for r in complete], trials=[r.number for r in complete],
+        ))
+    rows.sort(key=lambda r: (r.val_mean is None, -(r.val_mean or 0.0), r.original_rank))
+    for rank, row in enumerate(rows, start=1):
+        row.rank = rank
+    return rows
+
+
+def reevaluate(
+    *,
+    study: str | None = None,
+    storage: str | None = None,
+    top: int = 3,
+    seeds: int = 3,
+    display: Display | None = None,
+) -> ReevalReport:
+    """Retrains the top ``top`` distinct configurations with ``seeds`` new seeds each and ranks them by the mean.
+
+    Args:
+        study: study name; default the only study in the storage.
+        storage: Optuna storage URL.
+        top: how many configurations (distinct, best by validation accuracy).
+        seeds: new seeds per configuration.
+        display: receives progress; default shows nothing.
+
+    Returns:
+        A ``ReevalReport`` ranked by mean validation accuracy over the new runs.
+
+    Raises:
+        CnntuneError: ``top`` or ``seeds`` below 1, an unknown study, a study without completed trials.
+    """
+    from tuner import api
+    from tuner.store import artifacts_root, study_meta
+
+    display = display or Display()
+    if top < 1:
+        raise CnntuneError(f"--reeval must be at least 1 (how many top configurations to retrain). Received: {top}")
+    if seeds < 1:
+        raise CnntuneError(f"--seeds must be at least 1. Received: {seeds}")
+    url, st = api._open(storage, study)
+    meta = study_meta(st)
+    records = api._records(st)
+    candidates = top_configs(records, top)
+    if not candidates:
+        raise StorageError(f"study {st.study_name!r} has no completed trial yet; run `cnntune search` first")
+    if not meta.get("space"):
+        raise StorageError(f"study {st.study_name!r} was not made by cnntune (no space recorded); cannot retrain it")
+    done = {(r.tags.get("reeval_of"), r.seed) for r in records if r.tags.get("reeval_of") is not None and is_done(r)}
+    runs = [ReplayRun(cand.params, s, {"reeval_of": cand.number})
+            for cand in candidates for s in reeval_seeds(cand, seeds) if (cand.number, s) not in done]
+    ran: list[TrialRecord] = []
+    if runs:
+        import optuna
+
+        from tuner.data import load_dataset
+        from tuner.experiment import parse_words
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        exp = parse_words([], default_space=meta["space"], default_data=meta.get("data"),
+                          default_pins=meta.get("pins"))
+        data = load_dataset(exp.data.name, data_dir=exp.data.data_dir, image_size=exp.data.image_size,
+                            classes=exp.data.classes)
+        art = Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, st.study_name)
+        display.search_begin(study=st.study_name, space=exp.space_name, data=exp.data.label(), trials=len(runs),
+                             baselines=0)
+        try:
+            ran = run_replays(st, exp, data, art, runs, display)
+        finally:
+            display.search_end()
+        records = api._records(st)
+    rows = rank_configs(candidates, records, seeds)
+    report = ReevalReport(study=st.study_name, meta=meta, seeds=int(seeds), rows=rows, ran=ran)
+    if len(rows) > 1 and rows[0].val_mean is not None and rows[1].val_mean is not None:
+        report.lead_pp = rows[0].val_mean - rows[1].val_mean
+        report.lead_se_pp = diff_se(rows[0].val_std, rows[0].runs, rows[1].val_std, rows[1].runs)
+    return report
