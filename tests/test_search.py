@@ -65,14 +65,23 @@ def test_resume_from_the_study_alone(store):
     assert len(records) == 2 and all(r.params["epochs"] == 1 for r in records)
 
 
-def test_baselines_are_the_first_trials(store):
+def test_baselines_are_the_first_trials_and_export_the_study_architecture(store, tmp_path):
     tuner.search(["space=improved", *SYN], trials=1, storage=store, study="imp")
     records = tuner.trials(study="imp", storage=store).records
     assert [r.baseline for r in records] == ["basenet", "final", None]
     final = records[1]
+    assert final.params["conv3_filters"] == 106 and final.params["bn_conv"] == "after"
     # The final model on 3 synthetic classes: 689,715 minus the 25-class head plus a 3-class head.
     delta_head = (50 * 25 + 25 + 4 * 25) - (50 * 3 + 3 + 4 * 3)
     assert final.n_params == 689715 - delta_head
+    path = tuner.export(tmp_path / "final.keras", study="imp", storage=store, trial=final.number)
+    import keras
+
+    model = keras.saving.load_model(path)
+    names = [type(layer).__name__ for layer in model.layers]
+    assert names.count("Conv2D") == 3 and names.count("BatchNormalization") == 5
+    assert names.count("MaxPooling2D") == 1
+    assert model.count_params() == final.n_params
 
 
 def test_pins_are_used_and_never_sampled(store):
@@ -122,14 +131,3 @@ def test_export_round_trips_raw_uint8_images(store, tmp_path):
     best = tuner.best(study="e", storage=store).best
     original = keras.saving.load_model(best.model_path)
     np.testing.assert_allclose(np.asarray(original.predict(images, verbose=0)), probs, rtol=1e-6)
-
-
-def test_export_of_the_final_baseline_has_the_study_architecture(store, tmp_path):
-    tuner.search(["space=improved", *SYN, "classes=3"], trials=1, storage=store, study="fin")
-    path = tuner.export(tmp_path / "final.keras", study="fin", storage=store, trial=1)
-    import keras
-
-    model = keras.saving.load_model(path)
-    names = [type(layer).__name__ for layer in model.layers]
-    assert names.count("Conv2D") == 3 and names.count("BatchNormalization") == 5
-    assert names.count("MaxPooling2D") == 1
