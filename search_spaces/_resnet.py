@@ -64,7 +64,8 @@ def check_weights(raw: Any) -> str:
         return text.lower()
     path = Path(text).expanduser()
     if not text or path.suffix != ".h5":
-        raise SpaceError(f"weights= takes imagenet, none or a path to a .h5/.weights.h5 file. Received: weights={raw!r}")
+        raise SpaceError(f"weights= takes imagenet, none or a path to a .h5/.weights.h5 file. "
+                         f"Received: weights={raw!r}")
     if not path.is_file():
         raise SpaceError(f"weights file {text!r} does not exist")
     return str(path.resolve())

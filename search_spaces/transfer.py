@@ -3,23 +3,29 @@
 | choice point | values | default (study 3.1) | condition |
 |---|---|---|---|
 | mode | frozen / fine_tune_top / fine_tune_all | frozen | |
-| frozen_augment | false/true (augmentation on a frozen backbone: no feature cache) | false | mode = frozen |
+| frozen_augment | false/true (augment a frozen backbone: no feature cache) | false | mode = frozen |
 | trainable_stages | 1..4 (top residual stages trained: 1 = conv5, 4 = conv2..conv5) | 1 | mode = fine_tune_top |
 | backbone_lr_scale | 1e-3..1 log (backbone LR = learning_rate x scale) | 0.1 | mode = fine_tune_* |
 | head_units | 256..2048 log | 2048 | |
 | head_bn | none/before/after ReLU | before | |
 | head_bn_output | false/true (BN on the logits) | true | head_bn != none |
 | dropout | 0..0.6 (after the hidden layer) | 0 | |
-| zoom_range, rotation_range, horizontal_flip | as in ``augmentation`` (layers, training only) | 0, 0, false | mode != frozen or frozen_augment |
+| zoom_range, rotation_range, horizontal_flip | as in ``augmentation`` (see below) | 0, 0, false | (*) |
 | epochs, early_stopping, patience | 1..50, false/true, 0..10 | 20, false, - | |
 | optimizer, learning_rate, batch_size | adam/sgd/rmsprop, 1e-4..1e-2 log, 16..128 | adam, 1e-3, 32 | |
+
+(*) Layers active in training only, used when the backbone runs per epoch (fine-tuning, or ``frozen_augment``); the
+choice points are unconditional because the vocabulary has no "or" condition, and a cached frozen trial ignores them.
 
 Study (STUDY.md part 3), CUB-200-2010 (200 classes), 224x224, ``resnet50.preprocess_input``:
 
 | config | layers | epochs | test acc |
 |---|---|---|---|
-| 3.1 frozen (features computed once) | ResNet50 avg pool -> Dense 2048 + BN + ReLU -> Dense 200 + BN + softmax (head: 4,615,144 params, 4,496 non-trainable) | 20 | 36.5% |
-| 3.2 fine-tuned, all layers trainable | ResNet50 avg pool -> Dense 2048 + ReLU + BN -> Dense 200 softmax | 14 | 40.13% |
+| 3.1 frozen (features once) | avg pool -> Dense 2048 + BN + ReLU -> Dense 200 + BN + softmax (4,615,144) | 20 | 36.5% |
+| 3.2 fine-tuned, all layers | avg pool -> Dense 2048 + ReLU + BN -> Dense 200 softmax | 14 | 40.13% |
+
+The 3.1 head has 2048*2048+2048 + 4*2048 + 2048*200+200 + 4*200 = 4,615,144 parameters (4,496 non-trainable: the
+BatchNormalization moving means and variances) on 2048 features with 200 classes, as the study reports.
 
 How the modes train:
 

@@ -148,6 +148,16 @@ def test_weights_path_loads_a_local_file(tmp_path):
     for a, b in zip(source.get_weights(), net.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert _resnet.weights_identity(weights).startswith("sha256:")
+    # the legacy .h5 format of Keras' ImageNet download loads the same way
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    legacy = tmp_path / "resnet50_notop.h5"
+    with h5py.File(legacy, "w") as fh:
+        legacy_h5_format.save_weights_to_hdf5_group(fh, source)
+    net = _resnet.backbone_net((32, 32, 3), _resnet.check_weights(str(legacy)))
+    for a, b in zip(source.get_weights(), net.get_weights()):
+        np.testing.assert_array_equal(a, b)
     model = transfer.build(_params(), ModelSpec(input_shape=(32, 32, 3), num_classes=3, options={"weights": weights}))
     np.testing.assert_array_equal(model.get_layer("resnet50").get_weights()[0], source.get_weights()[0])
     (tmp_path / "wrong.h5").write_bytes(b"not hdf5")
@@ -222,6 +232,7 @@ def test_frozen_search_on_the_birds_hits_the_cache_and_exports_one_model(store, 
     assert meta["options"] == {"weights": "none"} and meta["skip_bad_images"] is False
 
     path = tuner.export(tmp_path / "birds.keras", study="birds", storage=store)
+    assert tuner.read_export_metadata(path)["options"] == {"weights": "none"}
     keras.backend.clear_session()
     model = keras.saving.load_model(path)  # plain Keras, safe mode: built-in layers only
     assert model.input.dtype == "uint8" and tuple(model.input.shape[1:]) == (64, 64, 3)

@@ -397,6 +397,7 @@ def export(path: str | Path, *, study: str | None = None, storage: str | None = 
         "epoch": rec.best_epoch,
         "backend": rec.backend,
         "dataset": meta.get("data"),
+        "options": meta.get("options") or {},
         "class_names": meta.get("class_names"),
         "input_shape": meta.get("input_shape"),
         "input_dtype": "uint8",
