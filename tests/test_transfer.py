@@ -188,6 +188,24 @@ def test_imagenet_without_network_gives_one_line(store, tmp_path, monkeypatch):
 
 
 # -- the feature cache ---------------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:.*tf.function retracing")
+def test_fine_tuned_trial_saves_a_plain_keras_model(tmp_path):
+    from tuner.data import load_dataset
+    from tuner.runner import run_trial
+
+    data = load_dataset("folder", data_dir=_folder(tmp_path / "imgs"), image_size=32)
+    params = {**_params({"mode": "fine_tune_top", "trainable_stages": 1, "backbone_lr_scale": 0.1,
+                         "horizontal_flip": True}), "epochs": 1, "head_units": 256}
+    out = run_trial(transfer, params, data, seed=0, model_path=tmp_path / "ft.keras", spec_options=NONE,
+                    feature_cache=tmp_path / "cache")
+    assert out.extra == {"feature_cache": "off"} and not (tmp_path / "cache").exists()
+    keras.backend.clear_session()
+    model = keras.saving.load_model(tmp_path / "ft.keras")  # built-in classes only, optimizer included
+    assert type(model.optimizer) is keras.optimizers.Adam
+    assert "aug_flip" in [layer.name for layer in model.layers]
+    assert np.asarray(model.predict(data.x_test, verbose=0)).shape == (len(data.x_test), 2)
+
+
 def test_cache_is_hit_and_invalidated_when_the_data_changes(tmp_path):
     from tuner.data import clear_cache, load_dataset
     from tuner.runner import run_trial
@@ -230,6 +248,9 @@ def test_frozen_search_on_the_birds_hits_the_cache_and_exports_one_model(store, 
     assert all(t.user_attrs["feature_seconds"] >= 0 for t in trials)
     meta = tuner.trials(study="birds", storage=store).meta
     assert meta["options"] == {"weights": "none"} and meta["skip_bad_images"] is False
+    with pytest.raises(CnntuneError, match="was run with"):  # other weights are another study
+        tuner.search([w for w in words if w != "weights=none"] + ["weights=imagenet"], trials=3, storage=store,
+                     study="birds")
 
     path = tuner.export(tmp_path / "birds.keras", study="birds", storage=store)
     assert tuner.read_export_metadata(path)["options"] == {"weights": "none"}
