@@ -7,7 +7,7 @@ model; imports Keras inside). Importing this package does not import Keras or Te
 
 from __future__ import annotations
 
-from search_spaces import augmentation, basenet, batchnorm, deeper_net, epochs, improved, normalization
+from search_spaces import augmentation, basenet, batchnorm, deeper_net, epochs, improved, normalization, transfer
 
 __all__ = [
     "SPACES",
@@ -18,9 +18,10 @@ __all__ = [
     "epochs",
     "improved",
     "normalization",
+    "transfer",
 ]
 
 SPACES: dict = {
     module.NAME: module
-    for module in (basenet, normalization, augmentation, deeper_net, batchnorm, epochs, improved)
+    for module in (basenet, normalization, augmentation, deeper_net, batchnorm, epochs, improved, transfer)
 }

@@ -37,6 +37,7 @@ __all__ = [
     "OPTIMIZERS",
     "SpaceValueError",
     "TRAINING_KEYS",
+    "augmentation_layers",
     "WITH_BN",
     "body_output_size",
     "build_cnn",
@@ -321,6 +322,12 @@ def _stem(config: Mapping[str, Any], spec: ModelSpec):
         x = layers.Normalization(axis=-1, mean=list(spec.mean), variance=list(spec.variance), name="normalize")(inputs)
     else:
         x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    return inputs, augmentation_layers(x, config)
+
+
+def augmentation_layers(x, config: Mapping[str, Any]):
+    """Rotation, zoom and horizontal flip layers per ``rotation_range``, ``zoom_range``, ``horizontal_flip``."""
+    from keras import layers
 
     # ImageDataGenerator builds rotation and zoom into one affine transform, then flips; same order here.
     # fill_mode="nearest" is its default; these layers are the identity unless training=True.
@@ -336,7 +343,7 @@ def _stem(config: Mapping[str, Any], spec: ModelSpec):
                               name="aug_zoom")(x)
     if bool(_require(config, "horizontal_flip", "the augmentation stem")):
         x = layers.RandomFlip("horizontal", name="aug_flip")(x)
-    return inputs, x
+    return x
 
 
 def _bn_position(config: Mapping[str, Any], key: str) -> str:

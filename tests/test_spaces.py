@@ -22,7 +22,8 @@ from tuner.spec import Baseline, ModelSpec
 keras = pytest.importorskip("keras")
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ModelSpec(input_shape=(32, 32, 3), num_classes=25)
+# weights=none: the transfer space's backbone gets random weights (no download); the other spaces ignore options.
+SPEC = ModelSpec(input_shape=(32, 32, 3), num_classes=25, options={"weights": "none"})
 SPACE_NAMES = list(search_spaces.SPACES)
 ALL_BASELINES = [(name, b) for name, space in search_spaces.SPACES.items() for b in space.BASELINES]
 
@@ -80,7 +81,8 @@ def _non_trainable(model) -> int:
 
 # -- registry and import hygiene ---------------------------------------------------------------------------------
 def test_registry_order_and_names():
-    assert SPACE_NAMES == ["basenet", "normalization", "augmentation", "deeper_net", "batchnorm", "epochs", "improved"]
+    assert SPACE_NAMES == ["basenet", "normalization", "augmentation", "deeper_net", "batchnorm", "epochs", "improved",
+                           "transfer"]
     for name, space in search_spaces.SPACES.items():
         assert space.NAME == name
         assert name in search_spaces.__all__
@@ -199,7 +201,7 @@ def test_the_study_chain_links_up():
 def test_module_contract(name):
     space = search_spaces.SPACES[name]
     assert isinstance(space.DESCRIPTION, str) and space.DESCRIPTION and "\n" not in space.DESCRIPTION
-    assert space.DEFAULT_DATA == "cifar100_25"
+    assert space.DEFAULT_DATA == ("cub200" if name == "transfer" else "cifar100_25")
     assert space.__doc__ and "|---|" in space.__doc__  # the study table, as Markdown
     assert space.BASELINES and all(isinstance(b, Baseline) for b in space.BASELINES)
     assert len({b.name for b in space.BASELINES}) == len(space.BASELINES)
@@ -216,7 +218,7 @@ def test_nuisance_names_and_defaults(name):
         assert key in params, key
     defaults = _defaults(space)
     assert (defaults["optimizer"], defaults["learning_rate"], defaults["batch_size"]) == ("adam", 1e-3, 32)
-    searched = name in ("basenet", "improved")
+    searched = name in ("basenet", "improved", "transfer")
     for key in ("optimizer", "learning_rate", "batch_size"):
         assert params[key].is_tunable == searched, key
     # every declaration carries a default that is a valid value
@@ -263,7 +265,7 @@ def test_baseline_is_valid_and_builds(name, baseline):
 def test_baseline_counts():
     counts = {name: len(space.BASELINES) for name, space in search_spaces.SPACES.items()}
     assert counts == {"basenet": 1, "normalization": 2, "augmentation": 10, "deeper_net": 9, "batchnorm": 5,
-                      "epochs": 7, "improved": 2}
+                      "epochs": 7, "improved": 2, "transfer": 2}
     reported = {b.name: b.reported for b in search_spaces.augmentation.BASELINES}
     assert reported["zoom0.2+flip"] == 41.32 and reported["zoom1.2"] == 33.60
 
@@ -328,7 +330,8 @@ def test_six_56_106_net():
 @pytest.mark.parametrize("name", SPACE_NAMES)
 def test_builds_for_other_image_shapes(name):
     # non-square, single-channel images with their own statistics (e.g. a folder dataset at another resolution)
-    spec = ModelSpec(input_shape=(40, 36, 1), num_classes=7, mean=(90.0,), variance=(3000.0,))
+    spec = ModelSpec(input_shape=(40, 36, 1), num_classes=7, mean=(90.0,), variance=(3000.0,),
+                     options={"weights": "none"})
     space = search_spaces.SPACES[name]
     model = space.build(_defaults(space), spec)
     assert tuple(model.output.shape) == (None, 7)

@@ -127,6 +127,7 @@ def search(
     baselines: bool = True,
     artifacts: str | None = None,
     display: Display | None = None,
+    skip_bad_images: bool = False,
 ) -> SearchResult:
     """Searches a space; resumes the study when it exists.
 
@@ -141,6 +142,8 @@ def search(
         baselines: enqueue the space's baselines as the first trials.
         artifacts: folder for model files; default next to the study.
         display: receives progress; default shows nothing.
+        skip_bad_images: skip unreadable image files (named in a warning) instead of failing; a resumed study
+            keeps the setting it was created with.
 
     Returns:
         A ``SearchResult`` with the trials this call ran and the study's best trial.
@@ -165,7 +168,8 @@ def search(
 
         meta = study_meta(optuna.load_study(study_name=name, storage=store))
     exp = parse_words(words, default_space=meta.get("space"), default_data=meta.get("data"),
-                      default_pins=meta.get("pins"))
+                      default_pins=meta.get("pins"), default_options=meta.get("options"))
+    skip_bad_images = bool(skip_bad_images or meta.get("skip_bad_images", False))
     if meta:
         _check_same_experiment(name, meta, exp)
 
@@ -175,12 +179,14 @@ def search(
     sampler_obj = make_sampler(sampler, exp.space, exp.pins, seed)
     from tuner.data import load_dataset
 
+    if hasattr(exp.space, "prepare"):  # e.g. backbone weights: fail before any trial, with one line
+        exp.space.prepare(exp.options)
     data = load_dataset(exp.data.name, data_dir=exp.data.data_dir, image_size=exp.data.image_size,
-                        classes=exp.data.classes)
+                        classes=exp.data.classes, skip_bad_images=skip_bad_images)
     study_obj = create_or_load_study(store, name, sampler=sampler_obj)
     art = Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, name, artifacts)
     if not meta:
-        meta = _new_meta(exp, data, art)
+        meta = _new_meta(exp, data, art, skip_bad_images=skip_bad_images)
         study_obj.set_user_attr(META_KEY, meta)
 
     baseline_cfgs = _enqueue(study_obj, exp, baselines)
@@ -238,14 +244,20 @@ def _check_same_experiment(name: str, meta: dict[str, Any], exp: Experiment) -> 
         raise CnntuneError(
             f"study {name!r} was run with pins {meta.get('pins')}; use another --study for {_jsonable(exp.pins)}"
         )
+    if meta.get("options", {}) != _jsonable(exp.options):
+        raise CnntuneError(
+            f"study {name!r} was run with {meta.get('options')}; use another --study for {_jsonable(exp.options)}"
+        )
 
 
-def _new_meta(exp: Experiment, data, art: Path) -> dict[str, Any]:
+def _new_meta(exp: Experiment, data, art: Path, skip_bad_images: bool = False) -> dict[str, Any]:
     """The cnntune description stored on a new study: what it trains on, so reading commands need no words."""
     return {
         "space": exp.space_name,
         "data": exp.data.to_dict(),
         "pins": _jsonable(exp.pins),
+        "options": _jsonable(exp.options),
+        "skip_bad_images": bool(skip_bad_images),
         "class_names": list(data.class_names),
         "input_shape": list(data.input_shape),
         "num_classes": int(data.num_classes),
@@ -303,7 +315,8 @@ def _objective(exp: Experiment, data, art: Path, seed: int, display: Display):
 
         try:
             out = run_trial(exp.space, params, data, seed=trial_seed,
-                            model_path=art / f"trial_{trial.number:04d}.keras", on_epoch=on_epoch)
+                            model_path=art / f"trial_{trial.number:04d}.keras", on_epoch=on_epoch,
+                            spec_options=exp.options, feature_cache=art.parent / "feature_cache")
         except TrialDiverged as exc:
             trial.set_user_attr("fail_reason", str(exc))
             trial.set_user_attr("history", exc.history)
@@ -325,6 +338,7 @@ def _objective(exp: Experiment, data, art: Path, seed: int, display: Display):
             ("seconds", round(out.seconds, 3)),
             ("model_path", out.model_path),
             ("backend", out.backend),
+            *out.extra.items(),  # e.g. feature_cache: hit|built|off and feature_seconds
         ):
             trial.set_user_attr(key, value)
         return out.val_accuracy
@@ -415,6 +429,7 @@ def export(path: str | Path, *, study: str | None = None, storage: str | None = 
         "epoch": rec.best_epoch,
         "backend": rec.backend,
         "dataset": meta.get("data"),
+        "options": meta.get("options") or {},
         "class_names": meta.get("class_names"),
         "input_shape": meta.get("input_shape"),
         "input_dtype": "uint8",

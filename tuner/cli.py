@@ -78,6 +78,8 @@ def search(
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Do not enqueue the space's baselines."),
     artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Folder for model files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    skip_bad_images: bool = typer.Option(False, "--skip-bad-images",
+                                         help="Skip unreadable image files (named in a warning) instead of failing."),
 ) -> None:
     """Search a space: cnntune search space=deeper_net --trials 50."""
     from tuner import api
@@ -90,7 +92,8 @@ def search(
         display = RichDisplay(err)
     with _guard():
         result = api.search(words or [], trials=trials, study=study, storage=storage, sampler=sampler, seed=seed,
-                            timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display)
+                            timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display,
+                            skip_bad_images=skip_bad_images)
     if result.message:
         err.print(result.message)
     if not quiet:

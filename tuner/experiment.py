@@ -19,6 +19,7 @@ from tuner.hp import Param, _fmt, _same, coerce_value, describe
 
 __all__ = [
     "DATA_KEYS",
+    "OPTION_KEYS",
     "RESERVED_KEYS",
     "DataConfig",
     "Experiment",
@@ -28,7 +29,9 @@ __all__ = [
 ]
 
 DATA_KEYS = ("data", "data_dir", "image_size", "classes")
-RESERVED_KEYS = ("space", *DATA_KEYS, "epochs", "batch_size")
+# Run-level options a space reads through ``ModelSpec.options`` (``weights=imagenet|none|PATH`` for a backbone).
+OPTION_KEYS = ("weights",)
+RESERVED_KEYS = ("space", *DATA_KEYS, *OPTION_KEYS, "epochs", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Experiment:
     space: ModuleType = field(repr=False)
     data: DataConfig
     pins: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def space_names() -> list[str]:
@@ -191,7 +195,8 @@ def _check_can_be_active(params: Mapping[str, Param], pins: Mapping[str, Any], k
 
 def parse_words(words: Iterable[str], *, default_space: str | None = None,
                 default_data: Mapping[str, Any] | None = None,
-                default_pins: Mapping[str, Any] | None = None) -> Experiment:
+                default_pins: Mapping[str, Any] | None = None,
+                default_options: Mapping[str, Any] | None = None) -> Experiment:
     """Turns ``key=value`` words into an ``Experiment``.
 
     Args:
@@ -199,6 +204,7 @@ def parse_words(words: Iterable[str], *, default_space: str | None = None,
         default_space: the space when no ``space=`` is given (e.g. the stored space of a study being resumed).
         default_data: data settings to start from (e.g. a resumed study's), overridden by the words.
         default_pins: pins to start from (a resumed study's), overridden by the words.
+        default_options: run options to start from (a resumed study's ``weights``), overridden by the words.
 
     Raises:
         SpaceError: unknown space or key, a value of the wrong type, no space at all.
@@ -219,5 +225,19 @@ def parse_words(words: Iterable[str], *, default_space: str | None = None,
 
     if data.name not in DATASETS:
         raise SpaceError(f"unknown data {data.name!r}; valid: {', '.join(DATASETS)}")
+    options = _options(space, {**dict(default_options or {}), **{k: kv.pop(k) for k in OPTION_KEYS if k in kv}},
+                       space_name)
     pins = validate_pins(space, {**dict(default_pins or {}), **kv}, getattr(space, "NAME", space_name))
-    return Experiment(space_name=getattr(space, "NAME", space_name), space=space, data=data, pins=pins)
+    return Experiment(space_name=getattr(space, "NAME", space_name), space=space, data=data, pins=pins,
+                      options=options)
+
+
+def _options(space: ModuleType, given: dict[str, Any], space_name: str) -> dict[str, Any]:
+    """Run options checked (and defaulted) by the space's ``check_options``; a space without it takes none."""
+    check = getattr(space, "check_options", None)
+    if check is None:
+        if given:
+            raise SpaceError(f"space {space_name} takes no {', '.join(f'{k}=' for k in given)} (only spaces with a "
+                             f"pretrained backbone do, e.g. transfer)")
+        return {}
+    return dict(check(given))

@@ -210,9 +210,9 @@ def reevaluate(
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         exp = parse_words([], default_space=meta["space"], default_data=meta.get("data"),
-                          default_pins=meta.get("pins"))
+                          default_pins=meta.get("pins"), default_options=meta.get("options"))
         data = load_dataset(exp.data.name, data_dir=exp.data.data_dir, image_size=exp.data.image_size,
-                            classes=exp.data.classes)
+                            classes=exp.data.classes, skip_bad_images=bool(meta.get("skip_bad_images", False)))
         art = Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, st.study_name)
         display.search_begin(study=st.study_name, space=exp.space_name, data=exp.data.label(), trials=len(runs),
                              baselines=0)

@@ -140,6 +140,7 @@ def run_trial(
     extra_callbacks: Sequence[Any] = (),
     evaluate_test: bool = True,
     spec_options: dict[str, Any] | None = None,
+    feature_cache: str | os.PathLike | bool | None = None,
 ) -> TrialOutcome:
     """Builds, fits and evaluates one configuration.
 
@@ -154,6 +155,8 @@ def run_trial(
         extra_callbacks: more Keras callbacks.
         evaluate_test: also measure accuracy on the test split.
         spec_options: extras handed to the space through ``ModelSpec.options``.
+        feature_cache: folder of cached backbone features for spaces that offer head-only training
+            (``tuner._features``); ``None`` uses the default folder, ``False`` trains end to end without the cache.
 
     Returns:
         A ``TrialOutcome``; validation accuracy is the best epoch's, and the saved model is that epoch's.
@@ -170,8 +173,21 @@ def run_trial(
     keras.utils.set_random_seed(int(seed))
 
     opts = fit_options(params)
-    model = space.build(params, model_spec(data, spec_options))
-    has_val = len(data.x_val) > 0
+    spec = model_spec(data, spec_options)
+    # A frozen backbone's features are computed once and cached; the trial then trains only the head on them.
+    plan = None
+    if feature_cache is not False and hasattr(space, "feature_extractor"):
+        from tuner import _features
+
+        plan = _features.head_only(space, params, spec, data, None if feature_cache is True else feature_cache)
+    if plan is not None:
+        model = plan.head
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = (plan.arrays[s] for s in ("train", "val", "test"))
+    else:
+        model = space.build(params, spec)
+        x_train, y_train, x_val, y_val, x_test, y_test = (data.x_train, data.y_train, data.x_val, data.y_val,
+                                                          data.x_test, data.y_test)
+    has_val = len(x_val) > 0
     monitor = "val_accuracy" if has_val else "accuracy"
     best = _callback_classes()(monitor, on_epoch, should_stop)
     callbacks: list[Any] = [best, *extra_callbacks]
@@ -179,9 +195,9 @@ def run_trial(
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=opts.patience))
 
     model.fit(
-        data.x_train,
-        data.y_train,
-        validation_data=(data.x_val, data.y_val) if has_val else None,
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val) if has_val else None,
         epochs=opts.epochs,
         batch_size=opts.batch_size,
         shuffle=True,
@@ -194,10 +210,14 @@ def run_trial(
         model.set_weights(best.best_weights)
 
     test_acc = None
-    if evaluate_test and len(data.x_test):
-        results = model.evaluate(data.x_test, data.y_test, batch_size=max(opts.batch_size, 256), verbose=0,
+    if evaluate_test and len(x_test):
+        results = model.evaluate(x_test, y_test, batch_size=max(opts.batch_size, 256), verbose=0,
                                  return_dict=True)
         test_acc = float(results["accuracy"])
+    if plan is not None:
+        model = plan.compose(model)  # one model: backbone + trained head, raw images in
+    if hasattr(space, "saveable"):
+        model = space.saveable(model)  # e.g. training-only optimizer classes swapped for built-in ones
     saved = None
     if model_path is not None:
         path = Path(model_path)
@@ -215,6 +235,8 @@ def run_trial(
         seconds=time.perf_counter() - start,
         model_path=saved,
         backend=keras.backend.backend(),
+        extra=dict(plan.attrs) if plan is not None else (
+            {"feature_cache": "off"} if hasattr(space, "feature_extractor") else {}),
     )
     del model
     return outcome
