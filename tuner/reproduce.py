@@ -232,7 +232,7 @@ def _plan(words: Sequence[str]) -> tuple[str, list[tuple[str, list[str]]]]:
         SpaceError: no space, an unknown space, a space without baselines, a pin no space knows.
     """
     from search_spaces import SPACES
-    from tuner.experiment import get_space, split_words
+    from tuner.experiment import OPTION_KEYS, get_space, split_words
     from tuner.hp import describe
 
     kv = split_words(words)
@@ -248,8 +248,10 @@ def _plan(words: Sequence[str]) -> tuple[str, list[tuple[str, list[str]]]]:
         if not getattr(module, "BASELINES", None):
             raise SpaceError(f"space {name!r} has no baselines to reproduce")
         return getattr(module, "NAME", name), [(name, [f"space={name}", *data, *(f"{k}={v}" for k, v in pins.items())])]
-    # With every space, a pin applies to the spaces that have that choice point (epochs=1 applies to all of them).
-    known = {space: set(describe(module)) for space, module in SPACES.items()}
+    # With every space, a pin applies to the spaces that have that choice point (epochs=1 applies to all of them),
+    # and a run option (weights=) to the spaces that read options.
+    known = {space: set(describe(module)) | (set(OPTION_KEYS) if hasattr(module, "check_options") else set())
+             for space, module in SPACES.items()}
     unknown = sorted(k for k in pins if not any(k in keys for keys in known.values()))
     if unknown:
         raise SpaceError(f"unknown key {unknown[0]!r}: no space has it; see `cnntune spaces NAME` for each space's keys")
