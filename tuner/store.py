@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -52,7 +53,14 @@ def _sqlite_path(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
-def open_storage(url: str | None = None):
+# Heartbeats of running trials (seconds): a trial whose worker stopped beating for GRACE_PERIOD is failed and
+# retried once by the next worker that starts a trial (Optuna's stale-trial check).
+HEARTBEAT_INTERVAL = 30
+GRACE_PERIOD = 90
+MAX_RETRY = 2
+
+
+def open_storage(url: str | None = None, *, heartbeat: bool = False):
     """Opens an Optuna storage from a URL.
 
     Accepts any SQLAlchemy URL Optuna accepts (``sqlite:///file.db``, ``postgresql://...``, ``mysql+pymysql://...``)
@@ -60,6 +68,8 @@ def open_storage(url: str | None = None):
 
     Args:
         url: the storage URL; ``None`` uses ``sqlite:///cnntune.db`` in the working directory.
+        heartbeat: for database storages, record heartbeats of running trials so that the trial of a killed
+            process is failed after ``GRACE_PERIOD`` seconds and retried (``MAX_RETRY`` times at most).
 
     Returns:
         An ``optuna.storages.BaseStorage``.
@@ -87,12 +97,28 @@ def open_storage(url: str | None = None):
         sqlite = _sqlite_path(url)
         if sqlite is not None and not sqlite.expanduser().resolve().parent.is_dir():
             raise StorageError(f"cannot open storage {redact(url)}: folder {sqlite.resolve().parent} does not exist")
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        with warnings.catch_warnings():
+            # Heartbeats are marked experimental in Optuna; that is not the user's concern.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat))
     except StorageError:
         raise
     except Exception as exc:  # SQLAlchemy/driver errors vary; all of them mean the same to a user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {redact(url)}: {redact(reason)}") from None
+
+
+def _heartbeat_kwargs(enabled: bool) -> dict[str, Any]:
+    if not enabled:
+        return {}
+    from optuna import storages
+
+    retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None)  # optuna >= 4.9
+    if retry is not None:
+        return {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
+                "heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
+    return {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
+            "failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
