@@ -94,6 +94,7 @@ def open_storage(url: str | None = None, *, heartbeat: bool = False):
                 f"cannot open storage {redact(url)!r}: expected a URL such as sqlite:///cnntune.db, "
                 "postgresql://user@host/db, mysql+pymysql://user@host/db or journal:PATH"
             )
+        url = _with_driver(url)
         sqlite = _sqlite_path(url)
         if sqlite is not None and not sqlite.expanduser().resolve().parent.is_dir():
             raise StorageError(f"cannot open storage {redact(url)}: folder {sqlite.resolve().parent} does not exist")
@@ -106,6 +107,17 @@ def open_storage(url: str | None = None, *, heartbeat: bool = False):
     except Exception as exc:  # SQLAlchemy/driver errors vary; all of them mean the same to a user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {redact(url)}: {redact(reason)}") from None
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the installed driver: SQLAlchemy 2.1 defaults to psycopg 3, cnntune installs psycopg2."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
 
 
 def _heartbeat_kwargs(enabled: bool) -> dict[str, Any]:
