@@ -135,3 +135,33 @@ def test_search_on_a_postgresql_store(tmp_path, monkeypatch):
         assert storage.get_heartbeat_interval() == HEARTBEAT_INTERVAL
     finally:
         optuna.delete_study(study_name=name, storage=open_storage(POSTGRES))
+
+
+@pytest.mark.slow
+def test_the_trial_of_a_killed_worker_is_retried(store, monkeypatch):
+    import optuna
+
+    monkeypatch.setenv("CNNTUNE_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("CNNTUNE_GRACE_PERIOD", "2")
+    words = ["space=basenet", "data=synthetic", "epochs=8", "learning_rate=0.001"]
+    tuner.search(words, trials=2, storage=store, study="k", baselines=False, timeout=0.001)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "worker", "--study", "k", "--storage", store, "-q"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = [t.state for t in optuna.load_study(study_name="k", storage=store).get_trials(deepcopy=False)]
+            if optuna.trial.TrialState.RUNNING in states:
+                break
+            time.sleep(0.2)
+        proc.kill()  # SIGKILL: no chance to record anything
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(3)  # past the grace period
+    tuner.worker(study="k", storage=store)
+    records = tuner.trials(study="k", storage=store).records
+    assert [r.state for r in records] == ["complete", "fail", "complete"]
+    assert records[2].tags["retry_of"] == 1 and records[2].params == records[1].params

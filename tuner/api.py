@@ -254,6 +254,9 @@ def search(
         records = _records(study_obj)
         return SearchResult(name, redact(url), [r for r in records if r.number not in before], _best_record(records))
 
+    if getattr(store, "get_heartbeat_interval", lambda: None)():
+        # Fail (and queue for retry) the trials of workers that died, before counting the budget.
+        optuna.storages.fail_stale_trials(study_obj)
     baseline_cfgs = _enqueue(study_obj, exp, baselines)
     records = _records(study_obj)
     done = _budget_used(records)
@@ -272,7 +275,9 @@ def search(
 
     def budget_spent(st) -> bool:
         recs = _records(st)
-        return _budget_used(recs) >= trials and not any(r.state == "waiting" for r in recs)
+        # A worker also counts the trials other workers are running, so that together they do not overshoot.
+        running = sum(1 for r in recs if r.state == "running") if worker_id else 0
+        return _budget_used(recs) + running >= trials and not any(r.state == "waiting" for r in recs)
 
     failures = _FailureStreak(max_failures)
 

@@ -54,7 +54,8 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 # Heartbeats of running trials (seconds): a trial whose worker stopped beating for GRACE_PERIOD is failed and
-# retried once by the next worker that starts a trial (Optuna's stale-trial check).
+# retried (MAX_RETRY times at most) by the next worker that starts a trial (Optuna's stale-trial check).
+# CNNTUNE_HEARTBEAT_INTERVAL / CNNTUNE_GRACE_PERIOD override them (tests, very short or very long trials).
 HEARTBEAT_INTERVAL = 30
 GRACE_PERIOD = 90
 MAX_RETRY = 2
@@ -125,12 +126,12 @@ def _heartbeat_kwargs(enabled: bool) -> dict[str, Any]:
         return {}
     from optuna import storages
 
+    timing = {"heartbeat_interval": int(os.environ.get("CNNTUNE_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL)),
+              "grace_period": int(os.environ.get("CNNTUNE_GRACE_PERIOD", GRACE_PERIOD))}
     retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None)  # optuna >= 4.9
     if retry is not None:
-        return {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
-                "heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
-    return {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
-            "failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
+        return {**timing, "heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
+    return {**timing, "failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
