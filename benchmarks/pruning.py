@@ -49,8 +49,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--asha-min-epochs", type=int, default=None,
+                        help="first epoch at which ASHA may stop a trial (default: tuner's, 1)")
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
     args = parser.parse_args()
+    if args.asha_min_epochs is not None:
+        from tuner.engines import _pruning
+
+        _pruning.MIN_EPOCHS = args.asha_min_epochs
     words = [f"space={args.space}", "data=cub200", f"data_dir={args.data_dir}", f"image_size={args.image_size}",
              f"epochs={args.epochs}"]
     rows = []
@@ -60,7 +66,10 @@ def main() -> None:
             for pruner in ("none", "asha"):
                 rows.append(run(words, pruner, seed, args.trials, storage))
                 print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{args.space} on cub200 {args.image_size}px, {args.trials} trials x {args.epochs} epochs, TPE\n")
+    from tuner.engines import _pruning
+
+    print(f"\n{args.space} on cub200 {args.image_size}px, {args.trials} trials x {args.epochs} epochs, TPE, "
+          f"ASHA from epoch {_pruning.MIN_EPOCHS}\n")
     print("| pruner | seed | best val % | its test % | epochs trained | complete / pruned | seconds |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

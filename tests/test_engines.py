@@ -83,7 +83,7 @@ def test_keras_tuner_chief_and_two_workers_finish_and_exit(tmp_path):
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n---\n".join(o[-3000:] for o in outputs)
     records = tuner.trials(study="dist", storage=db).records
     assert len(records) == 4 and all(r.state == "complete" for r in records)
     # Each Keras Tuner trial ran exactly once, on one of the two workers.

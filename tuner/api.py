@@ -48,8 +48,6 @@ __all__ = [
 ]
 
 ENGINES = ("optuna", "keras-tuner")
-# Settings of a search that a worker joining the study reuses (stored in the study metadata).
-_SETTINGS = ("engine", "tuner", "trials", "sampler", "seed", "pruner", "baselines", "max_failures")
 
 # A trial that ended in one of these states used up one unit of the trial budget.
 _FINISHED = ("complete", "pruned", "fail")
@@ -237,6 +235,7 @@ def search(
             "artifacts": str(art),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
+    # The settings a worker joining the study reuses (the latest search's).
     settings = {"engine": engine, "tuner": kt_tuner, "trials": trials, "sampler": sampler, "seed": seed,
                 "pruner": pruner, "baselines": baselines, "max_failures": max_failures}
     if meta.get("settings") != settings and not worker_id:
@@ -340,7 +339,7 @@ def worker(
     chief: str | None = None,
     worker_id: str | None = None,
     max_failures: int | None = None,
-    wait: float = 60.0,
+    wait: float = 600.0,
     display: Display | None = None,
 ) -> SearchResult:
     """Joins an existing study and runs its trials until the study's ``--trials`` budget is reached.
@@ -357,7 +356,7 @@ def worker(
         chief: Keras Tuner engine: ``HOST:PORT`` of the chief.
         worker_id: this worker's name (Keras Tuner's ``KERASTUNER_TUNER_ID``); default ``worker-PID``.
         max_failures: default: the study's.
-        wait: seconds to wait for the study to appear (a chief still starting).
+        wait: Keras Tuner engine: seconds to wait for the chief to start serving.
         display: receives progress.
 
     Raises:
@@ -366,10 +365,11 @@ def worker(
     import os
 
     url = storage or DEFAULT_STORAGE
+    if chief is not None:
+        from tuner.engines._keras_tuner import wait_for_chief
+
+        wait_for_chief(chief, wait)
     store = open_storage(url)
-    deadline = time.monotonic() + max(wait, 0.0)
-    while study not in study_names(store) and time.monotonic() < deadline and chief is not None:
-        time.sleep(0.5)
     st = load_study(store, study, url)
     settings = study_meta(st).get("settings")
     if not settings:

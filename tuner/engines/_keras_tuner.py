@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tuner._errors import CnntuneError
 from tuner.hp import resolve
 
-__all__ = ["TUNERS", "KTPlan", "check_options", "parse_address", "search"]
+__all__ = ["TUNERS", "KTPlan", "check_options", "parse_address", "search", "wait_for_chief"]
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 # Seconds the chief keeps serving after the last trial ended while a worker it knows never asked again.
@@ -46,6 +46,29 @@ def parse_address(address: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise CnntuneError(f"--chief needs HOST:PORT, e.g. 0.0.0.0:8000. Received: {address}")
     return host, int(port)
+
+
+def wait_for_chief(address: str, timeout: float = CHIEF_TIMEOUT) -> None:
+    """Waits until the chief listens: it serves only once the study exists, so a worker started at the same time
+    never races it to create the study (or the SQLite schema).
+
+    Raises:
+        CnntuneError: nothing listens at ``address`` within ``timeout`` seconds.
+    """
+    import socket
+
+    host, port = parse_address(address)
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise CnntuneError(f"no chief answers at {address}; start `cnntune search --chief {address}` "
+                                   "first") from None
+            time.sleep(0.5)
 
 
 def check_options(tuner: str, *, chief: str | None, pruner: str = "none") -> None:

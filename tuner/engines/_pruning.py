@@ -11,9 +11,12 @@ from typing import Any, Callable
 
 from tuner._errors import CnntuneError
 
-__all__ = ["PRUNERS", "EpochPruning", "make_pruner"]
+__all__ = ["MIN_EPOCHS", "PRUNERS", "REDUCTION_FACTOR", "EpochPruning", "make_pruner"]
 
 PRUNERS = ("none", "median", "asha", "hyperband")
+# The first epoch at which ASHA and Hyperband may stop a trial; rungs follow at x3, x9, ... (reduction factor 3).
+MIN_EPOCHS = 1
+REDUCTION_FACTOR = 3
 
 
 def make_pruner(name: str):
@@ -35,9 +38,9 @@ def make_pruner(name: str):
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_EPOCHS, reduction_factor=REDUCTION_FACTOR)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=MIN_EPOCHS, reduction_factor=REDUCTION_FACTOR)
     raise CnntuneError(f"unknown pruner {name!r}; valid: {', '.join(PRUNERS)}")
 
 
