@@ -50,32 +50,35 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--asha-min-epochs", type=int, default=None,
-                        help="first epoch at which ASHA may stop a trial (default: tuner's, 1)")
+                        help="first epoch at which ASHA may stop a trial (default: cnntune's, 2)")
+    parser.add_argument("--reduction-factor", type=int, default=None,
+                        help="ASHA keeps the top 1/N at each rung (default: tuner's, 3)")
+    parser.add_argument("--pruners", nargs="+", default=["none", "asha"], choices=["none", "asha"])
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
     args = parser.parse_args()
-    if args.asha_min_epochs is not None:
-        from tuner.engines import _pruning
+    from tuner.engines import _pruning
 
+    if args.asha_min_epochs is not None:
         _pruning.MIN_EPOCHS = args.asha_min_epochs
+    if args.reduction_factor is not None:
+        _pruning.REDUCTION_FACTOR = args.reduction_factor
     words = [f"space={args.space}", "data=cub200", f"data_dir={args.data_dir}", f"image_size={args.image_size}",
              f"epochs={args.epochs}"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         storage = f"sqlite:///{Path(tmp) / 'bench.db'}"
         for seed in args.seeds:
-            for pruner in ("none", "asha"):
+            for pruner in args.pruners:
                 rows.append(run(words, pruner, seed, args.trials, storage))
                 print(json.dumps(rows[-1]), flush=True)
-    from tuner.engines import _pruning
-
     print(f"\n{args.space} on cub200 {args.image_size}px, {args.trials} trials x {args.epochs} epochs, TPE, "
-          f"ASHA from epoch {_pruning.MIN_EPOCHS}\n")
+          f"ASHA from epoch {_pruning.MIN_EPOCHS}, reduction factor {_pruning.REDUCTION_FACTOR}\n")
     print("| pruner | seed | best val % | its test % | epochs trained | complete / pruned | seconds |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['pruner']} | {r['seed']} | {100 * r['best_val']:.1f} | {100 * r['best_test']:.1f} | "
               f"{r['epochs']} | {r['complete']} / {r['pruned']} | {r['seconds']} |")
-    for pruner in ("none", "asha"):
+    for pruner in args.pruners:
         mine = [r for r in rows if r["pruner"] == pruner]
         print(f"| {pruner} | mean | {100 * statistics.mean(r['best_val'] for r in mine):.1f} | "
               f"{100 * statistics.mean(r['best_test'] for r in mine):.1f} | "

@@ -84,7 +84,7 @@ def test_sigint_leaves_a_resumable_study_and_the_interrupted_trial_is_retried(tm
             time.sleep(0.2)
         else:
             pytest.fail(f"the search never reached a second trial: {states}")
-        time.sleep(0.5)
+        time.sleep(0.3)  # inside the trial's build/fit, well before its 4 epochs end
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
     finally:
