@@ -5,7 +5,7 @@ importing this package does not import TensorFlow or Keras.
 """
 
 from tuner._errors import CnntuneError, DataError, SpaceError, StorageError
-from tuner.api import BestReport, Comparison, SearchResult, StudyView, best, export, read_export_metadata, search, trials
+from tuner.api import BestReport, Comparison, SearchResult, StudyView, best, export, read_export_metadata, search, trials, worker
 from tuner.records import Display, TrialRecord
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "read_export_metadata",
     "search",
     "trials",
+    "worker",
 ]
 
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from tuner._errors import CnntuneError, SpaceError, StorageError
 from tuner.engines._optuna import SAMPLERS, SearchPlan, make_sampler, optimize, trial_config
+from tuner.engines._pruning import PRUNERS, EpochPruning, make_pruner
 from tuner.experiment import Experiment, get_space, parse_words, split_words
 from tuner.records import Display, TrialRecord, val_noise_pp
 from tuner.store import (
@@ -44,7 +45,10 @@ __all__ = [
     "space_detail",
     "spaces",
     "trials",
+    "worker",
 ]
+
+ENGINES = ("optuna", "keras-tuner")
 
 # A trial that ended in one of these states used up one unit of the trial budget.
 _FINISHED = ("complete", "pruned", "fail")
@@ -91,7 +95,14 @@ def _records(study) -> list[TrialRecord]:
 
 
 def _counts_toward_budget(rec: TrialRecord) -> bool:
-    return rec.baseline is None and rec.state in _FINISHED and rec.reason != "interrupted" and not rec.tags
+    # A retry (of an interrupted trial or of a dead worker's) counts; the trial it replaces does not.
+    return (rec.baseline is None and rec.state in _FINISHED and rec.reason != "interrupted"
+            and not set(rec.tags) - {"retry_of"})
+
+
+def _budget_used(records: Sequence[TrialRecord]) -> int:
+    retried = {r.tags["retry_of"] for r in records if "retry_of" in r.tags}
+    return sum(1 for r in records if _counts_toward_budget(r) and r.number not in retried)
 
 
 def _done_baselines(records: Iterable[TrialRecord]) -> set[str]:
@@ -128,6 +139,12 @@ def search(
     artifacts: str | None = None,
     display: Display | None = None,
     skip_bad_images: bool = False,
+    engine: str = "optuna",
+    kt_tuner: str = "random",
+    pruner: str = "none",
+    max_failures: int = 5,
+    chief: str | None = None,
+    worker_id: str | None = None,
 ) -> SearchResult:
     """Searches a space; resumes the study when it exists.
 
@@ -144,9 +161,19 @@ def search(
         display: receives progress; default shows nothing.
         skip_bad_images: skip unreadable image files (named in a warning) instead of failing; a resumed study
             keeps the setting it was created with.
+        engine: ``optuna`` (default) or ``keras-tuner``; both record into the same Optuna study.
+        kt_tuner: the Keras Tuner tuner: ``random``, ``bayesian``, ``hyperband`` or ``grid``.
+        pruner: Optuna engine: ``none``, ``median``, ``asha`` or ``hyperband``.
+        max_failures: stop the search after this many consecutive failed trials (``0``: never).
+        chief: Keras Tuner engine: ``HOST:PORT`` to serve the oracle on; workers run the trials.
+        worker_id: set by ``worker``: this process joins the study; its sampler is not seeded, so that
+            workers do not all propose the same configurations.
 
     Returns:
         A ``SearchResult`` with the trials this call ran and the study's best trial.
+
+    Raises:
+        CnntuneError: bad input, or ``max_failures`` consecutive failed trials.
     """
     display = display or Display()
     if trials < 1:
@@ -155,9 +182,19 @@ def search(
         raise CnntuneError(f"--timeout must be a positive number of seconds. Received: {timeout}")
     if sampler not in SAMPLERS:
         raise CnntuneError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+    if engine not in ENGINES:
+        raise CnntuneError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    if pruner not in PRUNERS:
+        raise CnntuneError(f"unknown pruner {pruner!r}; valid: {', '.join(PRUNERS)}")
+    if max_failures < 0:
+        raise CnntuneError(f"--max-failures must be 0 (never stop) or more. Received: {max_failures}")
+    if engine == "keras-tuner":
+        from tuner.engines._keras_tuner import check_options
+
+        check_options(kt_tuner, chief=chief, pruner=pruner)
     kv = split_words(words)
     url = storage or DEFAULT_STORAGE
-    store = open_storage(url)
+    store = open_storage(url, heartbeat=url.startswith(_HEARTBEAT_SCHEMES))
     name = study or kv.get("space")
     if not name:
         raise SpaceError("say which space to search with space=NAME (or resume one with --study NAME)")
@@ -176,22 +213,43 @@ def search(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    sampler_obj = make_sampler(sampler, exp.space, exp.pins, seed)
+    sampler_obj = make_sampler(sampler, exp.space, exp.pins, None if worker_id else seed)
     from tuner.data import load_dataset
 
     if hasattr(exp.space, "prepare"):  # e.g. backbone weights: fail before any trial, with one line
         exp.space.prepare(exp.options)
     data = load_dataset(exp.data.name, data_dir=exp.data.data_dir, image_size=exp.data.image_size,
                         classes=exp.data.classes, skip_bad_images=skip_bad_images)
-    study_obj = create_or_load_study(store, name, sampler=sampler_obj)
+    study_obj = create_or_load_study(store, name, sampler=sampler_obj, pruner=make_pruner(pruner))
     art = Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, name, artifacts)
-    if not meta:
+    is_new = not meta
+    if is_new:
         meta = _new_meta(exp, data, art, skip_bad_images=skip_bad_images)
+    # The settings a worker joining the study reuses (the latest search's).
+    settings = {"engine": engine, "tuner": kt_tuner, "trials": trials, "sampler": sampler, "seed": seed,
+                "pruner": pruner, "baselines": baselines, "max_failures": max_failures}
+    if is_new or (meta.get("settings") != settings and not worker_id):
+        if not worker_id:
+            meta["settings"] = settings
         study_obj.set_user_attr(META_KEY, meta)
+    if engine == "keras-tuner":
+        from tuner.engines import _keras_tuner
 
+        objective = _objective(exp, data, art / "keras_tuner", seed, display, engine="keras-tuner")
+        before = {r.number for r in _records(study_obj)}
+        _keras_tuner.search(_keras_tuner.KTPlan(
+            study=study_obj, exp=exp, objective=objective, tuner=kt_tuner, seed=seed, trials=trials,
+            baselines=list(getattr(exp.space, "BASELINES", [])) if baselines else [], directory=art,
+            max_failures=max_failures, chief=chief, worker_id=worker_id, display=display, data=data))
+        records = _records(study_obj)
+        return SearchResult(name, redact(url), [r for r in records if r.number not in before], _best_record(records))
+
+    if getattr(store, "get_heartbeat_interval", lambda: None)():
+        # Fail (and queue for retry) the trials of workers that died, before counting the budget.
+        optuna.storages.fail_stale_trials(study_obj)
     baseline_cfgs = _enqueue(study_obj, exp, baselines)
     records = _records(study_obj)
-    done = sum(1 for r in records if _counts_toward_budget(r))
+    done = _budget_used(records)
     waiting = sum(1 for r in records if r.state == "waiting")
     remaining = max(trials - done, 0)
     if remaining == 0 and waiting == 0:
@@ -203,15 +261,21 @@ def search(
     waiting_before = {r.number for r in records if r.state == "waiting"}
     display.search_begin(study=name, space=exp.space_name, data=exp.data.label(), trials=remaining,
                          baselines=waiting)
-    objective = _objective(exp, data, art, seed, display)
+    objective = _objective(exp, data, art, seed, display, prune=pruner != "none")
 
     def budget_spent(st) -> bool:
         recs = _records(st)
-        return sum(1 for r in recs if _counts_toward_budget(r)) >= trials and not any(
-            r.state == "waiting" for r in recs)
+        # A worker also counts the trials other workers are running, so that together they do not overshoot.
+        running = sum(1 for r in recs if r.state == "running") if worker_id else 0
+        return _budget_used(recs) + running >= trials and not any(r.state == "waiting" for r in recs)
+
+    failures = _FailureStreak(max_failures)
 
     def after_trial(st, frozen) -> None:
-        display.trial_end(TrialRecord.from_trial(frozen))
+        record = TrialRecord.from_trial(frozen)
+        display.trial_end(record)
+        if failures.add(record):
+            st.stop()
 
     plan = SearchPlan(study=study_obj, space=exp.space, pins=exp.pins, objective=objective,
                       n_trials=remaining + waiting, timeout=timeout, baselines=baseline_cfgs,
@@ -220,10 +284,99 @@ def search(
         optimize(plan)
     finally:
         display.search_end()
+    failures.check()
     records = _records(study_obj)
     ran = [r for r in records
            if (r.number not in numbers_before or r.number in waiting_before) and r.state != "waiting"]
     return SearchResult(name, redact(url), ran, _best_record(records))
+
+
+_HEARTBEAT_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+class _FailureStreak:
+    """Counts consecutive failed trials of this process; ``check`` raises once ``limit`` is reached."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.streak: list[TrialRecord] = []
+
+    def add(self, record: TrialRecord) -> bool:
+        """Records a finished trial; returns True when the search should stop."""
+        if record.state == "fail" and record.reason != "interrupted":
+            self.streak.append(record)
+        elif record.state in ("complete", "pruned"):
+            self.streak = []
+        return self.stopped
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.limit) and len(self.streak) >= self.limit
+
+    def check(self) -> None:
+        if self.stopped:
+            last = self.streak[-1]
+            raise CnntuneError(
+                f"search stopped: {len(self.streak)} consecutive trials failed (last, trial {last.number}: "
+                f"{last.reason or 'no reason recorded'}); fix the cause or raise --max-failures"
+            )
+
+
+def worker(
+    *,
+    study: str,
+    storage: str | None = None,
+    engine: str | None = None,
+    chief: str | None = None,
+    worker_id: str | None = None,
+    max_failures: int | None = None,
+    wait: float = 600.0,
+    display: Display | None = None,
+) -> SearchResult:
+    """Joins an existing study and runs its trials until the study's ``--trials`` budget is reached.
+
+    The study's settings (space, data, pins, budget, sampler, pruner, seed, baselines) come from its metadata,
+    written by ``search``. Optuna engine: any number of workers share the storage URL; on a database storage
+    heartbeats let the next worker retry the trial of a worker that was killed. Keras Tuner engine: the worker
+    asks the chief at ``chief`` for trials until it answers that the search is done.
+
+    Args:
+        study: the study to join.
+        storage: its storage URL (PostgreSQL or MySQL across machines; SQLite or journal on one host).
+        engine: ``optuna`` or ``keras-tuner``; default: the study's.
+        chief: Keras Tuner engine: ``HOST:PORT`` of the chief.
+        worker_id: this worker's name (Keras Tuner's ``KERASTUNER_TUNER_ID``); default ``worker-PID``.
+        max_failures: default: the study's.
+        wait: Keras Tuner engine: seconds to wait for the chief to start serving.
+        display: receives progress.
+
+    Raises:
+        CnntuneError: no such study, a study without stored settings, or a Keras Tuner worker without a chief.
+    """
+    import os
+
+    url = storage or DEFAULT_STORAGE
+    if chief is not None:
+        from tuner.engines._keras_tuner import wait_for_chief
+
+        wait_for_chief(chief, wait)
+    store = open_storage(url)
+    st = load_study(store, study, url)
+    settings = study_meta(st).get("settings")
+    if not settings:
+        raise CnntuneError(f"study {study!r} has no stored search settings; start it with `cnntune search` first")
+    engine = engine or settings.get("engine", "optuna")
+    if engine == "keras-tuner" and chief is None:
+        raise CnntuneError("a Keras Tuner worker needs --chief HOST:PORT (the address of `cnntune search --chief`)")
+    if engine == "keras-tuner" and settings.get("engine") != "keras-tuner":
+        raise CnntuneError(f"study {study!r} is searched by the {settings.get('engine')} engine; drop --engine")
+    return search(
+        [], trials=int(settings["trials"]), study=study, storage=url, sampler=settings.get("sampler", "tpe"),
+        seed=int(settings.get("seed", 0)), baselines=bool(settings.get("baselines", True)), display=display,
+        engine=engine, kt_tuner=settings.get("tuner", "random"), pruner=settings.get("pruner", "none"),
+        max_failures=int(settings.get("max_failures", 5) if max_failures is None else max_failures),
+        chief=chief, worker_id=worker_id or f"worker-{os.getpid()}",
+    )
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -285,8 +438,10 @@ def _enqueue(study_obj, exp: Experiment, with_baselines: bool) -> dict[str, dict
             )
     retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
     for r in records:
-        # Interrupted replays are resumed by their own command (reproduce, best --reeval), not by the search.
-        if r.reason == "interrupted" and r.number not in retried and not r.baseline and not _is_replay(r):
+        # Interrupted replays are resumed by their own command (reproduce, best --reeval), not by the search;
+        # Keras Tuner trials by Keras Tuner's own project state.
+        if (r.reason == "interrupted" and r.number not in retried and not r.baseline and not _is_replay(r)
+                and "engine" not in r.tags):
             study_obj.enqueue_trial(_suggestable(space, exp.pins, r.params),
                                     user_attrs={"retry_of": r.number, "given": r.params})
     return configs
@@ -299,7 +454,14 @@ def _suggestable(space, pins, config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k in names}
 
 
-def _objective(exp: Experiment, data, art: Path, seed: int, display: Display):
+def _objective(exp: Experiment, data, art: Path, seed: int, display: Display, *, prune: bool = False,
+               engine: str | None = None):
+    """The function that runs one trial and records it in ``trial``'s user attributes.
+
+    ``trial`` is an Optuna trial, or any object with ``number``, ``set_user_attr``, ``report`` and
+    ``should_prune`` (the Keras Tuner engine records through one). With ``prune``, each epoch's validation
+    accuracy is reported and a trial the pruner stops raises ``optuna.TrialPruned`` after its record is written.
+    """
     from tuner.runner import TrialDiverged, fit_options, run_trial
 
     def objective(trial, params: dict[str, Any], attrs: dict[str, Any]) -> float:
@@ -307,16 +469,20 @@ def _objective(exp: Experiment, data, art: Path, seed: int, display: Display):
         trial_seed = int(attrs["seed"]) if attrs.get("seed") is not None else int(seed) + trial.number
         trial.set_user_attr("seed", trial_seed)
         trial.set_user_attr("config", _jsonable(params))
+        if engine:
+            trial.set_user_attr("engine", engine)
         epochs = fit_options(params).epochs
         display.trial_begin(number=trial.number, params=params, baseline=attrs.get("baseline"), epochs=epochs)
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             display.epoch_end(number=trial.number, epoch=epoch, epochs=epochs, logs=logs)
 
+        pruning = EpochPruning(trial, prune and not attrs.get("baseline"), epochs, then=on_epoch)
         try:
             out = run_trial(exp.space, params, data, seed=trial_seed,
-                            model_path=art / f"trial_{trial.number:04d}.keras", on_epoch=on_epoch,
-                            spec_options=exp.options, feature_cache=art.parent / "feature_cache")
+                            model_path=art / f"trial_{trial.number:04d}.keras", on_epoch=pruning.on_epoch,
+                            should_stop=pruning.should_stop, spec_options=exp.options,
+                            feature_cache=art.parent / "feature_cache")
         except TrialDiverged as exc:
             trial.set_user_attr("fail_reason", str(exc))
             trial.set_user_attr("history", exc.history)
@@ -341,6 +507,11 @@ def _objective(exp: Experiment, data, art: Path, seed: int, display: Display):
             *out.extra.items(),  # e.g. feature_cache: hit|built|off and feature_seconds
         ):
             trial.set_user_attr(key, value)
+        if pruning.pruned_at is not None:
+            import optuna
+
+            trial.set_user_attr("fail_reason", f"pruned at epoch {pruning.pruned_at}")
+            raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
         return out.val_accuracy
 
     return objective

@@ -80,20 +80,58 @@ def search(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     skip_bad_images: bool = typer.Option(False, "--skip-bad-images",
                                          help="Skip unreadable image files (named in a warning) instead of failing."),
+    engine: str = typer.Option("optuna", "--engine", help="optuna or keras-tuner (both record into the study)."),
+    kt_tuner: str = typer.Option("random", "--tuner", help="Keras Tuner engine: random, bayesian, hyperband or grid."),
+    pruner: str = typer.Option("none", "--pruner", help="Optuna engine: none, median, asha or hyperband."),
+    max_failures: int = typer.Option(5, "--max-failures", help="Stop after N consecutive failed trials (0: never)."),
+    chief: Optional[str] = typer.Option(None, "--chief", help="Keras Tuner engine: serve the oracle on HOST:PORT "
+                                        "for `cnntune worker` processes."),
 ) -> None:
     """Search a space: cnntune search space=deeper_net --trials 50."""
     from tuner import api
-    from tuner.records import Display
+    from tuner._signals import sigterm_as_interrupt
 
-    display = Display()
-    if not quiet:
-        from tuner.display import RichDisplay
-
-        display = RichDisplay(err)
-    with _guard():
+    display = _display(quiet)
+    with _guard(), sigterm_as_interrupt():
         result = api.search(words or [], trials=trials, study=study, storage=storage, sampler=sampler, seed=seed,
                             timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display,
-                            skip_bad_images=skip_bad_images)
+                            engine=engine, kt_tuner=kt_tuner, pruner=pruner, max_failures=max_failures,
+                            chief=chief, skip_bad_images=skip_bad_images)
+    _summary(result, quiet)
+
+
+@app.command()
+def worker(
+    study: str = typer.Option(..., "--study", help="The study to join (started by `cnntune search`)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    engine: Optional[str] = typer.Option(None, "--engine", help="optuna or keras-tuner (default: the study's)."),
+    chief: Optional[str] = typer.Option(None, "--chief", help="Keras Tuner engine: HOST:PORT of the chief."),
+    worker_id: Optional[str] = typer.Option(None, "--worker-id", help="This worker's name (default worker-PID)."),
+    max_failures: Optional[int] = typer.Option(None, "--max-failures", help="Default: the study's."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Join a study and run its trials until its budget is reached: cnntune worker --study c25 --storage URL."""
+    from tuner import api
+    from tuner._signals import sigterm_as_interrupt
+
+    display = _display(quiet)
+    with _guard(), sigterm_as_interrupt():
+        result = api.worker(study=study, storage=storage, engine=engine, chief=chief, worker_id=worker_id,
+                            max_failures=max_failures, display=display)
+    _summary(result, quiet)
+
+
+def _display(quiet: bool):
+    from tuner.records import Display
+
+    if quiet:
+        return Display()
+    from tuner.display import RichDisplay
+
+    return RichDisplay(err)
+
+
+def _summary(result, quiet: bool) -> None:
     if result.message:
         err.print(result.message)
     if not quiet:

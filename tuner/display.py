@@ -84,6 +84,9 @@ class RichDisplay(Display):
                 f"trial {record.number}{tag}: val {_pct(record.val_accuracy)}% test {_pct(record.test_accuracy)}% "
                 f"({record.n_params:,} params, {record.seconds or 0:.1f} s)"
             )
+        elif record.state == "pruned":
+            self.console.print(f"trial {record.number}{tag}: [yellow]{record.reason or 'pruned'}[/] "
+                               f"(val {_pct(record.val_accuracy)}% so far)")
         else:
             self.console.print(f"trial {record.number}{tag}: [red]{record.state}[/] {record.reason or ''}")
 

@@ -47,6 +47,12 @@ class TrialRecord:
             value = attrs.get("val_accuracy")
         params = dict(attrs.get("config") or trial.params)
         tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine") if k in attrs}
+        # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces.
+        if "failed_trial" in (getattr(trial, "system_attrs", None) or {}):
+            tags["retry_of"] = trial.system_attrs["failed_trial"]
+        if state_name(trial.state) == "pruned" and attrs.get("val_accuracy") is not None:
+            # Optuna stores the last reported epoch as a pruned trial's value; the record keeps the best epoch's.
+            value = attrs["val_accuracy"]
         return cls(
             number=trial.number,
             state=state_name(trial.state),

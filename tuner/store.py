@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -53,7 +54,15 @@ def sqlite_file(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
-def open_storage(url: str | None = None):
+# Heartbeats of running trials (seconds): a trial whose worker stopped beating for GRACE_PERIOD is failed and
+# retried (MAX_RETRY times at most) by the next worker that starts a trial (Optuna's stale-trial check).
+# CNNTUNE_HEARTBEAT_INTERVAL / CNNTUNE_GRACE_PERIOD override them (tests, very short or very long trials).
+HEARTBEAT_INTERVAL = 30
+GRACE_PERIOD = 90
+MAX_RETRY = 2
+
+
+def open_storage(url: str | None = None, *, heartbeat: bool = False):
     """Opens an Optuna storage from a URL.
 
     Accepts any SQLAlchemy URL Optuna accepts (``sqlite:///file.db``, ``postgresql://...``, ``mysql+pymysql://...``)
@@ -61,6 +70,8 @@ def open_storage(url: str | None = None):
 
     Args:
         url: the storage URL; ``None`` uses ``sqlite:///cnntune.db`` in the working directory.
+        heartbeat: for database storages, record heartbeats of running trials so that the trial of a killed
+            process is failed after ``GRACE_PERIOD`` seconds and retried (``MAX_RETRY`` times at most).
 
     Returns:
         An ``optuna.storages.BaseStorage``.
@@ -85,15 +96,43 @@ def open_storage(url: str | None = None):
                 f"cannot open storage {redact(url)!r}: expected a URL such as sqlite:///cnntune.db, "
                 "postgresql://user@host/db, mysql+pymysql://user@host/db or journal:PATH"
             )
+        url = _with_driver(url)
         sqlite = sqlite_file(url)
         if sqlite is not None and not sqlite.expanduser().resolve().parent.is_dir():
             raise StorageError(f"cannot open storage {redact(url)}: folder {sqlite.resolve().parent} does not exist")
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        with warnings.catch_warnings():
+            # Heartbeats are marked experimental in Optuna; that is not the user's concern.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat))
     except StorageError:
         raise
     except Exception as exc:  # SQLAlchemy/driver errors vary; all of them mean the same to a user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {redact(url)}: {redact(reason)}") from None
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the installed driver: SQLAlchemy 2.1 defaults to psycopg 3, cnntune installs psycopg2."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def _heartbeat_kwargs(enabled: bool) -> dict[str, Any]:
+    if not enabled:
+        return {}
+    from optuna import storages
+
+    timing = {"heartbeat_interval": int(os.environ.get("CNNTUNE_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL)),
+              "grace_period": int(os.environ.get("CNNTUNE_GRACE_PERIOD", GRACE_PERIOD))}
+    retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None)  # optuna >= 4.9
+    if retry is not None:
+        return {**timing, "heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
+    return {**timing, "failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

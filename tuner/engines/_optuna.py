@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from tuner._errors import SpaceError
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve
 
-__all__ = ["OptunaHP", "SearchPlan", "make_sampler", "optimize", "trial_config"]
+__all__ = ["OptunaHP", "SearchPlan", "grid_values", "make_sampler", "optimize", "trial_config"]
 
 SAMPLERS = ("tpe", "random", "grid")
 
@@ -61,6 +61,25 @@ def trial_config(space, pins: Mapping[str, Any], params: Mapping[str, Any] | Non
     return resolve(space, Defaults({**dict(params or {}), **dict(pins)}))
 
 
+def grid_values(space, pins: Mapping[str, Any], option: str = "--sampler grid") -> dict[str, list]:
+    """Every value of each searched choice point, for a grid search.
+
+    Raises:
+        SpaceError: a continuous choice point (no step), which a grid cannot walk.
+    """
+    grid: dict[str, list] = {}
+    for pname, param in tunable(space, pins).items():
+        values = param.grid()
+        if values is None:
+            alternative = "--sampler tpe" if option.startswith("--sampler") else "--tuner random"
+            raise SpaceError(
+                f"{option} needs a finite space, but {pname} is continuous ({param.summary()}); "
+                f"pin it ({pname}=VALUE) or use {alternative}"
+            )
+        grid[pname] = values
+    return grid
+
+
 def make_sampler(name: str, space, pins: Mapping[str, Any], seed: int | None):
     """An Optuna sampler by name: ``tpe`` (default), ``random``, or ``grid`` over a finite space.
 
@@ -74,16 +93,7 @@ def make_sampler(name: str, space, pins: Mapping[str, Any], seed: int | None):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        grid: dict[str, list] = {}
-        for pname, param in tunable(space, pins).items():
-            values = param.grid()
-            if values is None:
-                raise SpaceError(
-                    f"--sampler grid needs a finite space, but {pname} is continuous ({param.summary()}); "
-                    f"pin it ({pname}=VALUE) or use --sampler tpe"
-                )
-            grid[pname] = values
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return optuna.samplers.GridSampler(grid_values(space, pins), seed=seed)
     raise SpaceError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
 
 
