@@ -9,56 +9,41 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import tuner
-from tuner.cli import app
 
-runner = CliRunner()
+from clitools import one_line_error, run_cli
+
 SYN = ["data=synthetic", "epochs=1"]
 
 
-def _run(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def _one_line_error(result, *needles: str) -> str:
-    assert result.exit_code == 1, result.output
-    text = result.output.strip()
-    assert "Traceback" not in text
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, text
-    assert lines[0].startswith("error: "), text
-    for needle in needles:
-        assert needle in lines[0], text
-    return lines[0]
 
 
 def test_cli_search_trials_best_export(store, tmp_path):
-    result = _run("search", "space=basenet", *SYN, "--trials", "1", "--study", "c", "--storage", store, "--quiet")
+    result = run_cli("search", "space=basenet", *SYN, "--trials", "1", "--study", "c", "--storage", store, "--quiet")
     assert result.exit_code == 0, result.output
-    result = _run("trials", "--study", "c", "--storage", store)
+    result = run_cli("trials", "--study", "c", "--storage", store)
     assert result.exit_code == 0 and "basenet" in result.output and "complete" in result.output
-    result = _run("best", "--study", "c", "--storage", store, "--export", str(tmp_path / "m.keras"))
+    result = run_cli("best", "--study", "c", "--storage", store, "--export", str(tmp_path / "m.keras"))
     assert result.exit_code == 0, result.output
     assert "best trial" in result.output and (tmp_path / "m.keras").is_file()
     assert json.loads((tmp_path / "m.json").read_text())["study"] == "c"
 
 
 def test_cli_search_shows_progress_and_results(store):
-    result = _run("search", "space=basenet", *SYN, "--trials", "1", "--storage", store, "--no-baselines")
+    result = run_cli("search", "space=basenet", *SYN, "--trials", "1", "--storage", store, "--no-baselines")
     assert result.exit_code == 0, result.output
     assert "trial 0" in result.output and "val" in result.output and "best so far" in result.output
 
 
 def test_cli_spaces_lists_every_space():
-    result = _run("spaces")
+    result = run_cli("spaces")
     assert result.exit_code == 0
     from search_spaces import SPACES
 
     for name in SPACES:
         assert name in result.output
-    detail = _run("spaces", "improved")
+    detail = run_cli("spaces", "improved")
     assert detail.exit_code == 0 and "final" in detail.output
 
 
@@ -76,14 +61,14 @@ def test_cli_spaces_lists_every_space():
     ],
 )
 def test_bad_search_input_gets_one_line(store, args, needles):
-    _one_line_error(_run(*args, "--storage", store), *needles)
+    one_line_error(run_cli(*args, "--storage", store), *needles)
 
 
 def test_bad_storage_url(tmp_path):
-    _one_line_error(_run("search", "space=basenet", "--storage", "nonsense"), "cannot open storage")
-    _one_line_error(_run("search", "space=basenet", "--storage", f"sqlite:///{tmp_path}/no/such/dir/x.db"),
+    one_line_error(run_cli("search", "space=basenet", "--storage", "nonsense"), "cannot open storage")
+    one_line_error(run_cli("search", "space=basenet", "--storage", f"sqlite:///{tmp_path}/no/such/dir/x.db"),
                     "does not exist")
-    line = _one_line_error(_run("trials", "--storage", "postgresql://alice:s3cret@127.0.0.1:1/nodb"),
+    line = one_line_error(run_cli("trials", "--storage", "postgresql://alice:s3cret@127.0.0.1:1/nodb"),
                            "cannot open storage")
     assert "s3cret" not in line and "***" in line
 
@@ -91,7 +76,7 @@ def test_bad_storage_url(tmp_path):
 def test_data_dir_without_images(store, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    _one_line_error(_run("search", "space=basenet", "data=folder", f"data_dir={empty}", "--storage", store),
+    one_line_error(run_cli("search", "space=basenet", "data=folder", f"data_dir={empty}", "--storage", store),
                     str(empty))
 
 
@@ -104,7 +89,7 @@ def test_unreadable_image_is_named(store, tmp_path):
         for i in range(4):
             Image.new("RGB", (16, 16), (i * 40, 10, 10)).save(root / cls / f"{i}.jpg")
     (root / "b" / "broken.jpg").write_bytes(b"not a jpeg at all")
-    _one_line_error(_run("search", "space=basenet", "data=folder", f"data_dir={root}", "--storage", store),
+    one_line_error(run_cli("search", "space=basenet", "data=folder", f"data_dir={root}", "--storage", store),
                     "broken.jpg")
 
 
@@ -121,29 +106,29 @@ def test_cifar_without_network_or_copy_says_how_to_get_it(store, tmp_path, monke
 
     monkeypatch.setattr(cifar, "_keras_load_data", offline)
     data.clear_cache()
-    _one_line_error(_run("search", "space=basenet", "data=cifar100_25", "--storage", store), "data_dir")
+    one_line_error(run_cli("search", "space=basenet", "data=cifar100_25", "--storage", store), "data_dir")
 
 
 def test_best_on_empty_or_unknown_study(store, tmp_path):
-    _one_line_error(_run("best", "--storage", store), "no study store")
+    one_line_error(run_cli("best", "--storage", store), "no study store")
     assert not (tmp_path / "studies.db").exists()  # reading never creates a store
-    _one_line_error(_run("best"), "no study store")
+    one_line_error(run_cli("best"), "no study store")
     import optuna
 
     optuna.create_study(storage=store, study_name="empty")
-    _one_line_error(_run("best", "--storage", store), "no completed trial")
-    _run("search", "space=basenet", *SYN, "--trials", "1", "--study", "x", "--storage", store, "--quiet")
-    _one_line_error(_run("best", "--study", "nope", "--storage", store), "no study named 'nope'", "x")
-    _one_line_error(_run("trials", "--study", "nope", "--storage", store), "no study named 'nope'")
+    one_line_error(run_cli("best", "--storage", store), "no completed trial")
+    run_cli("search", "space=basenet", *SYN, "--trials", "1", "--study", "x", "--storage", store, "--quiet")
+    one_line_error(run_cli("best", "--study", "nope", "--storage", store), "no study named 'nope'", "x")
+    one_line_error(run_cli("trials", "--study", "nope", "--storage", store), "no study named 'nope'")
 
 
 def test_export_to_missing_folder_and_bad_input_lose_nothing(store, tmp_path):
-    _run("search", "space=basenet", *SYN, "--trials", "1", "--study", "k", "--storage", store, "--quiet")
+    run_cli("search", "space=basenet", *SYN, "--trials", "1", "--study", "k", "--storage", store, "--quiet")
     before = [(r.number, r.state, r.val_accuracy) for r in tuner.trials(study="k", storage=store).records]
-    _one_line_error(_run("best", "--study", "k", "--storage", store, "--export", str(tmp_path / "no" / "m.keras")),
+    one_line_error(run_cli("best", "--study", "k", "--storage", store, "--export", str(tmp_path / "no" / "m.keras")),
                     "does not exist")
-    _one_line_error(_run("search", "space=basenet", "epochs=abc", "--study", "k", "--storage", store), "epochs")
-    _one_line_error(_run("search", "space=improved", *SYN, "--study", "k", "--storage", store), "searches space")
+    one_line_error(run_cli("search", "space=basenet", "epochs=abc", "--study", "k", "--storage", store), "epochs")
+    one_line_error(run_cli("search", "space=improved", *SYN, "--study", "k", "--storage", store), "searches space")
     after = [(r.number, r.state, r.val_accuracy) for r in tuner.trials(study="k", storage=store).records]
     assert after == before
 
@@ -157,7 +142,7 @@ def test_entry_point_turns_usage_errors_into_one_line(tmp_path):
 
 @pytest.mark.parametrize("args", [["--help"], ["spaces"], ["trials"], ["best"]])
 def test_commands_that_do_not_train_do_not_import_tensorflow(args, store):
-    _run("search", "space=basenet", *SYN, "--trials", "1", "--study", "t", "--storage", store, "--quiet")
+    run_cli("search", "space=basenet", *SYN, "--trials", "1", "--study", "t", "--storage", store, "--quiet")
     code = (
         "import sys\n"
         "from tuner.cli import main\n"

@@ -10,35 +10,20 @@ import csv
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 import tuner
 from tuner import api
 from tuner import reproduce as rp
 from tuner._errors import SpaceError, StorageError
-from tuner.cli import app
+
+from clitools import one_line_error, run_cli
 from tuner.reeval import REEVAL_SEED_STRIDE, _config_key, reevaluate, top_configs
 from tuner.records import TrialRecord
 from tuner.spec import Claim
 
-runner = CliRunner()
 SYN = ["data=synthetic", "epochs=1"]
 
 
-def _run(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def _one_line_error(result, *needles: str) -> str:
-    assert result.exit_code == 1, result.output
-    text = result.output.strip()
-    assert "Traceback" not in text
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, text
-    assert lines[0].startswith("error: "), text
-    for needle in needles:
-        assert needle in lines[0], text
-    return lines[0]
 
 
 class FakeRunner:
@@ -77,7 +62,7 @@ def fake(monkeypatch):
 def test_cli_reproduce_trains_every_baseline_and_writes_rows(store, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    result = _run("reproduce", "space=normalization", *SYN, "--seeds", "1", "--storage", store, "--out", str(out))
+    result = run_cli("reproduce", "space=normalization", *SYN, "--seeds", "1", "--storage", store, "--out", str(out))
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # Rich wraps long lines at the terminal width
     assert "basenet" in text and "31.68" in text and "featurewise normalization beats none" in text
@@ -128,7 +113,7 @@ def test_reproduce_resumes_after_interruption_without_repeating_runs(store, fake
 
 def test_cli_interrupted_reproduce_says_how_to_resume(store, fake):
     fake(interrupt_on=1)
-    result = _run("reproduce", "space=normalization", *SYN, "--seeds", "1", "--storage", store, "--quiet")
+    result = run_cli("reproduce", "space=normalization", *SYN, "--seeds", "1", "--storage", store, "--quiet")
     assert result.exit_code == 130 and "rerun the same command" in result.output
 
 
@@ -246,7 +231,7 @@ def test_cli_best_reeval_prints_the_reranked_table_and_the_winner(store, fake):
     records = _planted_search(store, fake)
     means = {_config_key(records[1].params): 0.40, _config_key(records[2].params): 0.65}
     fake(accuracy=lambda params, seed: (means.get(_config_key(params), 0.1), 0.3))
-    result = _run("best", "--study", "s", "--storage", store, "--reeval", "2", "--seeds", "2", "--quiet")
+    result = run_cli("best", "--study", "s", "--storage", store, "--reeval", "2", "--seeds", "2", "--quiet")
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # Rich wraps long lines at the terminal width
     assert f"winner by mean: trial {records[2].number}" in text
@@ -266,9 +251,9 @@ def test_top_configs_are_distinct_and_skip_replays():
 def test_a_pin_that_contradicts_the_space_names_the_conflict(store):
     with pytest.raises(SpaceError, match="conv3_filters=106 contradicts body=basenet"):
         tuner.search(["space=deeper_net", "body=basenet", "conv3_filters=106", *SYN], storage=store)
-    _one_line_error(_run("search", "space=deeper_net", "body=basenet", "conv3_filters=106", "--storage", store),
+    one_line_error(run_cli("search", "space=deeper_net", "body=basenet", "conv3_filters=106", "--storage", store),
                     "conv3_filters=106", "body=basenet")
-    _one_line_error(_run("search", "space=improved", "early_stopping=false", "patience=3", "--storage", store),
+    one_line_error(run_cli("search", "space=improved", "early_stopping=false", "patience=3", "--storage", store),
                     "patience=3", "early_stopping=false")
     # A pin that the other choices still allow stays valid.
     from tuner.experiment import parse_words
@@ -292,13 +277,13 @@ def test_a_pin_that_contradicts_the_space_names_the_conflict(store):
     ],
 )
 def test_bad_reproduce_and_reeval_input_gets_one_line(store, args, needles):
-    _one_line_error(_run(*args, "--storage", store), *needles)
+    one_line_error(run_cli(*args, "--storage", store), *needles)
 
 
 def test_spaces_lists_every_study_step_with_choices_and_baselines():
     from search_spaces import SPACES
 
-    result = _run("spaces")
+    result = run_cli("spaces")
     assert result.exit_code == 0
     rows = {row["name"]: row for row in api.spaces()}
     steps = ["basenet", "normalization", "augmentation", "deeper_net", "batchnorm", "epochs", "improved", "transfer"]
