@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import tuner
-from tuner import api
 
 SYN = ["data=synthetic", "epochs=1"]
 

@@ -12,7 +12,6 @@ import re
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from tuner._errors import StorageError
 

@@ -117,7 +117,6 @@ def optimize(plan: SearchPlan) -> None:
 
     ``plan.objective(trial, params, user_attrs)`` runs one configuration and returns its validation accuracy.
     """
-    import optuna
 
     def objective(trial) -> float:
         baseline = trial.user_attrs.get("baseline")
