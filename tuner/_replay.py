@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from tuner.records import Display, TrialRecord
 
-__all__ = ["ReplayRun", "diff_se", "is_done", "mean_std", "run_replays"]
+__all__ = ["ReplayRun", "SeedStats", "diff_se", "is_done", "mean_std", "pct", "run_replays", "seed_stats"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,55 @@ def run_replays(study_obj, exp, data, art: Path, runs: Sequence[ReplayRun], disp
         display.trial_end(rec)
         done.append(rec)
     return done
+
+
+def pct(v: float | None) -> float | None:
+    """An accuracy in [0, 1] as percent."""
+    return None if v is None else 100.0 * float(v)
+
+
+@dataclass
+class SeedStats:
+    """One configuration over several seeds.
+
+    Attributes:
+        runs: completed runs among the wanted seeds; ``seeds`` their seeds, ``trials`` their trial numbers.
+        diverged: wanted seeds whose run diverged (NaN loss) and never completed.
+        val_mean, val_std, test_mean, test_std: in percent over the completed runs (std needs two runs).
+    """
+
+    runs: int
+    diverged: int
+    val_mean: float | None
+    val_std: float | None
+    test_mean: float | None
+    test_std: float | None
+    seeds: list[int] = field(default_factory=list)
+    trials: list[int] = field(default_factory=list)
+
+
+def seed_stats(records: Sequence[TrialRecord], seeds: Sequence[int]) -> SeedStats:
+    """Statistics of the runs of one configuration (``records``, already filtered to it) over ``seeds``.
+
+    Per seed the earliest finished run counts, and a later complete run replaces a diverged one; runs that are
+    not done (interrupted, crashed, orphaned) are ignored.
+    """
+    wanted = set(seeds)
+    per_seed: dict[int, TrialRecord] = {}
+    for rec in sorted(records, key=lambda r: r.number):
+        if rec.seed not in wanted or not is_done(rec):
+            continue
+        known = per_seed.get(rec.seed)
+        if known is None or (known.state != "complete" and rec.state == "complete"):
+            per_seed[rec.seed] = rec
+    complete = [per_seed[s] for s in seeds if s in per_seed and per_seed[s].state == "complete"]
+    val_mean, val_std = mean_std([pct(r.val_accuracy) for r in complete])
+    test_mean, test_std = mean_std([pct(r.test_accuracy) for r in complete])
+    return SeedStats(
+        runs=len(complete), diverged=sum(1 for r in per_seed.values() if r.state != "complete"),
+        val_mean=val_mean, val_std=val_std, test_mean=test_mean, test_std=test_std,
+        seeds=[int(r.seed) for r in complete], trials=[r.number for r in complete],
+    )
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from tuner._errors import CnntuneError, StorageError
-from tuner._replay import ReplayRun, diff_se, is_done, mean_std, run_replays
+from tuner._replay import ReplayRun, diff_se, is_done, pct, run_replays, seed_stats
 from tuner.records import Display, TrialRecord
 
 __all__ = ["REEVAL_SEED_STRIDE", "ReevalReport", "ReevalRow", "rank_configs", "reeval_seeds", "reevaluate",
@@ -88,10 +88,6 @@ class ReevalReport:
         return self.rows[0] if self.rows and self.rows[0].val_mean is not None else None
 
 
-def _pct(v: float | None) -> float | None:
-    return None if v is None else 100.0 * float(v)
-
-
 def _config_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True)
 
@@ -136,22 +132,11 @@ def rank_configs(candidates: Sequence[TrialRecord], records: Sequence[TrialRecor
     rows = []
     for original_rank, cand in enumerate(candidates, start=1):
         wanted = reeval_seeds(cand, seeds)
-        per_seed: dict[int, TrialRecord] = {}
-        for rec in sorted(records, key=lambda r: r.number):
-            if rec.tags.get("reeval_of") != cand.number or rec.seed not in wanted or not is_done(rec):
-                continue
-            known = per_seed.get(rec.seed)
-            if known is None or (known.state != "complete" and rec.state == "complete"):
-                per_seed[rec.seed] = rec
-        complete = [per_seed[s] for s in wanted if s in per_seed and per_seed[s].state == "complete"]
-        val_mean, val_std = mean_std([_pct(r.val_accuracy) for r in complete])
-        test_mean, test_std = mean_std([_pct(r.test_accuracy) for r in complete])
+        runs = [r for r in records if r.tags.get("reeval_of") == cand.number]
         rows.append(ReevalRow(
             rank=0, original_rank=original_rank, trial=cand.number, baseline=cand.baseline, params=dict(cand.params),
-            original_val=_pct(cand.val_accuracy), original_test=_pct(cand.test_accuracy), original_seed=cand.seed,
-            runs=len(complete), diverged=sum(1 for r in per_seed.values() if r.state != "complete"),
-            val_mean=val_mean, val_std=val_std, test_mean=test_mean, test_std=test_std,
-            seeds=[int(r.seed) for r in complete], trials=[r.number for r in complete],
+            original_val=pct(cand.val_accuracy), original_test=pct(cand.test_accuracy), original_seed=cand.seed,
+            **asdict(seed_stats(runs, list(wanted))),
         ))
     rows.sort(key=lambda r: (r.val_mean is None, -(r.val_mean or 0.0), r.original_rank))
     for rank, row in enumerate(rows, start=1):

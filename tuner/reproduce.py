@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from tuner._errors import CnntuneError, SpaceError
-from tuner._replay import ReplayRun, diff_se, is_done, mean_std, run_replays
+from tuner._replay import ReplayRun, diff_se, is_done, run_replays, seed_stats
 from tuner.records import Display, TrialRecord
 
 __all__ = [
@@ -127,10 +127,6 @@ class Reproduction:
 
 
 # -- pure parts (tested with planted numbers) ------------------------------------------------------------------
-def _pct(v: float | None) -> float | None:
-    return None if v is None else 100.0 * float(v)
-
-
 def summarize(space_name: str, baselines: Sequence[Any], records: Sequence[TrialRecord], seeds: Sequence[int],
               configs: Mapping[str, Mapping[str, Any]] | None = None) -> list[ReproRow]:
     """One row per baseline from the reproduction trials of a study.
@@ -149,27 +145,13 @@ def summarize(space_name: str, baselines: Sequence[Any], records: Sequence[Trial
     wanted = set(int(s) for s in seeds)
     rows = []
     for b in baselines:
-        per_seed: dict[int, TrialRecord] = {}
-        for rec in sorted(records, key=lambda r: r.number):
-            if not rec.tags.get("reproduce") or rec.baseline != b.name or rec.seed not in wanted:
-                continue
-            if configs is not None and rec.params != configs.get(b.name):
-                continue
-            if not is_done(rec):
-                continue
-            known = per_seed.get(rec.seed)
-            # The earliest finished run of a seed counts; a later complete run replaces a diverged one.
-            if known is None or (known.state != "complete" and rec.state == "complete"):
-                per_seed[rec.seed] = rec
-        complete = [per_seed[s] for s in sorted(per_seed) if per_seed[s].state == "complete"]
-        val_mean, val_std = mean_std([_pct(r.val_accuracy) for r in complete])
-        test_mean, test_std = mean_std([_pct(r.test_accuracy) for r in complete])
+        runs = [r for r in records if r.tags.get("reproduce") and r.baseline == b.name
+                and (configs is None or r.params == configs.get(b.name))]
+        stats = seed_stats(runs, sorted(wanted))
         rows.append(ReproRow(
-            space=space_name, baseline=b.name, reported=b.reported, runs=len(complete),
-            diverged=sum(1 for r in per_seed.values() if r.state != "complete"),
-            val_mean=val_mean, val_std=val_std, test_mean=test_mean, test_std=test_std,
-            diff_pp=None if test_mean is None or b.reported is None else test_mean - float(b.reported),
-            seeds=[int(r.seed) for r in complete], trials=[r.number for r in complete],
+            space=space_name, baseline=b.name, reported=b.reported,
+            diff_pp=None if stats.test_mean is None or b.reported is None else stats.test_mean - float(b.reported),
+            **asdict(stats),
         ))
     return rows
 
