@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tuner._errors import CnntuneError, StorageError
-from tuner._replay import ReplayRun, diff_se, is_done, pct, run_replays, seed_stats
+from tuner._replay import ReplayRun, SeedStats, diff_se, is_done, pct, run_replays, seed_stats
 from tuner.records import Display, TrialRecord
 
 __all__ = ["REEVAL_SEED_STRIDE", "ReevalReport", "ReevalRow", "rank_configs", "reeval_seeds", "reevaluate",
@@ -30,9 +30,12 @@ __all__ = ["REEVAL_SEED_STRIDE", "ReevalReport", "ReevalRow", "rank_configs", "r
 REEVAL_SEED_STRIDE = 10_000
 
 
-@dataclass
-class ReevalRow:
+@dataclass(kw_only=True)
+class ReevalRow(SeedStats):
     """One configuration: its original single run and its re-evaluation (accuracies in percent).
+
+    The statistics of the re-evaluation runs (``runs``, ``diverged``, means and spreads, ``seeds``, ``trials``)
+    are ``SeedStats``'s.
 
     Attributes:
         rank: position by mean validation accuracy of the new runs (1 = best).
@@ -41,9 +44,6 @@ class ReevalRow:
         baseline: the baseline name when the original trial was a baseline.
         params: the configuration.
         original_val, original_test, original_seed: the original run.
-        runs: completed re-evaluation runs; ``seeds`` their seeds, ``trials`` their trial numbers.
-        diverged: re-evaluation seeds whose run diverged.
-        val_mean, val_std, test_mean, test_std: over the re-evaluation runs (std needs two runs).
     """
 
     rank: int
@@ -54,14 +54,6 @@ class ReevalRow:
     original_val: float | None
     original_test: float | None
     original_seed: int | None
-    runs: int
-    diverged: int
-    val_mean: float | None
-    val_std: float | None
-    test_mean: float | None
-    test_std: float | None
-    seeds: list[int] = field(default_factory=list)
-    trials: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from tuner._errors import CnntuneError, SpaceError
-from tuner._replay import ReplayRun, diff_se, is_done, run_replays, seed_stats
+from tuner._replay import ReplayRun, SeedStats, diff_se, is_done, run_replays, seed_stats
 from tuner.records import Display, TrialRecord
 
 __all__ = [
@@ -37,34 +37,23 @@ ALL = "all"
 HELD, NOT_HELD, UNTESTABLE = "held", "not held", "untestable"
 
 
-@dataclass
-class ReproRow:
+@dataclass(kw_only=True)
+class ReproRow(SeedStats):
     """One baseline: the study's number against the measured runs (accuracies in percent).
+
+    The run statistics (``runs``, ``diverged``, means and spreads, ``seeds``, ``trials``) are ``SeedStats``'s.
 
     Attributes:
         space: the space the baseline belongs to.
         baseline: its name.
         reported: the study's test accuracy (one run), or ``None``.
-        runs: completed runs among the requested seeds.
-        diverged: requested seeds whose run diverged (NaN loss) and never completed.
-        val_mean, val_std, test_mean, test_std: over the completed runs (std needs two runs).
         diff_pp: ``test_mean - reported`` in percentage points.
-        seeds: the seeds of the completed runs.
-        trials: their trial numbers.
     """
 
     space: str
     baseline: str
     reported: float | None
-    runs: int
-    diverged: int
-    val_mean: float | None
-    val_std: float | None
-    test_mean: float | None
-    test_std: float | None
     diff_pp: float | None
-    seeds: list[int] = field(default_factory=list)
-    trials: list[int] = field(default_factory=list)
 
 
 @dataclass
