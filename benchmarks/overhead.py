@@ -1,7 +1,7 @@
 """Overhead of a cnntune trial against a plain Keras ``model.fit`` of the same configuration.
 
 Runs, in one process, on the same loaded data: (a) build + ``model.fit`` + ``evaluate`` by hand, and (b) one trial
-through ``tuner.search`` (study store, callbacks, best-epoch weights, model file). Prints seconds and the ratio.
+through ``tuner._search`` (study store, callbacks, best-epoch weights, model file). Prints seconds and the ratio.
 
     .venv/bin/python benchmarks/overhead.py --data-dir ../shared/data/cub200_subset --epochs 5 --repeats 3
 """
@@ -30,7 +30,7 @@ def main() -> None:
 
     import tuner
     from tuner.data import load_dataset
-    from tuner.experiment import get_space
+    from search_spaces import get_space
     from tuner.hp import Defaults, resolve
     from tuner.runner import model_spec
 

@@ -18,9 +18,9 @@ the next choice.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from tuner._errors import SpaceError
+from tuner.errors import SpaceError
 from tuner.spec import ModelSpec
 
 __all__ = [
@@ -37,10 +37,12 @@ __all__ = [
     "OPTIMIZERS",
     "SpaceValueError",
     "TRAINING_KEYS",
-    "augmentation_layers",
     "WITH_BN",
+    "augmentation_layers",
     "body_output_size",
+    "bn_position",
     "build_cnn",
+    "check_spec",
     "declare_augmentation",
     "declare_batchnorm",
     "declare_body",
@@ -48,6 +50,9 @@ __all__ = [
     "declare_epochs",
     "declare_normalization",
     "declare_optimizer",
+    "make_optimizer",
+    "relu_block",
+    "space_builder",
     "zoom_bounds",
 ]
 
@@ -278,7 +283,12 @@ def _require(config: Mapping[str, Any], key: str, why: str) -> Any:
     return config[key]
 
 
-def _check_spec(spec: ModelSpec) -> tuple[int, int, int]:
+def check_spec(spec: ModelSpec) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of a spec, checked.
+
+    Raises:
+        SpaceValueError: not three positive ints, or fewer than two classes.
+    """
     shape = tuple(spec.input_shape)
     if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
         raise SpaceValueError(f"input_shape must be (height, width, channels) of positive ints. Received: "
@@ -312,7 +322,7 @@ def _stem(config: Mapping[str, Any], spec: ModelSpec):
     import keras
     from keras import layers
 
-    height, width, channels = _check_spec(spec)
+    height, width, channels = check_spec(spec)
     inputs = keras.Input(shape=(height, width, channels), dtype="uint8", name="image")
     if bool(_require(config, "normalize", "the input stem")):
         if len(spec.mean) != channels or len(spec.variance) != channels:
@@ -346,14 +356,15 @@ def augmentation_layers(x, config: Mapping[str, Any]):
     return x
 
 
-def _bn_position(config: Mapping[str, Any], key: str) -> str:
+def bn_position(config: Mapping[str, Any], key: str) -> str:
+    """The BatchNormalization position ``config[key]`` (none/before/after), checked."""
     value = _require(config, key, "BatchNormalization")
     if value not in BN_POSITIONS:
         raise SpaceValueError(f"{key} must be one of {list(BN_POSITIONS)}. Received: {key}={value!r}")
     return value
 
 
-def _relu_block(x, name: str, bn: str):
+def relu_block(x, name: str, bn: str):
     """[BN] -> ReLU -> [BN] after a linear conv/dense layer, per ``bn`` (none/before/after)."""
     from keras import layers
 
@@ -370,7 +381,7 @@ def _body(x, config: Mapping[str, Any], spec: ModelSpec):
 
     body = _require(config, "body", "the conv body")
     body_output_size(body, spec.input_shape[0], spec.input_shape[1])
-    bn = _bn_position(config, "bn_conv")
+    bn = bn_position(config, "bn_conv")
     block = 0
     for kind, size, key in BODIES[body]:
         if kind == "conv":
@@ -379,7 +390,7 @@ def _body(x, config: Mapping[str, Any], spec: ModelSpec):
             if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
                 raise SpaceValueError(f"{key} must be a positive int. Received: {key}={filters!r}")
             x = layers.Conv2D(filters, size, padding="valid", name=f"block{block}_conv")(x)
-            x = _relu_block(x, f"block{block}", bn)
+            x = relu_block(x, f"block{block}", bn)
         else:
             x = layers.MaxPooling2D(pool_size=size, name=f"block{block}_pool")(x)
     return x
@@ -392,10 +403,10 @@ def _head(x, config: Mapping[str, Any], spec: ModelSpec):
     units = _require(config, "dense_units", "the dense head")
     if isinstance(units, bool) or not isinstance(units, int) or units < 1:
         raise SpaceValueError(f"dense_units must be a positive int. Received: dense_units={units!r}")
-    bn = _bn_position(config, "bn_dense")
+    bn = bn_position(config, "bn_dense")
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(units, name="dense1")(x)
-    x = _relu_block(x, "dense1", bn)
+    x = relu_block(x, "dense1", bn)
     x = layers.Dense(spec.num_classes, name="logits")(x)
     # BN on the logits goes with BN in the dense layers (the study's final model has it); missing means yes.
     if bn != "none" and bool(config.get("bn_output", True)):
@@ -404,7 +415,8 @@ def _head(x, config: Mapping[str, Any], spec: ModelSpec):
     return layers.Activation("softmax", dtype="float32", name="predictions")(x)
 
 
-def _optimizer(config: Mapping[str, Any]):
+def make_optimizer(config: Mapping[str, Any]):
+    """The Keras optimizer named by ``config["optimizer"]`` at ``config["learning_rate"]``."""
     import keras
 
     name = _require(config, "optimizer", "compile")
@@ -446,5 +458,25 @@ def build_cnn(config: Mapping[str, Any], spec: ModelSpec, *, name: str):
     outputs = _head(x, config, spec)
     model = keras.Model(inputs, outputs, name=name)
     # Integer labels, so the sparse form of categorical cross-entropy.
-    model.compile(optimizer=_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def space_builder(name: str, fixed: Mapping[str, Any]) -> Callable[[Mapping[str, Any], ModelSpec], Any]:
+    """The ``build(params, spec)`` of a study CNN space: its fixed values, overridden by the trial's values.
+
+    Every CNN space of the study is the same model family with some choice points fixed and others searched, so
+    the spaces declare only ``FIXED`` and ``declare(hp)`` and share this one builder.
+
+    Args:
+        name: the space's name (the model's name).
+        fixed: the values the space does not declare (e.g. the BaseNet body of the normalization step).
+    """
+    fixed = dict(fixed)
+
+    def build(params: Mapping[str, Any], spec: ModelSpec):
+        """Returns the compiled model of this space for ``params`` (the active values of its choice points)."""
+        return build_cnn({**fixed, **params}, spec, name=name)
+
+    build.__qualname__ = f"{name}.build"
+    return build

@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tuner._errors import CnntuneError, SpaceError
+from tuner.errors import CnntuneError, SpaceError
 
 __all__ = [
     "BACKBONE",

@@ -30,7 +30,7 @@ Study table (STUDY.md 2.2):
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, Claim, ModelSpec
+from tuner.spec import Baseline, Claim
 
 NAME = "augmentation"
 DESCRIPTION = "Study 2.2: zoom, rotation and horizontal flip on the normalized BaseNet"
@@ -72,6 +72,5 @@ def declare(hp) -> None:
     _blocks.declare_epochs(hp, default=EPOCHS, searched=False)
 
 
-def build(params: dict, spec: ModelSpec):
-    """Returns the compiled normalized BaseNet with the chosen augmentation layers."""
-    return _blocks.build_cnn({**FIXED, **params}, spec, name=NAME)
+# The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
+build = _blocks.space_builder(NAME, FIXED)

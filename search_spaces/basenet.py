@@ -21,7 +21,7 @@ Reported: 31.68% (one run) and 22.68% (another run, diverged at epoch 12-13): th
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, ModelSpec
+from tuner.spec import Baseline, Claim
 
 NAME = "basenet"
 DESCRIPTION = "The study's BaseNet (24,197 params); searches optimizer, learning rate and batch size"
@@ -37,6 +37,8 @@ BASELINES: list[Baseline] = [
         note="STUDY 1 (another run of the same config: 22.68, diverged)",
     ),
 ]
+# One baseline: no ordering of two hand-chosen configurations to check.
+CLAIMS: list[Claim] = []
 
 
 def declare(hp) -> None:
@@ -45,6 +47,5 @@ def declare(hp) -> None:
     _blocks.declare_epochs(hp, default=EPOCHS, searched=False)
 
 
-def build(params: dict, spec: ModelSpec):
-    """Returns the compiled BaseNet for the active ``params``."""
-    return _blocks.build_cnn({**FIXED, **params}, spec, name=NAME)
+# The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
+build = _blocks.space_builder(NAME, FIXED)

@@ -22,7 +22,7 @@ Study table (STUDY.md 2.4):
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, Claim, ModelSpec
+from tuner.spec import Baseline, Claim
 
 NAME = "batchnorm"
 DESCRIPTION = "Study 2.4: BatchNormalization before/after ReLU in conv and dense layers of the 6-56-106 net"
@@ -56,6 +56,5 @@ def declare(hp) -> None:
     _blocks.declare_epochs(hp, default=EPOCHS, searched=False)
 
 
-def build(params: dict, spec: ModelSpec):
-    """Returns the compiled 6-56-106 net with BatchNormalization where ``params`` puts it."""
-    return _blocks.build_cnn({**FIXED, **params}, spec, name=NAME)
+# The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
+build = _blocks.space_builder(NAME, FIXED)

@@ -43,7 +43,7 @@ Study table (STUDY.md 2.3):
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, Claim, ModelSpec
+from tuner.spec import Baseline, Claim
 
 NAME = "deeper_net"
 DESCRIPTION = "Study 2.3: deeper conv bodies (extra 3x3 / third 5x5 / pool placement) and their channel counts"
@@ -92,6 +92,5 @@ def declare(hp) -> None:
     _blocks.declare_epochs(hp, default=EPOCHS, searched=False)
 
 
-def build(params: dict, spec: ModelSpec):
-    """Returns the compiled normalized + augmented net with the chosen body."""
-    return _blocks.build_cnn({**FIXED, **params}, spec, name=NAME)
+# The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
+build = _blocks.space_builder(NAME, FIXED)

@@ -26,7 +26,7 @@ Study table (STUDY.md 2.5):
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, Claim, ModelSpec
+from tuner.spec import Baseline, Claim
 
 NAME = "epochs"
 DESCRIPTION = "Study 2.5: epochs and early stopping for the BN net"
@@ -62,6 +62,5 @@ def declare(hp) -> None:
     _blocks.declare_optimizer(hp, searched=False)
 
 
-def build(params: dict, spec: ModelSpec):
-    """Returns the compiled BN net (the architecture does not depend on this space's choices)."""
-    return _blocks.build_cnn({**FIXED, **params}, spec, name=NAME)
+# The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
+build = _blocks.space_builder(NAME, FIXED)

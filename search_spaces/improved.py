@@ -36,7 +36,7 @@ Reported: BaseNet 31.68%; final model 55.6% test (validation ~51%, train ~67% at
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, Claim, ModelSpec
+from tuner.spec import Baseline, Claim
 
 NAME = "improved"
 DESCRIPTION = "All study choices jointly (input, augmentation, body, widths, BN, epochs, optimizer); defaults = final"
@@ -80,6 +80,5 @@ def declare(hp) -> None:
     _blocks.declare_optimizer(hp, searched=True)
 
 
-def build(params: dict, spec: ModelSpec):
-    """Returns the compiled model for ``params`` (the active values of this space)."""
-    return _blocks.build_cnn({**FIXED, **params}, spec, name=NAME)
+# The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
+build = _blocks.space_builder(NAME, FIXED)

@@ -16,7 +16,7 @@ Study table (STUDY.md 2.1):
 from __future__ import annotations
 
 from search_spaces import _blocks
-from tuner.spec import Baseline, Claim, ModelSpec
+from tuner.spec import Baseline, Claim
 
 NAME = "normalization"
 DESCRIPTION = "Study 2.1: BaseNet with featurewise input normalization on or off"
@@ -42,6 +42,5 @@ def declare(hp) -> None:
     _blocks.declare_epochs(hp, default=EPOCHS, searched=False)
 
 
-def build(params: dict, spec: ModelSpec):
-    """Returns the compiled BaseNet with or without featurewise normalization."""
-    return _blocks.build_cnn({**FIXED, **params}, spec, name=NAME)
+# The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
+build = _blocks.space_builder(NAME, FIXED)

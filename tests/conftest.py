@@ -1,22 +1,32 @@
-"""Shared fixtures: tiny data, a fresh SQLite store per test, the shared real bird photos."""
+"""Shared fixtures and helpers: tiny data, a fresh SQLite store per test, the shared real bird photos, a fake trial
+runner, and the CLI helpers. Test modules import the helpers with ``from conftest import ...``."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED_BIRDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub200_subset"
+ROOT = Path(__file__).resolve().parents[1]
+# The shared real photos (50 CUB-200-2011 classes) sit beside the checkout, in CI too.
+BIRDS = ROOT.parent / "shared" / "data" / "cub200_subset"
+# Words of the fastest real search: generated data (3 classes, 32 px), one epoch.
+SYN = ["data=synthetic", "epochs=1"]
 
 
 @pytest.fixture
 def birds_dir() -> Path:
-    if not (SHARED_BIRDS / "split.csv").is_file():
-        pytest.skip(f"the shared bird photos are not at {SHARED_BIRDS}")
-    return SHARED_BIRDS
+    if not (BIRDS / "split.csv").is_file():
+        pytest.skip(f"the shared bird photos are not at {BIRDS}")
+    return BIRDS
 
 
 @pytest.fixture
@@ -35,3 +45,62 @@ def _free_keras_memory():
         # Drops the graph state of models a test built; without the full garbage collection, which costs
         # ~0.2-0.5 s per test and which Python runs by itself anyway.
         sys.modules["keras"].backend.clear_session(free_memory=False)
+
+
+def run_python(code: str) -> str:
+    """Runs ``python -c code`` in a fresh interpreter at the repository root; returns its output, fails the test on a
+    non-zero exit (with what it printed). For what a process imports: this one has imported everything already."""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def non_trainable(model) -> int:
+    """Number of non-trainable weights (BatchNormalization's moving statistics) of a Keras model."""
+    return int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+
+
+# -- a trial runner that trains nothing ------------------------------------------------------------------------------
+class FakeRunner:
+    """Has ``tuner.runner.run_trial``'s signature; returns chosen accuracies, records each call, can be interrupted.
+
+    Args:
+        accuracy: ``(params, seed) -> (val, test)``.
+        interrupt_on: raise ``KeyboardInterrupt`` on this call (1-based).
+    """
+
+    def __init__(self, accuracy: Callable = lambda params, seed: (0.5, 0.4), interrupt_on: int | None = None):
+        self.accuracy = accuracy
+        self.interrupt_on = interrupt_on
+        self.calls: list[tuple[dict, int]] = []
+
+    def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, **kwargs):
+        from tuner.runner import TrialOutcome
+
+        self.calls.append((dict(params), int(seed)))
+        if self.interrupt_on is not None and len(self.calls) == self.interrupt_on:
+            raise KeyboardInterrupt
+        val, test = self.accuracy(params, seed)
+        return TrialOutcome(val_accuracy=val, test_accuracy=test, n_params=10, history={"val_accuracy": [val]},
+                            best_epoch=1, epochs_run=1, seconds=0.01, model_path=None, backend="fake")
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+def run_cli(*args: str):
+    """Runs ``cnntune ARGS`` in-process; an unexpected exception fails the test with its traceback."""
+    from tuner.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def one_line_error(result, *needles: str) -> str:
+    """Asserts exit code 1 and exactly one output line, ``error: ...``, containing every needle."""
+    assert result.exit_code == 1, result.output
+    text = result.output.strip()
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("error: "), text
+    for needle in needles:
+        assert needle in lines[0], text
+    return lines[0]

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import tuner
 
-from clitools import one_line_error, run_cli
-
-SYN = ["data=synthetic", "epochs=1"]
-
-
+from conftest import SYN, one_line_error, run_cli, run_python
 
 
 def test_cli_search_trials_best_export(store, tmp_path):
@@ -151,6 +145,4 @@ def test_commands_that_do_not_train_do_not_import_tensorflow(args, store):
         "heavy = [m for m in ('tensorflow', 'keras', 'keras_tuner', 'torch', 'jax') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_python(code)

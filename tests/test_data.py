@@ -7,8 +7,6 @@ import json
 import os
 import pickle
 import socket
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tuner._errors import CnntuneError, DataError
+from conftest import BIRDS, run_python
+from tuner.errors import CnntuneError, DataError
 from tuner.data import DATASETS, Dataset, _cifar, clear_cache, load_dataset
 
-REPO = Path(__file__).resolve().parents[1]
-BIRDS = Path(__file__).resolve().parents[2] / "shared/data/cub200_subset"
+
 needs_birds = pytest.mark.skipif(
     not (BIRDS / "split.csv").is_file(),
     reason=f"shared CUB-200 subset not found at {BIRDS} (it sits beside the checkout in CI)",
@@ -337,8 +335,7 @@ def test_synthetic_is_deterministic_and_learnable() -> None:
 
 def test_fingerprint_is_stable_across_processes() -> None:
     code = "from tuner.data import load_dataset; print(load_dataset('synthetic', classes=4).fingerprint)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == load_dataset("synthetic", classes=4).fingerprint
+    assert run_python(code).strip() == load_dataset("synthetic", classes=4).fingerprint
 
 
 # ---------------------------------------------------------------- errors users can cause
@@ -431,5 +428,4 @@ def test_import_does_not_load_keras_or_tensorflow() -> None:
         "load_dataset('synthetic')\n"
         "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert run_python(code).strip() == "[]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -13,11 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 import tuner
+from conftest import SYN
 from tuner.cli import app
 from tuner.store import HEARTBEAT_INTERVAL, open_storage
 
-SYN = ["data=synthetic", "epochs=1"]
-POSTGRES = os.environ.get("CNNTUNE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband", "grid"])
@@ -106,35 +106,41 @@ def test_an_optuna_worker_joins_a_study_and_stops_at_its_budget(store):
     assert again.ran == []
 
 
-def test_a_worker_needs_a_started_study(store):
+def test_a_worker_needs_a_started_study(store, tmp_path):
+    result = CliRunner().invoke(app, ["worker", "--study", "nothing", "--storage", store])
+    assert result.exit_code == 1 and "no study store at" in result.output
+    assert not (tmp_path / "studies.db").exists()  # joining never creates a store
+    import optuna
+
+    optuna.create_study(storage=store, study_name="other")
     result = CliRunner().invoke(app, ["worker", "--study", "nothing", "--storage", store])
     assert result.exit_code == 1 and "no study named 'nothing'" in result.output
 
 
-def _postgres_or_skip() -> None:
-    try:
-        import psycopg2
-
-        psycopg2.connect(POSTGRES, connect_timeout=3).close()
-    except Exception as exc:  # no server here: say so instead of failing
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES}: {type(exc).__name__}")
+# Database servers for the storage tests: CI sets both (.ci/run); a test whose variable is set fails, never skips,
+# when its server cannot be used.
+SERVERS = {"postgresql": "CNNTUNE_TEST_POSTGRES_URL", "mysql": "CNNTUNE_TEST_MYSQL_URL"}
 
 
-def test_search_on_a_postgresql_store(tmp_path, monkeypatch):
-    _postgres_or_skip()
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_search_on_a_database_server_store(server, tmp_path, monkeypatch):
+    url = os.environ.get(SERVERS[server])
+    if not url:
+        pytest.skip(f"{SERVERS[server]} is not set: no {server} server to test against")
     import optuna
 
     monkeypatch.chdir(tmp_path)
     name = f"cnntune-test-{uuid.uuid4().hex[:12]}"
     try:
-        tuner.search(["space=basenet", *SYN], trials=1, storage=POSTGRES, study=name)
-        records = tuner.trials(study=name, storage=POSTGRES).records
+        tuner.search(["space=basenet", *SYN], trials=1, storage=url, study=name)
+        records = tuner.trials(study=name, storage=url).records
         assert [r.state for r in records] == ["complete", "complete"] and records[0].baseline == "basenet"
         # Heartbeats are on for database storages, so a killed worker's trial would be retried.
-        storage = open_storage(POSTGRES, heartbeat=True)
+        storage = open_storage(url, heartbeat=True)
         assert storage.get_heartbeat_interval() == HEARTBEAT_INTERVAL
     finally:
-        optuna.delete_study(study_name=name, storage=open_storage(POSTGRES))
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=open_storage(url))
 
 
 @pytest.mark.slow
@@ -165,3 +171,51 @@ def test_the_trial_of_a_killed_worker_is_retried(store, monkeypatch):
     records = tuner.trials(study="k", storage=store).records
     assert [r.state for r in records] == ["complete", "fail", "complete"]
     assert records[2].tags["retry_of"] == 1 and records[2].params == records[1].params
+
+
+def test_keras_tuner_hyperband_continues_promoted_trials_from_their_last_round(store):
+    import optuna
+
+    # max_epochs 3: three 1-epoch trials, then the best of them promoted to 3 epochs (Keras Tuner's brackets).
+    tuner.search(["space=basenet", "data=synthetic", "epochs=3"], trials=4, storage=store, study="hb",
+                 engine="keras-tuner", kt_tuner="hyperband", baselines=False, seed=1)
+    trials = optuna.load_study(study_name="hb", storage=store).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    first_round, (promoted,) = trials[:3], trials[3:]
+    assert all(len(t.user_attrs["history"]["loss"]) == 1 for t in first_round)
+    previous = next(t for t in first_round if t.user_attrs["kt_trial_id"] == promoted.user_attrs["continued_from"])
+    assert promoted.user_attrs["continue_from"] == previous.user_attrs["model_path"]
+    # It trains epochs 2 and 3 only, on top of the weights its first round ended with.
+    assert promoted.user_attrs["initial_epoch"] == 1 and promoted.user_attrs["config"]["epochs"] == 3
+    assert len(promoted.user_attrs["history"]["loss"]) == 2 and promoted.user_attrs["epochs_run"] == 3
+    assert promoted.user_attrs["best_epoch"] in (2, 3)
+    assert promoted.user_attrs["config"]["learning_rate"] == previous.user_attrs["config"]["learning_rate"]
+
+
+def test_a_trial_continues_from_a_saved_model(tmp_path):
+    import keras
+    import numpy as np
+
+    import search_spaces
+    from tuner.data import load_dataset
+    from tuner.hp import Defaults, resolve
+    from tuner.runner import run_trial
+
+    space = search_spaces.basenet
+    data = load_dataset("synthetic")
+    params = {**resolve(space, Defaults()), "epochs": 1}
+    first = run_trial(space, params, data, seed=0, model_path=tmp_path / "first.keras")
+    # Two epochs, the first of them already trained; at a learning rate of 1e-9 the weights barely move.
+    frozen = {**params, "epochs": 2, "learning_rate": 1e-9}
+    cont = run_trial(space, frozen, data, seed=5, model_path=tmp_path / "cont.keras", initial_epoch=1,
+                     continue_from=first.model_path)
+    fresh = run_trial(space, frozen, data, seed=5, model_path=tmp_path / "fresh.keras", initial_epoch=1)
+    assert len(cont.history["loss"]) == 1 and cont.best_epoch == 2 and cont.epochs_run == 2
+
+    def weights(path):
+        return keras.saving.load_model(path).get_weights()
+
+    for a, b in zip(weights(first.model_path), weights(cont.model_path)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(weights(first.model_path), weights(fresh.model_path)))
+    assert cont.val_accuracy == pytest.approx(first.val_accuracy, abs=0.02)

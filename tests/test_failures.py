@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sqlite3
@@ -14,6 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 import tuner
+from conftest import SYN, FakeRunner, run_cli
+from tuner._signals import interruptible
 from tuner.cli import app
 
 PLANTED = str(Path(__file__).parent / "spaces" / "planted.py")
@@ -113,15 +116,70 @@ def test_sigint_leaves_a_resumable_study_and_the_interrupted_trial_is_retried(tm
     assert len(searched) == 3  # the budget: the retry counts, the interrupted trial does not
 
 
-def test_sigterm_raises_keyboard_interrupt_in_the_main_thread():
-    from tuner._signals import sigterm_as_interrupt
-
-    before = signal.getsignal(signal.SIGTERM)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_raise_keyboard_interrupt_and_handlers_are_restored(signum):
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(KeyboardInterrupt):
-        with sigterm_as_interrupt():
-            os.kill(os.getpid(), signal.SIGTERM)
+        with interruptible():
+            os.kill(os.getpid(), signum)
             time.sleep(5)
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+class _SignalInFinalizer:
+    """Its finalizer receives SIGINT: Python prints "Exception ignored in ..." and drops the KeyboardInterrupt,
+    as happens when Ctrl-C lands while ``gc.collect()`` runs SQLAlchemy's or TensorFlow's weakref callbacks."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(2)  # the handler runs here and its KeyboardInterrupt is dropped with the finalizer
+
+
+def _ctrl_c_swallowed_by_the_garbage_collector() -> None:
+    item = _SignalInFinalizer()
+    item.cycle = item
+    del item
+    gc.collect()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_swallowed_between_trials_still_stops_the_search(store):
+    class Runner(FakeRunner):
+        def __call__(self, *args, **kwargs):
+            out = super().__call__(*args, **kwargs)
+            if len(self.calls) == 2:
+                _ctrl_c_swallowed_by_the_garbage_collector()
+            return out
+
+    runner = Runner()
+    with pytest.raises(KeyboardInterrupt):
+        tuner.search(["space=basenet", *SYN], trials=5, storage=store, study="gc", baselines=False, runner=runner)
+    # The trial in which Ctrl-C was pressed finished and is kept; no further trial started.
+    assert len(runner.calls) == 2
+    records = tuner.trials(study="gc", storage=store).records
+    assert [r.state for r in records] == ["complete", "complete"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_swallowed_during_training_stops_the_trial_at_the_next_batch(store):
+    from tuner.runner import run_trial
+
+    def runner(space, params, data, *, on_epoch, **kwargs):
+        def hook(epoch, logs):
+            on_epoch(epoch, logs)
+            if epoch == 1:
+                _ctrl_c_swallowed_by_the_garbage_collector()
+
+        return run_trial(space, params, data, on_epoch=hook, **kwargs)
+
+    result = run_cli("search", "space=basenet", "data=synthetic", "epochs=3", "--trials", "2", "--no-baselines",
+                     "--storage", store, "--study", "gc", "--quiet")
+    assert result.exit_code == 0  # without a Ctrl-C the same command finishes
+    with pytest.raises(KeyboardInterrupt):
+        tuner.search(["space=basenet", "data=synthetic", "epochs=3"], trials=3, storage=store, study="gc",
+                     baselines=False, runner=runner)
+    records = tuner.trials(study="gc", storage=store).records
+    assert [(r.state, r.reason) for r in records] == [("complete", None), ("complete", None), ("fail", "interrupted")]
 
 
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
@@ -134,3 +192,22 @@ def test_the_same_seed_picks_the_same_values_in_the_same_order(store, engine):
         runs.append([r.params for r in tuner.trials(study=f"{engine}-{name}", storage=store).records])
     assert runs[0] == runs[1] and len(runs[0]) == 2
     assert len({r["learning_rate"] for r in runs[0]}) == 2
+
+
+def test_the_median_pruner_never_stops_a_trial_in_its_first_epoch():
+    import optuna
+
+    from tuner.engines import make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median"))
+    for _ in range(3):  # the pruner's startup trials, all far better
+        good = study.ask()
+        good.report(0.9, 1)
+        good.report(0.9, 2)
+        study.tell(good, 0.9)
+    bad = study.ask()
+    bad.report(0.1, 1)  # epochs are reported as steps 1, 2, ...
+    assert not bad.should_prune()
+    bad.report(0.1, 2)
+    assert bad.should_prune()

@@ -7,7 +7,7 @@ import types
 import optuna
 import pytest
 
-from tuner._errors import SpaceError
+from tuner.errors import SpaceError
 from tuner.engines import OptunaHP, make_sampler
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, Int, coerce_value, describe, resolve
 

@@ -1,7 +1,7 @@
 """``reproduce`` (baselines over seeds, resume, claims), ``best --reeval`` (re-ranking by the mean) and bad input.
 
-Only one test trains for real (two 1-epoch runs on synthetic data); the others replace the trial runner with a fake
-that returns chosen accuracies, which is how the resume and ranking logic is pinned down exactly and fast.
+Only one test trains for real (two 1-epoch runs on synthetic data); the others pass a fake trial runner that returns
+chosen accuracies (``runner=``), which is how the resume and ranking logic is pinned down exactly and fast.
 """
 
 from __future__ import annotations
@@ -12,50 +12,14 @@ import json
 import pytest
 
 import tuner
+from conftest import SYN, FakeRunner, one_line_error, run_cli
 from tuner import api
 from tuner import reproduce as rp
-from tuner._errors import SpaceError, StorageError
-
-from clitools import one_line_error, run_cli
-from tuner.reeval import REEVAL_SEED_STRIDE, _config_key, reevaluate, top_configs
+from tuner.errors import SpaceError, StorageError
 from tuner.records import TrialRecord
+from tuner.reeval import REEVAL_SEED_STRIDE, config_key, reevaluate, top_configs
 from tuner.spec import Claim
-
-SYN = ["data=synthetic", "epochs=1"]
-
-
-
-
-class FakeRunner:
-    """Stands in for ``tuner.runner.run_trial``: returns chosen accuracies, records each call, can raise."""
-
-    def __init__(self, accuracy=lambda params, seed: (0.5, 0.4), interrupt_on: int | None = None):
-        self.accuracy = accuracy
-        self.interrupt_on = interrupt_on
-        self.calls: list[tuple[dict, int]] = []
-
-    def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, **kwargs):
-        from tuner.runner import TrialOutcome
-
-        self.calls.append((dict(params), int(seed)))
-        if self.interrupt_on is not None and len(self.calls) == self.interrupt_on:
-            raise KeyboardInterrupt
-        val, test = self.accuracy(params, seed)
-        return TrialOutcome(val_accuracy=val, test_accuracy=test, n_params=10, history={"val_accuracy": [val]},
-                            best_epoch=1, epochs_run=1, seconds=0.01, model_path=None, backend="fake")
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    """Installs a ``FakeRunner``; call the fixture's result to configure it."""
-    import tuner.runner
-
-    def install(**kwargs) -> FakeRunner:
-        fake_runner = FakeRunner(**kwargs)
-        monkeypatch.setattr(tuner.runner, "run_trial", fake_runner)
-        return fake_runner
-
-    return install
+from tuner.study import counts_toward_budget
 
 
 # -- reproduce ---------------------------------------------------------------------------------------------------
@@ -78,22 +42,22 @@ def test_cli_reproduce_trains_every_baseline_and_writes_rows(store, tmp_path):
                                                                                   ("normalization", 0, True)]
     assert all(r.state == "complete" and r.model_path for r in records)
     # Reproductions are no search results: outside the budget, and not the best unless asked.
-    assert not any(api._counts_toward_budget(r) for r in records)
+    assert not any(counts_toward_budget(r) for r in records)
     with pytest.raises(StorageError, match="--include-replays"):
         tuner.best(study="reproduce-normalization", storage=store)
     assert tuner.best(study="reproduce-normalization", storage=store, replays=True).best.tags["reproduce"]
 
 
-def test_reproduce_resumes_after_interruption_without_repeating_runs(store, fake):
+def test_reproduce_resumes_after_interruption_without_repeating_runs(store):
     words = ["space=normalization", *SYN]
-    first = fake(interrupt_on=2)
+    first = FakeRunner(interrupt_on=2)
     with pytest.raises(KeyboardInterrupt):
-        rp.reproduce(words, seeds=2, storage=store)
+        rp.reproduce(words, seeds=2, storage=store, runner=first)
     assert len(first.calls) == 2
     done_pair = (first.calls[0][0]["normalize"], first.calls[0][1])
 
-    second = fake()
-    result = rp.reproduce(words, seeds=2, storage=store)
+    second = FakeRunner()
+    result = rp.reproduce(words, seeds=2, storage=store, runner=second)
     pairs = [(params["normalize"], seed) for params, seed in second.calls]
     # 2 baselines x 2 seeds = 4 pairs; 1 completed before the interruption: 3 run now, the completed one is not among them.
     assert len(pairs) == 3 and done_pair not in pairs and len(set(pairs)) == 3
@@ -103,21 +67,30 @@ def test_reproduce_resumes_after_interruption_without_repeating_runs(store, fake
     assert [r.reason for r in records if r.state == "fail"] == ["interrupted"]
     assert not any(r.state in ("waiting", "running") for r in records)
 
-    third = fake()
-    again = rp.reproduce(words, seeds=2, storage=store)
+    third = FakeRunner()
+    again = rp.reproduce(words, seeds=2, storage=store, runner=third)
     assert third.calls == [] and again.ran == []
-    more = fake()
-    rp.reproduce(words, seeds=3, storage=store)  # one more seed: only the new pairs
+    more = FakeRunner()
+    rp.reproduce(words, seeds=3, storage=store, runner=more)  # one more seed: only the new pairs
     assert sorted(seed for _, seed in more.calls) == [2, 2]
 
 
-def test_cli_interrupted_reproduce_says_how_to_resume(store, fake):
-    fake(interrupt_on=1)
-    result = run_cli("reproduce", "space=normalization", *SYN, "--seeds", "1", "--storage", store, "--quiet")
+def test_cli_interrupted_reproduce_says_how_to_resume(store, tmp_path):
+    # A space whose build is interrupted (as by Ctrl-C): the CLI records the run and says how to resume.
+    space = tmp_path / "ctrlc.py"
+    space.write_text("from search_spaces import normalization\n"
+                     "NAME = 'ctrlc'\n"
+                     "BASELINES = normalization.BASELINES\n"
+                     "declare = normalization.declare\n"
+                     "def build(params, spec):\n"
+                     "    raise KeyboardInterrupt\n")
+    result = run_cli("reproduce", f"space={space}", *SYN, "--seeds", "1", "--storage", store, "--quiet")
     assert result.exit_code == 130 and "rerun the same command" in result.output
+    records = tuner.trials(study="reproduce-ctrlc", storage=store).records
+    assert [(r.state, r.reason) for r in records] == [("fail", "interrupted")]
 
 
-def test_reproduce_all_spaces_one_row_per_baseline_and_claims_from_means(store, fake, tmp_path):
+def test_reproduce_all_spaces_one_row_per_baseline_and_claims_from_means(store, tmp_path):
     from search_spaces import SPACES
 
     # Planted accuracies: normalization hurts, BN helps, everything else is equal.
@@ -127,8 +100,7 @@ def test_reproduce_all_spaces_one_row_per_baseline_and_claims_from_means(store, 
             test = 0.60
         return test, test + 0.01 * seed
 
-    fake(accuracy=accuracy)
-    result = rp.reproduce(["space=all", *SYN], seeds=2, storage=store)
+    result = rp.reproduce(["space=all", *SYN], seeds=2, storage=store, runner=FakeRunner(accuracy=accuracy))
     assert result.label == "all"
     assert len(result.rows) == sum(len(m.BASELINES) for m in SPACES.values())
     assert {p.study for p in result.spaces} == {f"reproduce-{name}" for name in SPACES}
@@ -184,24 +156,25 @@ def test_every_space_claims_name_its_own_baselines():
 
 
 # -- best --reeval -----------------------------------------------------------------------------------------------
-def _planted_search(store, fake):
+def _planted_search(store):
     """A basenet study with a baseline and 3 searched trials whose single-run values are planted."""
     script = iter([0.50, 0.90, 0.70, 0.60])
-    fake(accuracy=lambda params, seed: (next(script), 0.5))
-    tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="s", sampler="random", seed=1)
+    tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="s", sampler="random", seed=1,
+                 runner=FakeRunner(accuracy=lambda params, seed: (next(script), 0.5)))
     records = tuner.trials(study="s", storage=store).records
     assert [r.val_accuracy for r in records] == [0.50, 0.90, 0.70, 0.60]
     return records
 
 
-def test_best_reeval_reranks_by_the_mean_of_new_seeds(store, fake):
-    records = _planted_search(store, fake)
+def test_best_reeval_reranks_by_the_mean_of_new_seeds(store):
+    records = _planted_search(store)
     lucky, solid = records[1], records[2]  # single runs 0.90 and 0.70
     # Re-evaluated: the lucky config is really ~0.41, the other ~0.66.
-    means = {_config_key(lucky.params): 0.40, _config_key(solid.params): 0.65}
+    means = {config_key(lucky.params): 0.40, config_key(solid.params): 0.65}
     # The k-th new seed of a trial is its seed + k * stride: +0.01 * k makes the spread known.
-    runs = fake(accuracy=lambda params, seed: (means[_config_key(params)] + 0.01 * (seed // REEVAL_SEED_STRIDE), 0.3))
-    report = reevaluate(study="s", storage=store, top=2, seeds=2)
+    runs = FakeRunner(accuracy=lambda params, seed: (means[config_key(params)] + 0.01 * (seed // REEVAL_SEED_STRIDE),
+                                                      0.3))
+    report = reevaluate(study="s", storage=store, top=2, seeds=2, runner=runs)
     assert [row.trial for row in report.rows] == [solid.number, lucky.number]
     assert [row.original_rank for row in report.rows] == [2, 1]
     win = report.winner
@@ -218,19 +191,21 @@ def test_best_reeval_reranks_by_the_mean_of_new_seeds(store, fake):
     assert sorted(r.tags["reeval_of"] for r in reeval_runs) == sorted([lucky.number] * 2 + [solid.number] * 2)
 
     # Rerun: completed runs are reused; more seeds only add the missing ones.
-    again = fake(accuracy=lambda params, seed: (means[_config_key(params)], 0.3))
-    assert reevaluate(study="s", storage=store, top=2, seeds=2).ran == [] and again.calls == []
-    reevaluate(study="s", storage=store, top=2, seeds=3)
+    again = FakeRunner(accuracy=lambda params, seed: (means[config_key(params)], 0.3))
+    assert reevaluate(study="s", storage=store, top=2, seeds=2, runner=again).ran == [] and again.calls == []
+    reevaluate(study="s", storage=store, top=2, seeds=3, runner=again)
     assert len(again.calls) == 2
     # Re-evaluation runs are neither the best nor part of the searched-trials budget.
     assert tuner.best(study="s", storage=store).best.number == lucky.number
     assert "already holds 3" in tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="s").message
 
 
-def test_cli_best_reeval_prints_the_reranked_table_and_the_winner(store, fake):
-    records = _planted_search(store, fake)
-    means = {_config_key(records[1].params): 0.40, _config_key(records[2].params): 0.65}
-    fake(accuracy=lambda params, seed: (means.get(_config_key(params), 0.1), 0.3))
+def test_cli_best_reeval_prints_the_reranked_table_and_the_winner(store):
+    records = _planted_search(store)
+    means = {config_key(records[1].params): 0.40, config_key(records[2].params): 0.65}
+    # The runs are trained here; the command then finds them all done and only ranks and prints.
+    reevaluate(study="s", storage=store, top=2, seeds=2,
+               runner=FakeRunner(accuracy=lambda params, seed: (means.get(config_key(params), 0.1), 0.3)))
     result = run_cli("best", "--study", "s", "--storage", store, "--reeval", "2", "--seeds", "2", "--quiet")
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # Rich wraps long lines at the terminal width

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import tuner
+from conftest import SYN
 
-SYN = ["data=synthetic", "epochs=1"]
 
 
 def test_two_trial_search_on_synthetic_records_everything(store):

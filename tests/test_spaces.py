@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import math
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import search_spaces
+from conftest import non_trainable, run_python
 from search_spaces import _blocks
 from tuner import hp as H
 from tuner.spec import Baseline, ModelSpec
 
 keras = pytest.importorskip("keras")
 
-ROOT = Path(__file__).resolve().parents[1]
 # weights=none: the transfer space's backbone gets random weights (no download); the other spaces ignore options.
 SPEC = ModelSpec(input_shape=(32, 32, 3), num_classes=25, options={"weights": "none"})
 SPACE_NAMES = list(search_spaces.SPACES)
@@ -75,9 +72,6 @@ def _layers(model) -> list[tuple[str, tuple]]:
     return [(layer.__class__.__name__, tuple(layer.output.shape[1:])) for layer in model.layers]
 
 
-def _non_trainable(model) -> int:
-    return int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
-
 
 # -- registry and import hygiene ---------------------------------------------------------------------------------
 def test_registry_order_and_names():
@@ -98,8 +92,7 @@ def test_import_and_declare_do_not_import_keras():
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'keras_tuner'))\n"
         "assert not bad, bad\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_python(code)
 
 
 # -- the study's exact models --------------------------------------------------------------------------------------
@@ -147,7 +140,7 @@ FINAL_LAYERS = [
 def test_basenet_defaults_are_the_study_basenet():
     model = search_spaces.basenet.build(_defaults(search_spaces.basenet), SPEC)
     assert model.count_params() == 24_197
-    assert _non_trainable(model) == 0
+    assert non_trainable(model) == 0
     assert _layers(model) == BASENET_LAYERS
     for name in ("block1_conv", "block2_conv", "block2_pool", "flatten", "dense1", "predictions"):
         model.get_layer(name)
@@ -158,7 +151,7 @@ def test_basenet_defaults_are_the_study_basenet():
 def test_improved_defaults_are_the_study_final_model():
     model = search_spaces.improved.build(_defaults(search_spaces.improved), SPEC)
     assert model.count_params() == 689_715
-    assert _non_trainable(model) == 486
+    assert non_trainable(model) == 486
     assert _layers(model) == FINAL_LAYERS
     zoom = model.get_layer("aug_zoom")
     assert (zoom.height_lower, zoom.height_upper, zoom.width_lower, zoom.width_upper) == (-0.2, 0.2, -0.2, 0.2)
@@ -173,7 +166,7 @@ def test_improved_final_baseline_is_the_defaults():
     assert params == _defaults(search_spaces.improved)
     model = search_spaces.improved.build(params, SPEC)
     assert model.count_params() == 689_715
-    assert _non_trainable(model) == 486
+    assert non_trainable(model) == 486
 
 
 def test_improved_basenet_baseline_is_basenet():

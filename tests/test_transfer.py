@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 import tuner
+from conftest import non_trainable
 from search_spaces import _resnet, transfer
 from tuner import hp as H
-from tuner._errors import CnntuneError, SpaceError
+from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import parse_words
 from tuner.spec import ModelSpec
 
@@ -28,9 +29,6 @@ def _params(values=None) -> dict:
 def _baseline(name: str) -> dict:
     return _params(next(b for b in transfer.BASELINES if b.name == name).params)
 
-
-def _non_trainable(model) -> int:
-    return int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
 
 
 def _folder(root, colour=0):
@@ -50,7 +48,7 @@ def test_baseline_heads_have_the_study_parameter_counts():
     frozen = transfer.head(_baseline("frozen"), spec)
     # Dense 2048 + BN + ReLU, Dense 200 + BN + softmax on 2048 features (STUDY 3.1).
     assert frozen.count_params() == 2048 * 2048 + 2048 + 4 * 2048 + 2048 * 200 + 200 + 4 * 200 == 4_615_144
-    assert _non_trainable(frozen) == 4_496
+    assert non_trainable(frozen) == 4_496
     assert [type(layer).__name__ for layer in frozen.layers[1:]] == [
         "Dense", "BatchNormalization", "Activation", "Dense", "BatchNormalization", "Activation"]
     # Dense 2048 + ReLU + BN, Dense 200 softmax (STUDY 3.2).

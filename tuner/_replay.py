@@ -15,9 +15,12 @@ waiting trial of the study, and would run a search's enqueued baseline under the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
+from tuner._signals import interruptible
+from tuner.engines import start_trial
+from tuner.objective import Objective, Runner
+from tuner.plan import Artifacts
 from tuner.records import Display, TrialRecord
 
 __all__ = ["ReplayRun", "SeedStats", "diff_se", "is_done", "mean_std", "pct", "run_replays", "seed_stats"]
@@ -48,7 +51,8 @@ def is_done(rec: TrialRecord) -> bool:
     return rec.state == "complete" or (rec.state == "fail" and (rec.reason or "").startswith("diverged"))
 
 
-def run_replays(study_obj, exp, data, art: Path, runs: Sequence[ReplayRun], display: Display) -> list[TrialRecord]:
+def run_replays(study_obj, exp, data, artifacts: Artifacts, runs: Sequence[ReplayRun], display: Display,
+                runner: Runner | None = None) -> list[TrialRecord]:
     """Trains each run as a new trial of ``study_obj`` and records it; returns the finished trials.
 
     A run that raises is recorded as failed with its reason and the next run goes on; Ctrl-C records the current
@@ -58,35 +62,34 @@ def run_replays(study_obj, exp, data, art: Path, runs: Sequence[ReplayRun], disp
         study_obj: the ``optuna.Study`` to record into.
         exp: the ``Experiment`` (space and pins).
         data: the loaded ``Dataset``.
-        art: folder for the model files.
+        artifacts: where the model files and cached features go.
         runs: what to train.
         display: progress receiver.
+        runner: trains one configuration; default ``tuner.runner.run_trial``.
     """
-    import optuna
     from optuna.trial import TrialState
 
-    from tuner.api import _objective
-
-    objective = _objective(exp, data, art, 0, display)
-    storage = study_obj._storage
+    objective = Objective(exp, data, model_dir=artifacts.root, feature_cache=artifacts.feature_cache, seed=0,
+                          display=display, runner=runner)
     done: list[TrialRecord] = []
-    for run in runs:
-        trial = optuna.Trial(study_obj, storage.create_new_trial(study_obj._study_id))
-        attrs = {**run.attrs, "seed": int(run.seed)}
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        try:
-            value = objective(trial, dict(run.params), attrs)
-        except KeyboardInterrupt:
-            study_obj.tell(trial, state=TrialState.FAIL)
-            raise
-        except Exception:  # the objective recorded the reason; one bad run must not end the others
-            frozen = study_obj.tell(trial, state=TrialState.FAIL)
-        else:
-            frozen = study_obj.tell(trial, value)
-        rec = TrialRecord.from_trial(frozen)
-        display.trial_end(rec)
-        done.append(rec)
+    with interruptible():
+        for run in runs:
+            trial = start_trial(study_obj)
+            attrs = {**run.attrs, "seed": int(run.seed)}
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            try:
+                value = objective(trial, dict(run.params), attrs)
+            except KeyboardInterrupt:
+                study_obj.tell(trial, state=TrialState.FAIL)
+                raise
+            except Exception:  # the objective recorded the reason; one bad run must not end the others
+                frozen = study_obj.tell(trial, state=TrialState.FAIL)
+            else:
+                frozen = study_obj.tell(trial, value)
+            rec = TrialRecord.from_trial(frozen)
+            display.trial_end(rec)
+            done.append(rec)
     return done
 
 

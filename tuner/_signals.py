@@ -1,4 +1,13 @@
-"""SIGTERM stops a search like Ctrl-C: the running trial is recorded as interrupted and the study can resume."""
+"""Ctrl-C and SIGTERM stop a search, always: the running trial is recorded as interrupted and the study can resume.
+
+Python turns SIGINT into ``KeyboardInterrupt`` wherever the main thread happens to be. When that is a finalizer or a
+weakref callback run by the garbage collector (``gc.collect()`` between trials; SQLAlchemy and TensorFlow register
+many such callbacks), Python prints "Exception ignored in ..." and *drops* the exception: the search went on as if
+Ctrl-C had never been pressed. Inside ``interruptible()`` the signal is also remembered, and
+``raise_if_interrupted()`` (called at the start of every trial, after every training batch and after every trial)
+raises it again, so a dropped interrupt stops the search at the next of those points. SIGTERM (``docker stop``,
+``kill``, a scheduler's preemption) is handled the same way.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +16,42 @@ import signal
 import threading
 from typing import Iterator
 
-__all__ = ["sigterm_as_interrupt"]
+__all__ = ["interruptible", "raise_if_interrupted"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_pending: int | None = None  # the signal received inside interruptible() and not yet raised to the caller
+_depth = 0
 
 
-def _raise_interrupt(signum, frame) -> None:
+def _remember_and_raise(signum, frame) -> None:
+    global _pending
+    _pending = signum
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def raise_if_interrupted() -> None:
+    """Raises ``KeyboardInterrupt`` when SIGINT or SIGTERM arrived inside ``interruptible()``."""
+    if _pending is not None:
+        raise KeyboardInterrupt(f"signal {_pending}")
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM (``docker stop``, ``kill``, a scheduler's preemption) raises ``KeyboardInterrupt``
-    in the main thread; the previous handler is restored after. Does nothing outside the main thread."""
+def interruptible() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM raise ``KeyboardInterrupt`` in the main thread and are remembered until the
+    outermost ``interruptible()`` ends; leaving it normally with a signal pending raises it then. The previous
+    handlers are restored after. Does nothing outside the main thread."""
+    global _depth, _pending
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {sig: signal.signal(sig, _remember_and_raise) for sig in _SIGNALS} if _depth == 0 else {}
+    _depth += 1
     try:
         yield
+        raise_if_interrupted()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _depth -= 1
+        if _depth == 0:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _pending = None

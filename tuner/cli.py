@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tuner._errors import CnntuneError
+from tuner._signals import interruptible
+from tuner.errors import CnntuneError
 from tuner.store import redact
 
 app = typer.Typer(
@@ -72,7 +73,7 @@ def search(
     trials: int = typer.Option(10, "--trials", "-n", help="Searched trials the study should hold (baselines extra)."),
     study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or grid."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Optuna engine: tpe (default), random or grid."),
     seed: int = typer.Option(0, "--seed", help="Seeds the sampler; trial n trains with seed+n."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after SECONDS."),
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Do not enqueue the space's baselines."),
@@ -81,18 +82,19 @@ def search(
     skip_bad_images: bool = typer.Option(False, "--skip-bad-images",
                                          help="Skip unreadable image files (named in a warning) instead of failing."),
     engine: str = typer.Option("optuna", "--engine", help="optuna or keras-tuner (both record into the study)."),
-    kt_tuner: str = typer.Option("random", "--tuner", help="Keras Tuner engine: random, bayesian, hyperband or grid."),
-    pruner: str = typer.Option("none", "--pruner", help="Optuna engine: none, median, asha or hyperband."),
+    kt_tuner: Optional[str] = typer.Option(None, "--tuner", help="Keras Tuner engine: random (default), bayesian, "
+                                           "hyperband or grid."),
+    pruner: Optional[str] = typer.Option(None, "--pruner", help="Optuna engine: none (default), median, asha or "
+                                         "hyperband."),
     max_failures: int = typer.Option(5, "--max-failures", help="Stop after N consecutive failed trials (0: never)."),
     chief: Optional[str] = typer.Option(None, "--chief", help="Keras Tuner engine: serve the oracle on HOST:PORT "
                                         "for `cnntune worker` processes."),
 ) -> None:
     """Search a space: cnntune search space=deeper_net --trials 50."""
     from tuner import api
-    from tuner._signals import sigterm_as_interrupt
 
-    display = _display(quiet)
-    with _guard(), sigterm_as_interrupt():
+    display = _progress(quiet)
+    with _guard(), interruptible():
         result = api.search(words or [], trials=trials, study=study, storage=storage, sampler=sampler, seed=seed,
                             timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display,
                             engine=engine, kt_tuner=kt_tuner, pruner=pruner, max_failures=max_failures,
@@ -112,23 +114,12 @@ def worker(
 ) -> None:
     """Join a study and run its trials until its budget is reached: cnntune worker --study c25 --storage URL."""
     from tuner import api
-    from tuner._signals import sigterm_as_interrupt
 
-    display = _display(quiet)
-    with _guard(), sigterm_as_interrupt():
+    display = _progress(quiet)
+    with _guard(), interruptible():
         result = api.worker(study=study, storage=storage, engine=engine, chief=chief, worker_id=worker_id,
                             max_failures=max_failures, display=display)
     _summary(result, quiet)
-
-
-def _display(quiet: bool):
-    from tuner.records import Display
-
-    if quiet:
-        return Display()
-    from tuner.display import RichDisplay
-
-    return RichDisplay(err)
 
 
 def _summary(result, quiet: bool) -> None:
@@ -175,7 +166,7 @@ def best(
     from tuner import api
     from tuner.display import render_best
 
-    with _guard():
+    with _guard(), interruptible():
         if export is not None:
             api.export_target(export)
         if reeval is not None or seeds is not None:
@@ -194,11 +185,10 @@ def _best_reeval(study: Optional[str], storage: Optional[str], export: Optional[
     """``best --reeval K --seeds S``: retrain, re-rank by the mean, and export the winner's original trial."""
     from tuner import api
     from tuner.display import render_reeval
-    from tuner.reeval import reevaluate
 
     if reeval is None:
         raise CnntuneError("--seeds needs --reeval K (how many top configurations to retrain)")
-    report = reevaluate(study=study, storage=storage, top=reeval, seeds=3 if seeds is None else seeds,
+    report = api.reevaluate(study=study, storage=storage, top=reeval, seeds=3 if seeds is None else seeds,
                         display=_progress(quiet))
     render_reeval(out, report)
     if export is None:
@@ -222,17 +212,20 @@ def reproduce(
     out_dir: Optional[str] = typer.Option(None, "--out", help="Folder for reproduce_<space>.csv and .json "
                                           "(default: the working directory)."),
     artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Folder for model files."),
+    skip_bad_images: bool = typer.Option(False, "--skip-bad-images",
+                                         help="Skip unreadable image files (named in a warning) instead of failing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Replay the study's baselines over several seeds: cnntune reproduce space=augmentation --seeds 3."""
-    from tuner import reproduce as rp
+    from tuner import api
     from tuner.display import render_reproduction
+    from tuner.reproduce import check_out_dir
 
-    with _guard():
-        rp.check_out_dir(out_dir)
-        result = rp.reproduce(words or [], seeds=seeds, seed=seed, study=study, storage=storage,
-                              artifacts=artifacts, display=_progress(quiet))
-        paths = rp.write_reproduction(result, out_dir)
+    with _guard(), interruptible():
+        check_out_dir(out_dir)
+        result = api.reproduce(words or [], seeds=seeds, seed=seed, study=study, storage=storage,
+                               artifacts=artifacts, display=_progress(quiet), skip_bad_images=skip_bad_images)
+        paths = api.write_reproduction(result, out_dir)
     render_reproduction(out, result)
     out.print(f"ran {len(result.ran)} runs; wrote {' and '.join(str(p) for p in paths)}")
 

@@ -108,12 +108,9 @@ def render_trials(console: Console, view) -> None:
     for col, just in (("#", "right"), ("state", "left"), ("baseline", "left"), ("val %", "right"),
                       ("test %", "right"), ("params", "right"), ("s", "right"), ("hyperparameters", "left")):
         table.add_column(col, justify=just, overflow="fold")
-    best_number = None
-    done = [r for r in view.records if r.state == "complete" and r.val_accuracy is not None]
-    if done:
-        best_number = max(done, key=lambda r: (r.val_accuracy, -r.number)).number
     for r in view.records:
-        style = "bold green" if r.number == best_number else ("red" if r.state == "fail" else None)
+        # The trial `best` reports and exports (tuner.study.best_record), never a replay.
+        style = "bold green" if r.number == view.best else ("red" if r.state == "fail" else None)
         state = r.state if r.state != "fail" or not r.reason else f"fail: {r.reason}"
         table.add_row(
             str(r.number), state, r.baseline or "", _pct(r.val_accuracy), _pct(r.test_accuracy),

@@ -7,15 +7,14 @@ that value and the sampler does not vary it). ``epochs`` and ``batch_size`` are 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping
 
-from tuner._errors import SpaceError
-from tuner.hp import Param, _fmt, _same, coerce_value, describe
+from search_spaces import get_space, space_names
+from tuner.errors import SpaceError
+from tuner.hp import Param, coerce_value, describe, format_value, same_value
 
 __all__ = [
     "DATA_KEYS",
@@ -23,9 +22,11 @@ __all__ = [
     "RESERVED_KEYS",
     "DataConfig",
     "Experiment",
-    "get_space",
+    "from_meta",
+    "load_data",
     "parse_words",
-    "space_names",
+    "split_words",
+    "validate_pins",
 ]
 
 DATA_KEYS = ("data", "data_dir", "image_size", "classes")
@@ -60,45 +61,6 @@ class Experiment:
     data: DataConfig
     pins: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-
-
-def space_names() -> list[str]:
-    from search_spaces import SPACES
-
-    return list(SPACES)
-
-
-def get_space(name: str) -> ModuleType:
-    """A registered space by name, or a user's own module given as a path to a ``.py`` file.
-
-    Raises:
-        SpaceError: unknown name or a module that is not a space.
-    """
-    from search_spaces import SPACES
-
-    if name in SPACES:
-        return SPACES[name]
-    if name.endswith(".py"):
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise SpaceError(f"space file {name!r} does not exist")
-        mod_name = f"cnntune_user_space_{path.stem}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise SpaceError(f"cannot import space file {name!r}: {type(exc).__name__}: {exc}") from None
-        missing = [a for a in ("declare", "build") if not callable(getattr(module, a, None))]
-        if missing:
-            raise SpaceError(f"space file {name!r} lacks {', '.join(missing)}(); a space defines declare(hp) and build(params, spec)")
-        module.NAME = getattr(module, "NAME", path.stem)
-        module.BASELINES = getattr(module, "BASELINES", [])
-        module.DESCRIPTION = getattr(module, "DESCRIPTION", "")
-        module.DEFAULT_DATA = getattr(module, "DEFAULT_DATA", "synthetic")
-        return module
-    raise SpaceError(f"unknown space {name!r}; valid: {', '.join(SPACES)} (or a path to a .py file)")
 
 
 def _as_int(key: str, raw: str, minimum: int) -> int:
@@ -173,18 +135,18 @@ def _check_can_be_active(params: Mapping[str, Param], pins: Mapping[str, Any], k
         SpaceError: one line naming the pin and the pin or fixed value it contradicts.
     """
     origin = origin or key
-    pin = f"{origin}={_fmt(pins[origin])}"
+    pin = f"{origin}={format_value(pins[origin])}"
     for cond in params[key].conditions:
         parent = params.get(cond.name)
         if parent is None or cond.name == origin:  # a cycle cannot come from declare(); do not loop on one
             continue
         fixed, value = _fixed_value(parent, pins)
-        allowed = ", ".join(_fmt(v) for v in cond.values)
-        if fixed and not any(_same(value, v) for v in cond.values):
+        allowed = ", ".join(format_value(v) for v in cond.values)
+        if fixed and not any(same_value(value, v) for v in cond.values):
             source = "pinned" if cond.name in pins else "fixed by the space"
             raise SpaceError(
-                f"{pin} contradicts {cond.name}={_fmt(value)} ({source}): {key} exists only when {cond.name} is one "
-                f"of [{allowed}] in space {space_name}; drop {origin}= or pin {cond.name} to one of those"
+                f"{pin} contradicts {cond.name}={format_value(value)} ({source}): {key} exists only when {cond.name} "
+                f"is one of [{allowed}] in space {space_name}; drop {origin}= or pin {cond.name} to one of those"
             )
         if not fixed and not any(parent.contains(v) for v in cond.values):
             raise SpaceError(f"{pin} can never be active in space {space_name}: {cond.name} never takes one of "
@@ -215,21 +177,45 @@ def parse_words(words: Iterable[str], *, default_space: str | None = None,
         raise SpaceError(f"say which space to search with space=NAME; valid: {', '.join(space_names())}")
     space = get_space(space_name)
     base = dict(default_data or {})
+    given_dir = kv.pop("data_dir", None)
     data = DataConfig(
-        name=kv.pop("data", None) or base.get("name") or getattr(space, "DEFAULT_DATA", "synthetic"),
-        data_dir=kv.pop("data_dir", None) or base.get("data_dir"),
+        name=kv.pop("data", None) or base.get("name") or space.DEFAULT_DATA,
+        # A path typed on the command line is resolved from where it was typed, and stored that way, so that a
+        # study resumed, re-evaluated or joined by a worker from another folder finds the same files.
+        data_dir=_absolute(given_dir) if given_dir else base.get("data_dir"),
         image_size=_as_int("image_size", kv.pop("image_size"), 8) if "image_size" in kv else base.get("image_size"),
         classes=_as_int("classes", kv.pop("classes"), 2) if "classes" in kv else base.get("classes"),
     )
-    from tuner.data import DATASETS
+    from tuner.data import DATASETS  # the data package imports NumPy and Pillow: only when words are parsed
 
     if data.name not in DATASETS:
         raise SpaceError(f"unknown data {data.name!r}; valid: {', '.join(DATASETS)}")
     options = _options(space, {**dict(default_options or {}), **{k: kv.pop(k) for k in OPTION_KEYS if k in kv}},
                        space_name)
-    pins = validate_pins(space, {**dict(default_pins or {}), **kv}, getattr(space, "NAME", space_name))
-    return Experiment(space_name=getattr(space, "NAME", space_name), space=space, data=data, pins=pins,
-                      options=options)
+    pins = validate_pins(space, {**dict(default_pins or {}), **kv}, space.NAME)
+    return Experiment(space_name=space.NAME, space=space, data=data, pins=pins, options=options)
+
+
+def from_meta(meta: Mapping[str, Any], words: Iterable[str] = ()) -> Experiment:
+    """The experiment a study was created with (its stored space, data, pins and options), then ``words`` on top."""
+    return parse_words(words, default_space=meta.get("space"), default_data=meta.get("data"),
+                       default_pins=meta.get("pins"), default_options=meta.get("options"))
+
+
+def load_data(exp: Experiment, skip_bad_images: bool = False):
+    """The experiment's ``Dataset`` (loaded once per process).
+
+    Raises:
+        DataError: missing, empty or unreadable data.
+    """
+    from tuner.data import load_dataset
+
+    return load_dataset(exp.data.name, data_dir=exp.data.data_dir, image_size=exp.data.image_size,
+                        classes=exp.data.classes, skip_bad_images=skip_bad_images)
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().absolute())
 
 
 def _options(space: ModuleType, given: dict[str, Any], space_name: str) -> dict[str, Any]:

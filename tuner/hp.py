@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from tuner._errors import SpaceError
+from tuner.errors import SpaceError
 
 __all__ = [
     "Boolean",
@@ -33,7 +33,9 @@ __all__ = [
     "Param",
     "coerce_value",
     "describe",
+    "format_value",
     "resolve",
+    "same_value",
 ]
 
 _TRUE = {"true", "1", "yes", "on", "y"}
@@ -79,13 +81,13 @@ class Choice(Param):
     kind = "choice"
 
     def contains(self, value: Any) -> bool:
-        return any(_same(value, v) for v in self.values)
+        return any(same_value(value, v) for v in self.values)
 
     def grid(self) -> list:
         return list(self.values)
 
     def summary(self) -> str:
-        return "{" + ", ".join(_fmt(v) for v in self.values) + "}"
+        return "{" + ", ".join(format_value(v) for v in self.values) + "}"
 
     @property
     def is_tunable(self) -> bool:
@@ -136,9 +138,9 @@ class Float(Param):
         return [round(self.min_value + i * self.step, 12) for i in range(n + 1)]
 
     def summary(self) -> str:
-        step = f" step {_fmt(self.step)}" if self.step else ""
+        step = f" step {format_value(self.step)}" if self.step else ""
         log = " log" if self.sampling == "log" else ""
-        return f"{_fmt(self.min_value)}..{_fmt(self.max_value)}{step}{log}"
+        return f"{format_value(self.min_value)}..{format_value(self.max_value)}{step}{log}"
 
 
 @dataclass(frozen=True)
@@ -172,15 +174,15 @@ class Fixed(Param):
         return [self.default]
 
     def summary(self) -> str:
-        return f"fixed {_fmt(self.default)}"
+        return f"fixed {format_value(self.default)}"
 
     @property
     def is_tunable(self) -> bool:
         return False
 
 
-def _same(a: Any, b: Any) -> bool:
-    # ``True == 1`` in Python; a pin of ``1`` must not match a boolean choice.
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two choice values are the same: floats within rounding, and ``True`` never equal to ``1``."""
     if isinstance(a, bool) != isinstance(b, bool):
         return False
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -188,7 +190,8 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A choice value as the command line writes it (``true``, ``none``, ``0.001``)."""
     if v is None:
         return "none"
     if isinstance(v, bool):
@@ -254,7 +257,8 @@ def coerce_value(param: Param, raw: Any) -> Any:
             raise SpaceError(f"{param.name}={raw!r} is not a number; {expected}")
     elif isinstance(param, Choice):
         candidate = _parse_scalar(raw) if isinstance(raw, str) else raw
-        matches = [v for v in param.values if _same(candidate, v) or (isinstance(raw, str) and _fmt(v) == raw)]
+        matches = [v for v in param.values
+                   if same_value(candidate, v) or (isinstance(raw, str) and format_value(v) == raw)]
         if not matches:
             raise SpaceError(f"{param.name}={raw!r} is not one of the choices; {expected}")
         value = matches[0]
@@ -283,7 +287,7 @@ class HyperParameters:
         if not values:
             raise ValueError(f"Choice needs at least one value. Received: name={name}, values={values}")
         default = values[0] if default is None else default
-        if not any(_same(default, v) for v in values):
+        if not any(same_value(default, v) for v in values):
             raise ValueError(f"The default must be one of the values. Received: name={name}, default={default}")
         return self._declare(Choice(name, default, values=values, conditions=self._conds(parent_name, parent_values)))
 
@@ -332,7 +336,8 @@ class HyperParameters:
     def is_active(self, name_or_param) -> bool:
         param = self.space[name_or_param] if isinstance(name_or_param, str) else name_or_param
         return all(
-            c.name in self.values and any(_same(self.values[c.name], v) for v in c.values) for c in param.conditions
+            c.name in self.values and any(same_value(self.values[c.name], v) for v in c.values)
+            for c in param.conditions
         )
 
     # -- machinery ------------------------------------------------------------------------------

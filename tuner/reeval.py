@@ -13,17 +13,19 @@ completed ones, so an interrupted re-evaluation resumes and a larger ``--seeds``
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
-from tuner._errors import CnntuneError, StorageError
 from tuner._replay import ReplayRun, SeedStats, diff_se, is_done, pct, run_replays, seed_stats
+from tuner.errors import CnntuneError, StorageError
+from tuner.experiment import from_meta, load_data
+from tuner.objective import Runner
+from tuner.plan import Artifacts
 from tuner.records import Display, TrialRecord
+from tuner.study import candidates, open_study, read_records, study_meta
 
-__all__ = ["REEVAL_SEED_STRIDE", "ReevalReport", "ReevalRow", "rank_configs", "reeval_seeds", "reevaluate",
-           "top_configs"]
+__all__ = ["REEVAL_SEED_STRIDE", "ReevalReport", "ReevalRow", "config_key", "rank_configs", "reeval_seeds",
+           "reevaluate", "top_configs"]
 
 # New seeds are original + k * stride (k = 1..S): never the original seed, and clear of the seeds ``search`` gives
 # its trials (seed + trial number) for any study under 10,000 trials. Fixed per trial, so a rerun finds its runs.
@@ -80,7 +82,8 @@ class ReevalReport:
         return self.rows[0] if self.rows and self.rows[0].val_mean is not None else None
 
 
-def _config_key(params: dict[str, Any]) -> str:
+def config_key(params: dict[str, Any]) -> str:
+    """One string per distinct configuration (key order does not matter)."""
     return json.dumps(params, sort_keys=True)
 
 
@@ -93,16 +96,13 @@ def reeval_seeds(rec: TrialRecord, count: int) -> list[int]:
 def top_configs(records: Sequence[TrialRecord], k: int) -> list[TrialRecord]:
     """The best trial of each of the ``k`` best distinct configurations, by validation accuracy.
 
-    Replays (reproduction, re-evaluation runs) are not candidates; ties go to the earlier trial.
+    The candidates are ``best``'s (``tuner.study.candidates``: no replays); ties go to the earlier trial.
     """
-    from tuner.api import _is_replay
-
-    done = [r for r in records if r.state == "complete" and r.val_accuracy is not None
-            and math.isfinite(r.val_accuracy) and not _is_replay(r)]
+    done = candidates(records)
     seen: set[str] = set()
     top = []
     for rec in sorted(done, key=lambda r: (-r.val_accuracy, r.number)):
-        key = _config_key(rec.params)
+        key = config_key(rec.params)
         if key in seen:
             continue
         seen.add(key)
@@ -143,6 +143,7 @@ def reevaluate(
     top: int = 3,
     seeds: int = 3,
     display: Display | None = None,
+    runner: Runner | None = None,
 ) -> ReevalReport:
     """Retrains the top ``top`` distinct configurations with ``seeds`` new seeds each and ranks them by the mean.
 
@@ -152,6 +153,7 @@ def reevaluate(
         top: how many configurations (distinct, best by validation accuracy).
         seeds: new seeds per configuration.
         display: receives progress; default shows nothing.
+        runner: trains one configuration; default ``tuner.runner.run_trial``.
 
     Returns:
         A ``ReevalReport`` ranked by mean validation accuracy over the new runs.
@@ -159,17 +161,14 @@ def reevaluate(
     Raises:
         CnntuneError: ``top`` or ``seeds`` below 1, an unknown study, a study without completed trials.
     """
-    from tuner import api
-    from tuner.store import artifacts_root, study_meta
-
     display = display or Display()
     if top < 1:
         raise CnntuneError(f"--reeval must be at least 1 (how many top configurations to retrain). Received: {top}")
     if seeds < 1:
         raise CnntuneError(f"--seeds must be at least 1. Received: {seeds}")
-    url, st = api._open(storage, study)
+    url, st = open_study(storage, study)
     meta = study_meta(st)
-    records = api._records(st)
+    records = read_records(st)
     candidates = top_configs(records, top)
     if not candidates:
         raise StorageError(f"study {st.study_name!r} has no completed trial yet; run `cnntune search` first")
@@ -182,22 +181,16 @@ def reevaluate(
     if runs:
         import optuna
 
-        from tuner.data import load_dataset
-        from tuner.experiment import parse_words
-
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-        exp = parse_words([], default_space=meta["space"], default_data=meta.get("data"),
-                          default_pins=meta.get("pins"), default_options=meta.get("options"))
-        data = load_dataset(exp.data.name, data_dir=exp.data.data_dir, image_size=exp.data.image_size,
-                            classes=exp.data.classes, skip_bad_images=bool(meta.get("skip_bad_images", False)))
-        art = Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, st.study_name)
+        exp = from_meta(meta)
+        data = load_data(exp, skip_bad_images=bool(meta.get("skip_bad_images", False)))
         display.search_begin(study=st.study_name, space=exp.space_name, data=exp.data.label(), trials=len(runs),
                              baselines=0)
         try:
-            ran = run_replays(st, exp, data, art, runs, display)
+            ran = run_replays(st, exp, data, Artifacts.of(meta, url, st.study_name), runs, display, runner)
         finally:
             display.search_end()
-        records = api._records(st)
+        records = read_records(st)
     rows = rank_configs(candidates, records, seeds)
     report = ReevalReport(study=st.study_name, meta=meta, seeds=int(seeds), rows=rows, ran=ran)
     if len(rows) > 1 and rows[0].val_mean is not None and rows[1].val_mean is not None:

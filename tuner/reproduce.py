@@ -16,9 +16,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tuner._errors import CnntuneError, SpaceError
+from search_spaces import SPACES, get_space
 from tuner._replay import ReplayRun, SeedStats, diff_se, is_done, run_replays, seed_stats
+from tuner.engines import trial_config
+from tuner.errors import CnntuneError, SpaceError
+from tuner.experiment import DATA_KEYS, OPTION_KEYS, load_data, parse_words, split_words
+from tuner.hp import describe
+from tuner.objective import Runner
+from tuner.plan import Artifacts
 from tuner.records import Display, TrialRecord
+from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
+from tuner.study import check_same_experiment, jsonable, new_meta, read_records, study_meta, write_meta
 
 __all__ = [
     "ALL",
@@ -189,8 +197,6 @@ def check_claims(space_name: str, claims: Sequence[Any], rows: Sequence[ReproRow
 # -- the command -------------------------------------------------------------------------------------------------
 def _space_words(kv: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """Splits ``key=value`` words (without ``space``) into data words and pins."""
-    from tuner.experiment import DATA_KEYS
-
     data = [f"{k}={v}" for k, v in kv.items() if k in DATA_KEYS]
     pins = {k: v for k, v in kv.items() if k not in DATA_KEYS}
     return data, pins
@@ -202,10 +208,6 @@ def _plan(words: Sequence[str]) -> tuple[str, list[tuple[str, list[str]]]]:
     Raises:
         SpaceError: no space, an unknown space, a space without baselines, a pin no space knows.
     """
-    from search_spaces import SPACES
-    from tuner.experiment import OPTION_KEYS, get_space, split_words
-    from tuner.hp import describe
-
     kv = split_words(words)
     name = kv.pop("space", None)
     if not name:
@@ -216,9 +218,9 @@ def _plan(words: Sequence[str]) -> tuple[str, list[tuple[str, list[str]]]]:
             module = get_space(name)
         except SpaceError as exc:
             raise SpaceError(f"{exc}; reproduce also takes space=all") from None
-        if not getattr(module, "BASELINES", None):
+        if not module.BASELINES:
             raise SpaceError(f"space {name!r} has no baselines to reproduce")
-        return getattr(module, "NAME", name), [(name, [f"space={name}", *data, *(f"{k}={v}" for k, v in pins.items())])]
+        return module.NAME, [(module.NAME, [f"space={name}", *data, *(f"{k}={v}" for k, v in pins.items())])]
     # With every space, a pin applies to the spaces that have that choice point (epochs=1 applies to all of them),
     # and a run option (weights=) to the spaces that read options.
     known = {space: set(describe(module)) | (set(OPTION_KEYS) if hasattr(module, "check_options") else set())
@@ -227,7 +229,7 @@ def _plan(words: Sequence[str]) -> tuple[str, list[tuple[str, list[str]]]]:
     if unknown:
         raise SpaceError(f"unknown key {unknown[0]!r}: no space has it; see `cnntune spaces NAME` for each space's keys")
     plan = [(space, [f"space={space}", *data, *(f"{k}={v}" for k, v in pins.items() if k in keys)])
-            for space, keys in known.items() if getattr(SPACES[space], "BASELINES", None)]
+            for space, keys in known.items() if SPACES[space].BASELINES]
     return ALL, plan
 
 
@@ -252,6 +254,8 @@ def reproduce(
     storage: str | None = None,
     artifacts: str | None = None,
     display: Display | None = None,
+    skip_bad_images: bool = False,
+    runner: Runner | None = None,
 ) -> Reproduction:
     """Trains every baseline of a space (or of all spaces) with several seeds; resumes an interrupted run.
 
@@ -263,6 +267,9 @@ def reproduce(
         storage: Optuna storage URL; default ``sqlite:///cnntune.db``.
         artifacts: folder for model files; default next to the study.
         display: receives progress; default shows nothing.
+        skip_bad_images: skip unreadable image files (named in a warning) instead of failing; a resumed study
+            keeps the setting it was created with.
+        runner: trains one configuration; default ``tuner.runner.run_trial``.
 
     Returns:
         A ``Reproduction``: per space, one row per baseline and the study's claims checked on the measured means.
@@ -270,8 +277,6 @@ def reproduce(
     Raises:
         CnntuneError: bad words, ``seeds < 1``, a study holding another space/data/pins, missing data.
     """
-    from tuner.store import DEFAULT_STORAGE, open_storage, redact
-
     display = display or Display()
     if seeds < 1:
         raise CnntuneError(f"--seeds must be at least 1. Received: {seeds}")
@@ -283,18 +288,14 @@ def reproduce(
     for space_name, space_words in plan:
         default = f"reproduce-{space_name}"
         name = default if not study else (study if label != ALL else f"{study}-{space_name}")
-        parts.append(_reproduce_space(space_words, name, url, store, seed_list, artifacts, display))
+        parts.append(_reproduce_space(space_words, name, url, store, seed_list, artifacts=artifacts, display=display,
+                                      skip_bad_images=skip_bad_images, runner=runner))
     return Reproduction(label=label, storage=redact(url), seeds=seed_list, spaces=parts)
 
 
-def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[int], artifacts: str | None,
-                     display: Display) -> SpaceReproduction:
+def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[int], *, artifacts: str | None,
+                     display: Display, skip_bad_images: bool, runner: Runner | None) -> SpaceReproduction:
     import optuna
-
-    from tuner import api
-    from tuner.engines import trial_config
-    from tuner.experiment import parse_words
-    from tuner.store import artifacts_root, create_or_load_study, study_meta, study_names
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     exp = parse_words(words)
@@ -304,37 +305,35 @@ def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[i
         existing = optuna.load_study(study_name=name, storage=store)
         meta = study_meta(existing)
         if meta:
-            api._check_same_experiment(name, meta, exp)
-        records = api._records(existing)
+            check_same_experiment(name, meta, exp)
+        records = read_records(existing)
+    skip_bad_images = bool(skip_bad_images or meta.get("skip_bad_images", False))
     baselines = list(exp.space.BASELINES)
-    configs = {b.name: api._jsonable(trial_config(exp.space, exp.pins, b.params)) for b in baselines}
+    configs = {b.name: jsonable(trial_config(exp.space, exp.pins, b.params)) for b in baselines}
     done = {(r.baseline, r.seed) for r in records
             if r.tags.get("reproduce") and is_done(r) and r.params == configs.get(r.baseline)}
     # Seed-major order: an interrupted run already holds one run of every baseline, not all seeds of a few.
     missing = [(b, s) for s in seeds for b in baselines if (b.name, s) not in done]
     ran: list[TrialRecord] = []
     if missing:
-        from tuner.data import load_dataset
-
-        data = load_dataset(exp.data.name, data_dir=exp.data.data_dir, image_size=exp.data.image_size,
-                            classes=exp.data.classes)
+        data = load_data(exp, skip_bad_images=skip_bad_images)
         # The sampler is never consulted (runs are not sampled); random keeps create_study cheap and seedless.
         study_obj = create_or_load_study(store, name, sampler=optuna.samplers.RandomSampler())
-        art = Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, name, artifacts)
+        art = Artifacts.of(meta, url, name, artifacts)
         if not meta:
-            meta = api._new_meta(exp, data, art)
-            study_obj.set_user_attr(api.META_KEY, meta)
+            meta = new_meta(exp, data, art.root, skip_bad_images=skip_bad_images)
+            write_meta(study_obj, meta)
         runs = [ReplayRun(configs[b.name], s, {"reproduce": True, "baseline": b.name, "reported": b.reported})
                 for b, s in missing]
         display.search_begin(study=name, space=exp.space_name, data=exp.data.label(), trials=len(runs), baselines=0)
         try:
-            ran = run_replays(study_obj, exp, data, art, runs, display)
+            ran = run_replays(study_obj, exp, data, art, runs, display, runner)
         finally:
             display.search_end()
-        records = api._records(study_obj)
+        records = read_records(study_obj)
     rows = summarize(exp.space_name, baselines, records, seeds, configs)
-    claims = check_claims(exp.space_name, getattr(exp.space, "CLAIMS", []), rows, configs)
-    return SpaceReproduction(space=exp.space_name, study=name, data=exp.data.to_dict(), pins=api._jsonable(exp.pins),
+    claims = check_claims(exp.space_name, exp.space.CLAIMS, rows, configs)
+    return SpaceReproduction(space=exp.space_name, study=name, data=exp.data.to_dict(), pins=jsonable(exp.pins),
                              rows=rows, claims=claims, ran=ran)
 
 

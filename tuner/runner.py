@@ -15,7 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
-from tuner._errors import CnntuneError
+from tuner._signals import raise_if_interrupted
+from tuner.errors import CnntuneError
 from tuner.spec import ModelSpec
 
 __all__ = ["FitOptions", "TrialDiverged", "TrialOutcome", "fit_options", "model_spec", "run_trial"]
@@ -102,6 +103,7 @@ def _callback_classes():
             self.epochs_run = 0
 
         def on_train_batch_end(self, batch, logs=None):
+            raise_if_interrupted()  # a Ctrl-C that the garbage collector swallowed during this trial
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
                 self.diverged_at = self.epochs_run + 1
@@ -128,6 +130,20 @@ def _callback_classes():
     return BestEpoch
 
 
+def _load_weights(model, path: str | os.PathLike, head_only: bool) -> None:
+    """Starts ``model`` from the weights of a saved model of the same configuration.
+
+    A head trained on cached features was saved composed with its backbone (one model, raw images in); its head is
+    the nested model named like ``model``.
+    """
+    import keras
+
+    saved = keras.saving.load_model(path, compile=False)
+    source = saved.get_layer(model.name) if head_only else saved
+    model.set_weights(source.get_weights())
+    del saved
+
+
 def run_trial(
     space: ModuleType,
     params: dict[str, Any],
@@ -141,6 +157,8 @@ def run_trial(
     evaluate_test: bool = True,
     spec_options: dict[str, Any] | None = None,
     feature_cache: str | os.PathLike | bool | None = None,
+    initial_epoch: int = 0,
+    continue_from: str | os.PathLike | None = None,
 ) -> TrialOutcome:
     """Builds, fits and evaluates one configuration.
 
@@ -157,6 +175,10 @@ def run_trial(
         spec_options: extras handed to the space through ``ModelSpec.options``.
         feature_cache: folder of cached backbone features for spaces that offer head-only training
             (``tuner._features``); ``None`` uses the default folder, ``False`` trains end to end without the cache.
+        initial_epoch: epochs already trained (a Hyperband round continuing an earlier one): training runs epochs
+            ``initial_epoch + 1 .. epochs`` and the history holds those epochs only.
+        continue_from: a model file of the same configuration (an earlier round's best epoch) whose weights the
+            model starts from.
 
     Returns:
         A ``TrialOutcome``; validation accuracy is the best epoch's, and the saved model is that epoch's.
@@ -177,7 +199,7 @@ def run_trial(
     # A frozen backbone's features are computed once and cached; the trial then trains only the head on them.
     plan = None
     if feature_cache is not False and hasattr(space, "feature_extractor"):
-        from tuner import _features
+        from tuner import _features  # NumPy: loaded when a trial runs, not when the CLI starts
 
         plan = _features.head_only(space, params, spec, data, None if feature_cache is True else feature_cache)
     if plan is not None:
@@ -187,6 +209,8 @@ def run_trial(
         model = space.build(params, spec)
         x_train, y_train, x_val, y_val, x_test, y_test = (data.x_train, data.y_train, data.x_val, data.y_val,
                                                           data.x_test, data.y_test)
+    if continue_from is not None:
+        _load_weights(model, continue_from, head_only=plan is not None)
     has_val = len(x_val) > 0
     monitor = "val_accuracy" if has_val else "accuracy"
     best = _callback_classes()(monitor, on_epoch, should_stop)
@@ -199,6 +223,7 @@ def run_trial(
         y_train,
         validation_data=(x_val, y_val) if has_val else None,
         epochs=opts.epochs,
+        initial_epoch=int(initial_epoch),
         batch_size=opts.batch_size,
         shuffle=True,
         verbose=0,

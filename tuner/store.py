@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tuner._errors import StorageError
+from tuner.errors import StorageError
 
 __all__ = [
     "DEFAULT_STORAGE",

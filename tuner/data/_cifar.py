@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner._errors import DataError
+from tuner.errors import DataError
 
 __all__ = ["ENV_VAR", "FINE_LABEL_NAMES", "MAX_CLASSES", "find_cifar_dir", "read_cifar", "download_cifar"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tuner._errors import DataError
+from tuner.errors import DataError
 from tuner.data._images import ImageListing
 
 __all__ = ["CUB_URL", "LAYOUTS_HELP", "read_cub"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner._errors import DataError
+from tuner.errors import DataError
 from tuner.data._images import IMAGE_EXTENSIONS, ImageListing, is_image_file, list_images, visible_subdirs
 from tuner.data._split import STREAM_TEST_HOLDOUT, stratified_split
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from tuner._errors import DataError
+from tuner.errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner._errors import DataError
+from tuner.errors import DataError
 from tuner.data import _cifar, _synthetic
 from tuner.data._cub import CUB_URL, LAYOUTS_HELP, read_cub
 from tuner.data._dataset import Dataset, compute_fingerprint

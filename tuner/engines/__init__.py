@@ -1,31 +1,54 @@
-"""Search engines. ``optuna`` is the default, ``keras_tuner`` the other; each returns data and reports progress to a
-display. Importing this package imports neither Keras nor Keras Tuner."""
+"""Search engines: who proposes the next configuration. Each engine module has ``run(plan)`` and ``check_options``.
 
-from tuner.engines._keras_tuner import TUNERS, KTPlan
+``optuna`` (the default) samples with Optuna's samplers and prunes with its pruners; ``keras-tuner`` runs Keras Tuner
+1.4's tuners. Both run the plan's objective, record every trial in the plan's Optuna study and stop when the plan says
+so (``tuner.plan``). Importing this package imports neither Optuna nor Keras nor Keras Tuner.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from tuner.engines import _keras_tuner, _optuna
+from tuner.engines._keras_tuner import TUNERS, parse_address, wait_for_chief
 from tuner.engines._optuna import (
     SAMPLERS,
     OptunaHP,
-    SearchPlan,
     grid_values,
     make_sampler,
-    optimize,
+    start_trial,
     trial_config,
     tunable,
 )
-from tuner.engines._pruning import PRUNERS, EpochPruning, make_pruner
+from tuner.engines._pruning import PRUNERS, make_pruner
+from tuner.errors import CnntuneError
 
 __all__ = [
+    "ENGINES",
     "PRUNERS",
     "SAMPLERS",
     "TUNERS",
-    "EpochPruning",
-    "KTPlan",
     "OptunaHP",
-    "SearchPlan",
+    "get_engine",
     "grid_values",
     "make_pruner",
     "make_sampler",
-    "optimize",
+    "parse_address",
+    "start_trial",
     "trial_config",
     "tunable",
+    "wait_for_chief",
 ]
+
+ENGINES: dict[str, ModuleType] = {_optuna.NAME: _optuna, _keras_tuner.NAME: _keras_tuner}
+
+
+def get_engine(name: str) -> ModuleType:
+    """The engine module by name (``optuna`` or ``keras-tuner``).
+
+    Raises:
+        CnntuneError: an unknown name.
+    """
+    if name not in ENGINES:
+        raise CnntuneError(f"unknown engine {name!r}; valid: {', '.join(ENGINES)}")
+    return ENGINES[name]

@@ -1,19 +1,27 @@
 """The Optuna engine: spaces written in the Keras Tuner vocabulary, sampled by Optuna.
 
 ``OptunaHP`` maps each ``Choice/Int/Float/Boolean`` call onto ``trial.suggest_*``; pinned and ``Fixed`` values are
-recorded but never suggested, so samplers do not vary them. Baselines are enqueued trials carrying their name.
+recorded but never suggested, so samplers do not vary them. ``run(plan)`` enqueues the baselines the study has not run
+(trials carrying their name) and retries of interrupted trials, then lets ``Study.optimize`` propose the rest; the
+plan decides the budget, the timeout and the failure streak through its ``trial_finished`` callback.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+import warnings
+from typing import Any, Mapping
 
-from tuner._errors import SpaceError
+from tuner.engines._pruning import PRUNERS, make_pruner
+from tuner.errors import CnntuneError, SpaceError
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve
+from tuner.plan import SearchPlan
+from tuner.records import TrialRecord
+from tuner.study import done_baselines, is_replay, read_records
 
-__all__ = ["OptunaHP", "SearchPlan", "grid_values", "make_sampler", "optimize", "trial_config"]
+__all__ = ["SAMPLERS", "OptunaHP", "check_options", "grid_values", "make_sampler", "run", "start_trial",
+           "trial_config", "tunable"]
 
+NAME = "optuna"
 SAMPLERS = ("tpe", "random", "grid")
 
 
@@ -97,47 +105,87 @@ def make_sampler(name: str, space, pins: Mapping[str, Any], seed: int | None):
     raise SpaceError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
 
 
-@dataclass
-class SearchPlan:
-    """Everything ``optimize`` needs; built by the API layer."""
+def check_options(*, sampler: str, pruner: str, space, pins: Mapping[str, Any]) -> None:
+    """Checks the Optuna engine's options before any data is loaded.
 
-    study: Any
-    space: Any
-    pins: dict[str, Any]
-    objective: Callable[[Any, dict[str, Any], dict[str, Any]], float]
-    n_trials: int
-    timeout: float | None
-    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stop_when: Callable[[Any], bool] | None = None
-    after_trial: Callable[[Any, Any], None] | None = None
-
-
-def optimize(plan: SearchPlan) -> None:
-    """Runs trials until the plan's budget is spent.
-
-    ``plan.objective(trial, params, user_attrs)`` runs one configuration and returns its validation accuracy.
+    Raises:
+        CnntuneError: an unknown sampler or pruner, or a grid over a continuous choice point.
     """
+    if sampler not in SAMPLERS:
+        raise CnntuneError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+    if pruner not in PRUNERS:
+        raise CnntuneError(f"unknown pruner {pruner!r}; valid: {', '.join(PRUNERS)}")
+    if sampler == "grid":
+        grid_values(space, pins)
+
+
+def _enqueue(plan: SearchPlan) -> None:
+    """Enqueues the baselines the study has not run and retries of interrupted searched trials."""
+    study, exp = plan.study, plan.experiment
+    records = read_records(study)
+    done = done_baselines(records)
+    for b in plan.baselines:
+        if b.name not in done:
+            study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=b.attrs)
+    retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
+    for r in records:
+        # Interrupted replays are resumed by their own command (reproduce, best --reeval), not by the search;
+        # Keras Tuner trials by Keras Tuner's own project state.
+        if (r.reason == "interrupted" and r.number not in retried and not r.baseline and not is_replay(r)
+                and "engine" not in r.tags):
+            study.enqueue_trial(_suggestable(exp.space, exp.pins, r.params),
+                                user_attrs={"retry_of": r.number, "given": r.params})
+
+
+def _suggestable(space, pins, config: dict[str, Any]) -> dict[str, Any]:
+    names = tunable(space, pins)
+    return {k: v for k, v in config.items() if k in names}
+
+
+def run(plan: SearchPlan) -> None:
+    """Runs trials until the plan says stop (budget, timeout, failure streak) or Ctrl-C."""
+    import optuna
+
+    study, exp = plan.study, plan.experiment
+    study.sampler = make_sampler(plan.settings.sampler or "tpe", exp.space, exp.pins, plan.seed)
+    study.pruner = make_pruner(plan.settings.pruner or "none")
+    if plan.heartbeat:
+        # Fail (and queue for retry) the trials of workers that died, before counting the budget.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    _enqueue(plan)
+    records = read_records(study)
+    waiting = sum(1 for r in records if r.state == "waiting")
+    n_trials = plan.remaining(records) + waiting
+    if n_trials <= 0:
+        return
+    configs = {b.name: b.config for b in plan.baselines}
 
     def objective(trial) -> float:
         baseline = trial.user_attrs.get("baseline")
-        given = plan.baselines.get(baseline, {}) if baseline else dict(trial.user_attrs.get("given") or {})
-        hp = OptunaHP(trial, plan.pins, given)
-        params = resolve(plan.space, hp)
+        given = configs.get(baseline, {}) if baseline else dict(trial.user_attrs.get("given") or {})
+        params = resolve(exp.space, OptunaHP(trial, exp.pins, given))
         return plan.objective(trial, params, dict(trial.user_attrs))
 
-    def maybe_stop(study, frozen) -> None:
-        if plan.after_trial is not None:
-            plan.after_trial(study, frozen)
-        if plan.stop_when is not None and plan.stop_when(study):
-            study.stop()
+    def after_trial(st, frozen) -> None:
+        if plan.trial_finished(TrialRecord.from_trial(frozen)):
+            st.stop()
 
-    if plan.n_trials <= 0:
-        return
-    plan.study.optimize(
-        objective,
-        n_trials=plan.n_trials,
-        timeout=plan.timeout,
-        catch=(Exception,),
-        callbacks=[maybe_stop],
-        gc_after_trial=True,
-    )
+    study.optimize(objective, n_trials=n_trials, catch=(Exception,), callbacks=[after_trial], gc_after_trial=True)
+
+
+def start_trial(study):
+    """A new ``running`` trial of ``study`` that no sampler decides and that never takes a ``waiting`` trial.
+
+    Replays (``reproduce``, ``best --reeval``) run fixed configurations with fixed seeds. ``Study.ask()`` would
+    first pop a waiting trial of the study (a search's enqueued baseline) and run it under the replay's tags, so the
+    trial is created in the storage directly: Optuna's storage API is public, the study's handle on it is not, and
+    this is the one place cnntune reaches for it.
+    """
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = study._storage
+        return optuna.Trial(study, storage.create_new_trial(study._study_id))

@@ -1,0 +1,94 @@
+"""Reading a study: ``trials`` (every trial, and which one is the best) and ``best`` (the best against each baseline).
+
+Both only read the store, never create one, and never print. The best trial is ``tuner.study.best_record``'s, so the
+trials table highlights exactly the trial ``best`` reports and exports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.errors import StorageError
+from tuner.records import TrialRecord, val_noise_pp
+from tuner.study import best_record, is_replay, open_study, read_records, study_meta
+
+__all__ = ["BestReport", "Comparison", "StudyView", "best", "trials"]
+
+
+@dataclass
+class StudyView:
+    """A study's trials in order, its cnntune metadata, and the number of its best trial (``None``: none yet)."""
+
+    study: str
+    meta: dict[str, Any]
+    records: list[TrialRecord]
+    best: int | None = None
+
+
+@dataclass
+class Comparison:
+    """The best trial against one baseline of the same study (differences in percentage points, and percent)."""
+
+    baseline: TrialRecord
+    d_val_pp: float | None
+    d_test_pp: float | None
+    d_test_pct: float | None
+
+
+@dataclass
+class BestReport:
+    """The best trial, its comparisons with every completed baseline, and the validation noise at its accuracy."""
+
+    study: str
+    meta: dict[str, Any]
+    best: TrialRecord
+    comparisons: list[Comparison] = field(default_factory=list)
+    noise_pp: float | None = None
+
+
+def trials(*, study: str | None = None, storage: str | None = None) -> StudyView:
+    """All trials of a study, in order.
+
+    Raises:
+        StorageError: no store, an unknown study, or several studies and no name.
+    """
+    _, st = open_study(storage, study)
+    records = read_records(st)
+    top = best_record(records)
+    return StudyView(st.study_name, study_meta(st), records, None if top is None else top.number)
+
+
+def _pp(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else 100.0 * (a - b)
+
+
+def best(*, study: str | None = None, storage: str | None = None, replays: bool = False) -> BestReport:
+    """The best trial by validation accuracy and its improvement over each baseline of the study.
+
+    Args:
+        study: study name; default the only study in the storage.
+        storage: Optuna storage URL.
+        replays: also consider reproduction and re-evaluation runs (``reproduce`` / ``reeval_of`` tags);
+            by default they are repeats of known configs with other seeds, not candidates.
+
+    Raises:
+        StorageError: unknown study, or a study without a completed trial.
+    """
+    _, st = open_study(storage, study)
+    records = read_records(st)
+    top = best_record(records, replays)
+    if top is None and best_record(records, True) is not None:
+        raise StorageError(f"study {st.study_name!r} holds only reproduction or re-evaluation runs; "
+                           "add --include-replays to pick among them")
+    if top is None:
+        raise StorageError(f"study {st.study_name!r} has no completed trial yet; run `cnntune search` first")
+    meta = study_meta(st)
+    comps = []
+    for rec in records:
+        if rec.baseline and rec.state == "complete" and (replays or not is_replay(rec)):
+            d_test = _pp(top.test_accuracy, rec.test_accuracy)
+            pct = (None if d_test is None or not rec.test_accuracy
+                   else 100.0 * (top.test_accuracy - rec.test_accuracy) / rec.test_accuracy)
+            comps.append(Comparison(rec, _pp(top.val_accuracy, rec.val_accuracy), d_test, pct))
+    return BestReport(st.study_name, meta, top, comps, val_noise_pp(top.val_accuracy, meta.get("n_val")))

@@ -1,0 +1,278 @@
+"""``search`` and ``worker``: check the options, open the study, decide the plan, hand it to an engine.
+
+Everything both engines share is decided here, once: which options belong to which engine (an option of the other
+engine is an error, never silently ignored), the budget, the timeout, the failure streak, the baselines and their
+configurations, the artifacts folder, the feature cache and the settings a worker reuses. The engine only runs the
+plan (``tuner.engines``). Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from tuner._signals import interruptible
+from tuner.engines import ENGINES, get_engine, trial_config, wait_for_chief
+from tuner.errors import CnntuneError, SpaceError
+from tuner.experiment import Experiment, from_meta, load_data, split_words
+from tuner.objective import Objective, Runner
+from tuner.plan import Artifacts, BaselineRun, SearchPlan
+from tuner.records import Display, TrialRecord
+from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
+from tuner.study import (
+    SearchSettings,
+    best_record,
+    budget_used,
+    check_same_experiment,
+    done_baselines,
+    new_meta,
+    open_study,
+    read_records,
+    study_meta,
+    write_meta,
+)
+
+__all__ = ["SearchResult", "baseline_runs", "search", "worker"]
+
+# Storages whose running trials send heartbeats, so that a dead worker's trial is failed and retried.
+_HEARTBEAT_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+@dataclass
+class SearchResult:
+    """What ``search`` and ``worker`` return.
+
+    Attributes:
+        study: the study's name; ``storage`` its URL without password.
+        ran: the trials this call finished, in order.
+        best: the study's best trial (``tuner.study.best_record``).
+        message: why nothing ran, when nothing did.
+    """
+
+    study: str
+    storage: str
+    ran: list[TrialRecord]
+    best: TrialRecord | None
+    message: str = ""
+
+
+def _settings(*, engine: str, trials: int, seed: int, baselines: bool, max_failures: int, timeout: float | None,
+              sampler: str | None, pruner: str | None, kt_tuner: str | None, chief: str | None) -> SearchSettings:
+    """The run's settings, each option checked and given to the engine it belongs to.
+
+    Raises:
+        CnntuneError: a bad number, an unknown engine, or an option of the other engine.
+    """
+    if trials < 1:
+        raise CnntuneError(f"--trials must be at least 1. Received: {trials}")
+    if timeout is not None and timeout <= 0:
+        raise CnntuneError(f"--timeout must be a positive number of seconds. Received: {timeout}")
+    if max_failures < 0:
+        raise CnntuneError(f"--max-failures must be 0 (never stop) or more. Received: {max_failures}")
+    get_engine(engine)
+    common = dict(engine=engine, trials=int(trials), seed=int(seed), baselines=bool(baselines),
+                  max_failures=int(max_failures))
+    if engine == "keras-tuner":
+        if sampler is not None:
+            raise CnntuneError("--sampler is an Optuna engine option; with --engine keras-tuner pick the tuner with "
+                               "--tuner random|bayesian|hyperband|grid")
+        if pruner not in (None, "none"):
+            raise CnntuneError("--pruner is an Optuna engine option; with --engine keras-tuner use --tuner hyperband")
+        return SearchSettings(**common, tuner=kt_tuner or "random")
+    if kt_tuner is not None:
+        raise CnntuneError("--tuner is a Keras Tuner engine option; add --engine keras-tuner, or pick the Optuna "
+                           "sampler with --sampler tpe|random|grid")
+    if chief is not None:
+        raise CnntuneError("--chief is a Keras Tuner engine option; Optuna workers share the --storage URL instead")
+    return SearchSettings(**common, sampler=sampler or "tpe", pruner=pruner or "none")
+
+
+def _check_engine_options(settings: SearchSettings, exp: Experiment, chief: str | None) -> None:
+    module = get_engine(settings.engine)
+    if settings.engine == "keras-tuner":
+        module.check_options(tuner=settings.tuner, chief=chief, space=exp.space, pins=exp.pins)
+    else:
+        module.check_options(sampler=settings.sampler, pruner=settings.pruner, space=exp.space, pins=exp.pins)
+
+
+def baseline_runs(exp: Experiment) -> list[BaselineRun]:
+    """The space's baselines with their full configurations under the experiment's pins."""
+    return [BaselineRun(b.name, b.reported, trial_config(exp.space, exp.pins, b.params)) for b in exp.space.BASELINES]
+
+
+def search(
+    words: Sequence[str] = (),
+    *,
+    trials: int = 10,
+    study: str | None = None,
+    storage: str | None = None,
+    sampler: str | None = None,
+    seed: int = 0,
+    timeout: float | None = None,
+    baselines: bool = True,
+    artifacts: str | None = None,
+    display: Display | None = None,
+    skip_bad_images: bool = False,
+    engine: str = "optuna",
+    kt_tuner: str | None = None,
+    pruner: str | None = None,
+    max_failures: int = 5,
+    chief: str | None = None,
+    worker_id: str | None = None,
+    runner: Runner | None = None,
+) -> SearchResult:
+    """Searches a space; resumes the study when it exists.
+
+    Args:
+        words: ``key=value`` words: ``space=``, data keys, pinned hyperparameters.
+        trials: searched trials the study should hold in total (baselines are extra and run first).
+        study: study name; defaults to the space's name.
+        storage: Optuna storage URL; default ``sqlite:///cnntune.db`` in the working directory.
+        sampler: Optuna engine: ``tpe`` (default), ``random`` or ``grid``.
+        seed: seeds the sampler; trial ``n`` trains with seed ``seed + n``.
+        timeout: start no new trial after this many seconds.
+        baselines: run the space's baselines as the first trials.
+        artifacts: folder for model files; default next to the study.
+        display: receives progress; default shows nothing.
+        skip_bad_images: skip unreadable image files (named in a warning) instead of failing; a resumed study
+            keeps the setting it was created with.
+        engine: ``optuna`` (default) or ``keras-tuner``; both record into the same Optuna study.
+        kt_tuner: Keras Tuner engine: ``random`` (default), ``bayesian``, ``hyperband`` or ``grid``.
+        pruner: Optuna engine: ``none`` (default), ``median``, ``asha`` or ``hyperband``.
+        max_failures: stop the search after this many consecutive failed trials (``0``: never).
+        chief: Keras Tuner engine: ``HOST:PORT`` to serve the oracle on; workers run the trials.
+        worker_id: set by ``worker``: this process joins the study; its sampler is not seeded, so that
+            workers do not all propose the same configurations.
+        runner: trains one configuration; default ``tuner.runner.run_trial`` (a custom training loop or a test
+            double with its signature).
+
+    Returns:
+        A ``SearchResult`` with the trials this call ran and the study's best trial.
+
+    Raises:
+        CnntuneError: bad input, or ``max_failures`` consecutive failed trials.
+    """
+    display = display or Display()
+    settings = _settings(engine=engine, trials=trials, seed=seed, baselines=baselines, max_failures=max_failures,
+                         timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief)
+    kv = split_words(words)
+    url = storage or DEFAULT_STORAGE
+    heartbeat = url.startswith(_HEARTBEAT_SCHEMES)
+    store = open_storage(url, heartbeat=heartbeat)
+    name = study or kv.get("space")
+    if not name:
+        raise SpaceError("say which space to search with space=NAME (or resume one with --study NAME)")
+    meta: dict[str, Any] = {}
+    if name in study_names(store):
+        import optuna
+
+        meta = study_meta(optuna.load_study(study_name=name, storage=store))
+    exp = from_meta(meta, words)
+    if meta:
+        check_same_experiment(name, meta, exp)
+    _check_engine_options(settings, exp, chief)
+    skip_bad_images = bool(skip_bad_images or meta.get("skip_bad_images", False))
+    with interruptible():
+        return _run(settings, exp, name=name, url=url, store=store, meta=meta, heartbeat=heartbeat,
+                    timeout=timeout, artifacts=artifacts, display=display, skip_bad_images=skip_bad_images,
+                    chief=chief, worker_id=worker_id, runner=runner)
+
+
+def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, store, meta: dict[str, Any],
+         heartbeat: bool, timeout: float | None, artifacts: str | None, display: Display, skip_bad_images: bool,
+         chief: str | None, worker_id: str | None, runner: Runner | None) -> SearchResult:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if hasattr(exp.space, "prepare"):  # e.g. backbone weights: fail before any trial, with one line
+        exp.space.prepare(exp.options)
+    data = load_data(exp, skip_bad_images=skip_bad_images)
+    study_obj = create_or_load_study(store, name)
+    art = Artifacts.of(meta, url, name, artifacts)
+    if not meta:
+        meta = new_meta(exp, data, art.root, skip_bad_images=skip_bad_images)
+        meta["settings"] = settings.to_dict()
+        write_meta(study_obj, meta)
+    elif not worker_id and meta.get("settings") != settings.to_dict():
+        meta["settings"] = settings.to_dict()  # the settings a worker joining the study reuses: the latest search's
+        write_meta(study_obj, meta)
+
+    runs = baseline_runs(exp) if settings.baselines else []
+    records = read_records(study_obj)
+    done = done_baselines(records)
+    pending = [b for b in runs if b.name not in done]
+    waiting = sum(1 for r in records if r.state == "waiting")
+    used = budget_used(records)
+    if used >= settings.trials and not pending and not waiting:
+        return SearchResult(name, redact(url), [], best_record(records),
+                            f"study {name!r} already holds {used} searched trials; raise --trials to add more")
+
+    objective = Objective(exp, data, model_dir=art.model_dir(settings.engine), feature_cache=art.feature_cache,
+                          seed=settings.seed, display=display, prune=(settings.pruner or "none") != "none",
+                          engine=None if settings.engine == "optuna" else settings.engine, runner=runner)
+    plan = SearchPlan(study=study_obj, experiment=exp, data=data, objective=objective, settings=settings,
+                      baselines=runs, artifacts=art, display=display, timeout=timeout, chief=chief,
+                      worker_id=worker_id, heartbeat=heartbeat)
+    serving = settings.engine == "keras-tuner" and chief is not None and worker_id is None
+    if not serving:
+        display.search_begin(study=name, space=exp.space_name, data=exp.data.label(),
+                             trials=max(settings.trials - used, 0), baselines=len(pending) + waiting)
+    try:
+        ENGINES[settings.engine].run(plan)
+    finally:
+        display.search_end()
+    plan.failures.check()
+    return SearchResult(name, redact(url), plan.ran, best_record(read_records(study_obj)))
+
+
+def worker(
+    *,
+    study: str,
+    storage: str | None = None,
+    engine: str | None = None,
+    chief: str | None = None,
+    worker_id: str | None = None,
+    max_failures: int | None = None,
+    wait: float = 600.0,
+    display: Display | None = None,
+    runner: Runner | None = None,
+) -> SearchResult:
+    """Joins an existing study and runs its trials until the study's ``--trials`` budget is reached.
+
+    The study's settings (space, data, pins, budget, engine and its options, seed, baselines) come from its metadata,
+    written by ``search``. Optuna engine: any number of workers share the storage URL; on a database storage
+    heartbeats let the next worker retry the trial of a worker that was killed. Keras Tuner engine: the worker
+    asks the chief at ``chief`` for trials until it answers that the search is done.
+
+    Args:
+        study: the study to join.
+        storage: its storage URL (PostgreSQL or MySQL across machines; SQLite or journal on one host).
+        engine: ``optuna`` or ``keras-tuner``; default: the study's.
+        chief: Keras Tuner engine: ``HOST:PORT`` of the chief.
+        worker_id: this worker's name (Keras Tuner's ``KERASTUNER_TUNER_ID``); default ``worker-PID``.
+        max_failures: default: the study's.
+        wait: Keras Tuner engine: seconds to wait for the chief to start serving.
+        display: receives progress.
+        runner: trains one configuration; default ``tuner.runner.run_trial``.
+
+    Raises:
+        CnntuneError: no such study, a study without stored settings, or a Keras Tuner worker without a chief.
+    """
+    url = storage or DEFAULT_STORAGE
+    if chief is not None:
+        wait_for_chief(chief, wait)
+    _, st = open_study(url, study)
+    settings = SearchSettings.from_meta(study_meta(st), study)
+    engine = engine or settings.engine
+    get_engine(engine)
+    if engine != settings.engine:
+        raise CnntuneError(f"study {study!r} is searched by the {settings.engine} engine; drop --engine")
+    if engine == "keras-tuner" and chief is None:
+        raise CnntuneError("a Keras Tuner worker needs --chief HOST:PORT (the address of `cnntune search --chief`)")
+    return search(
+        [], trials=settings.trials, study=study, storage=url, sampler=settings.sampler, seed=settings.seed,
+        baselines=settings.baselines, display=display, engine=engine, kt_tuner=settings.tuner,
+        pruner=settings.pruner, max_failures=settings.max_failures if max_failures is None else max_failures,
+        chief=chief, worker_id=worker_id or f"worker-{os.getpid()}", runner=runner,
+    )

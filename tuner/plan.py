@@ -1,0 +1,174 @@
+"""What one search process does, decided once by ``tuner._search`` and carried out by an engine's ``run(plan)``.
+
+An engine only decides *which configuration to try next* (Optuna's sampler, Keras Tuner's oracle). Everything else
+is decided here, the same for both: the budget (searched trials the study should hold), the timeout, the failure
+streak, the baselines and their configurations, where model files and cached features go, and how a finished trial
+is shown and counted. An engine calls ``plan.objective(trial, params, attrs)`` for each trial and
+``plan.trial_finished(record)`` after it, and stops as soon as that returns ``True``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner._signals import raise_if_interrupted
+from tuner.errors import CnntuneError
+from tuner.experiment import Experiment
+from tuner.objective import Objective
+from tuner.records import Display, TrialRecord
+from tuner.store import artifacts_root
+from tuner.study import SearchSettings, budget_used, read_records
+
+__all__ = ["Artifacts", "BaselineRun", "FailureStreak", "SearchPlan"]
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Where a study's files live.
+
+    Attributes:
+        root: the study's artifacts folder (``cnntune_artifacts/<study>`` next to a SQLite or journal file).
+    """
+
+    root: Path
+
+    @classmethod
+    def of(cls, meta: dict[str, Any], url: str, study: str, override: str | None = None) -> "Artifacts":
+        """A study's folder: the one its metadata names, else the default for its storage (or ``override``)."""
+        return cls(Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, study, override))
+
+    @property
+    def feature_cache(self) -> Path:
+        """Cached backbone features, shared by every study beside this one (same data, same backbone)."""
+        return self.root.parent / "feature_cache"
+
+    @property
+    def keras_tuner(self) -> Path:
+        """Keras Tuner's project folder (its oracle state, for resuming) and the models of its trials."""
+        return self.root / "keras_tuner"
+
+    def model_dir(self, engine: str) -> Path:
+        """Model files of the trials an engine runs: Keras Tuner numbers its trials itself, so they get a folder."""
+        return self.keras_tuner if engine == "keras-tuner" else self.root
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """A baseline of the space with its full configuration (its values over the space's defaults, pins winning)."""
+
+    name: str
+    reported: float | None
+    config: dict[str, Any]
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The user attributes that mark a trial as this baseline."""
+        return {"baseline": self.name, "reported": self.reported}
+
+
+class FailureStreak:
+    """Counts consecutive failed trials of this process; ``check`` raises once ``limit`` is reached (0: never)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.streak: list[TrialRecord] = []
+
+    def add(self, record: TrialRecord) -> None:
+        if record.state == "fail" and record.reason != "interrupted":
+            self.streak.append(record)
+        elif record.state in ("complete", "pruned"):
+            self.streak = []
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.limit) and len(self.streak) >= self.limit
+
+    def check(self) -> None:
+        """Raises:
+            CnntuneError: ``limit`` consecutive trials failed; the message names the last one's reason.
+        """
+        if self.stopped:
+            last = self.streak[-1]
+            raise CnntuneError(
+                f"search stopped: {len(self.streak)} consecutive trials failed (last, trial {last.number}: "
+                f"{last.reason or 'no reason recorded'}); fix the cause or raise --max-failures"
+            )
+
+
+@dataclass
+class SearchPlan:
+    """Everything an engine needs, and the rules it follows.
+
+    Attributes:
+        study: the ``optuna.Study`` every trial is recorded in (the single system of record).
+        experiment: space, data settings, pins and run options.
+        data: the loaded ``Dataset``.
+        objective: runs and records one configuration.
+        settings: engine, budget (``trials``), seed and the engine's own options.
+        baselines: the space's baselines, in order (empty with ``--no-baselines``); engines run those the study
+            has not run yet first.
+        artifacts: where model files, cached features and Keras Tuner's project go.
+        display: receives progress.
+        timeout: start no new trial after this many seconds (from the plan's creation).
+        chief: Keras Tuner engine: ``HOST:PORT`` of the chief oracle.
+        worker_id: set when this process joins a study started elsewhere (``cnntune worker``).
+        heartbeat: the storage records heartbeats, so trials of dead workers can be failed and retried.
+    """
+
+    study: Any
+    experiment: Experiment
+    data: Any
+    objective: Objective
+    settings: SearchSettings
+    baselines: list[BaselineRun]
+    artifacts: Artifacts
+    display: Display = field(default_factory=Display)
+    timeout: float | None = None
+    chief: str | None = None
+    worker_id: str | None = None
+    heartbeat: bool = False
+    ran: list[TrialRecord] = field(default_factory=list)
+    failures: FailureStreak = field(init=False)
+    started: float = field(init=False, default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.failures = FailureStreak(self.settings.max_failures)
+
+    @property
+    def trials(self) -> int:
+        """Searched trials the study should hold (baselines are extra)."""
+        return self.settings.trials
+
+    @property
+    def seed(self) -> int | None:
+        """The sampler's seed; ``None`` for a worker, so that workers do not all propose the same configurations."""
+        return None if self.worker_id else self.settings.seed
+
+    def timed_out(self) -> bool:
+        return self.timeout is not None and time.monotonic() - self.started >= self.timeout
+
+    def remaining(self, records: list[TrialRecord] | None = None) -> int:
+        """Searched trials still to run, by the study's records."""
+        return max(self.trials - budget_used(read_records(self.study) if records is None else records), 0)
+
+    def budget_spent(self) -> bool:
+        """The study holds its budget and nothing is queued; a worker also counts the trials others are running,
+        so that together they do not overshoot."""
+        records = read_records(self.study)
+        running = sum(1 for r in records if r.state == "running") if self.worker_id else 0
+        return budget_used(records) + running >= self.trials and not any(r.state == "waiting" for r in records)
+
+    def should_stop(self) -> bool:
+        """Whether to start no further trial: failure streak, timeout, or budget."""
+        return self.failures.stopped or self.timed_out() or self.budget_spent()
+
+    def trial_finished(self, record: TrialRecord) -> bool:
+        """Shows and counts a finished trial; returns ``True`` when the engine should start no further trial."""
+        self.ran.append(record)
+        self.display.trial_end(record)
+        self.failures.add(record)
+        raise_if_interrupted()  # a Ctrl-C the garbage collector swallowed: stop before the next trial starts
+        return self.should_stop()

@@ -1,0 +1,204 @@
+"""A study as cnntune reads and writes it: opening it, its records, its metadata, and the rules over its trials.
+
+One place decides what a trial *counts as*, for every command and both engines:
+
+* the **budget**: which finished trials use up ``search --trials`` (baselines, replays and interrupted trials do not;
+  a retry replaces the trial it retries);
+* **replays**: reproduction and re-evaluation runs repeat known configurations, so they are never search results;
+* the **best**: the completed, non-replay trial with the highest finite validation accuracy (ties go to the earlier
+  trial, so a baseline wins a tie against a search result);
+* the **metadata schema** stored on the study (what it trains on and the search settings a worker reuses).
+
+Nothing here imports Keras; Optuna is imported where a study is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from tuner.errors import CnntuneError, StorageError
+from tuner.experiment import Experiment
+from tuner.records import TrialRecord
+from tuner.store import DEFAULT_STORAGE, META_KEY, load_study, open_storage, sqlite_file, study_meta
+
+__all__ = [
+    "FINISHED",
+    "SearchSettings",
+    "best_record",
+    "budget_used",
+    "candidates",
+    "check_same_experiment",
+    "counts_toward_budget",
+    "done_baselines",
+    "is_replay",
+    "jsonable",
+    "new_meta",
+    "open_study",
+    "read_records",
+    "study_meta",
+    "write_meta",
+]
+
+# A trial that ended in one of these states used up one unit of the trial budget.
+FINISHED = ("complete", "pruned", "fail")
+
+
+# -- opening and reading ---------------------------------------------------------------------------------------------
+def open_study(storage: str | None, study: str | None):
+    """Opens an existing study for reading; never creates a store as a side effect.
+
+    Returns:
+        ``(url, optuna.Study)``.
+
+    Raises:
+        StorageError: no store at a SQLite path, a URL that cannot be opened, an unknown study.
+    """
+    url = storage or DEFAULT_STORAGE
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        raise StorageError(f"no study store at {file}; run `cnntune search` here first or pass --storage")
+    return url, load_study(open_storage(url), study, url)
+
+
+def read_records(study) -> list[TrialRecord]:
+    """Every trial of an ``optuna.Study`` as a ``TrialRecord``, in order."""
+    return [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+
+
+# -- the rules -------------------------------------------------------------------------------------------------------
+def is_replay(rec: TrialRecord) -> bool:
+    """A reproduction or re-evaluation run: a repeat of a known config, not a result of the search."""
+    return bool(rec.tags.get("reproduce")) or rec.tags.get("reeval_of") is not None
+
+
+def counts_toward_budget(rec: TrialRecord) -> bool:
+    """Whether a trial, on its own, used up one searched trial of the budget (whichever engine ran it)."""
+    # A retry (of an interrupted trial or of a dead worker's) counts; the trial it replaces does not.
+    return rec.baseline is None and rec.state in FINISHED and rec.reason != "interrupted" and not is_replay(rec)
+
+
+def budget_used(records: Sequence[TrialRecord]) -> int:
+    """Searched trials of the budget the study already holds."""
+    retried = {r.tags["retry_of"] for r in records if "retry_of" in r.tags}
+    return sum(1 for r in records if counts_toward_budget(r) and r.number not in retried)
+
+
+def done_baselines(records: Iterable[TrialRecord]) -> set[str]:
+    """Names of the baselines a search has run, is running or has queued (its own runs, not replays)."""
+    return {r.baseline for r in records if r.baseline and r.state in (*FINISHED, "running", "waiting")
+            and r.reason != "interrupted" and not is_replay(r)}
+
+
+def candidates(records: Iterable[TrialRecord], replays: bool = False) -> list[TrialRecord]:
+    """The trials ``best`` may pick: complete, a finite validation accuracy, and no replay unless ``replays``."""
+    return [r for r in records if r.state == "complete" and r.val_accuracy is not None
+            and math.isfinite(r.val_accuracy) and (replays or not is_replay(r))]
+
+
+def best_record(records: Sequence[TrialRecord], replays: bool = False) -> TrialRecord | None:
+    """The best candidate by validation accuracy; ties go to the earlier trial. ``None`` without candidates."""
+    done = candidates(records, replays)
+    if not done:
+        return None
+    return max(done, key=lambda r: (r.val_accuracy, -r.number))
+
+
+# -- the metadata schema ---------------------------------------------------------------------------------------------
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as they read back from the store (JSON types: tuples become lists)."""
+    return json.loads(json.dumps(values))
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a study is searched; stored with it so that ``cnntune worker`` needs only the study and the storage.
+
+    ``sampler`` and ``pruner`` belong to the Optuna engine, ``tuner`` to the Keras Tuner engine (the other engine's
+    keys are ``None``).
+    """
+
+    engine: str
+    trials: int
+    seed: int
+    baselines: bool
+    max_failures: int
+    sampler: str | None = None
+    pruner: str | None = None
+    tuner: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], study: str) -> "SearchSettings":
+        """The settings stored on a study.
+
+        Raises:
+            CnntuneError: a study that was never searched (no settings).
+        """
+        raw = meta.get("settings")
+        if not raw:
+            raise CnntuneError(f"study {study!r} has no stored search settings; start it with `cnntune search` first")
+        engine = raw.get("engine", "optuna")
+        optuna_engine = engine == "optuna"
+        return cls(
+            engine=engine, trials=int(raw["trials"]), seed=int(raw.get("seed", 0)),
+            baselines=bool(raw.get("baselines", True)), max_failures=int(raw.get("max_failures", 5)),
+            sampler=(raw.get("sampler") or "tpe") if optuna_engine else None,
+            pruner=(raw.get("pruner") or "none") if optuna_engine else None,
+            tuner=None if optuna_engine else (raw.get("tuner") or "random"),
+        )
+
+
+def new_meta(exp: Experiment, data, artifacts: Path, skip_bad_images: bool = False) -> dict[str, Any]:
+    """The cnntune description stored on a new study: what it trains on, so reading commands need no words."""
+    return {
+        "space": exp.space_name,
+        "data": exp.data.to_dict(),
+        "pins": jsonable(exp.pins),
+        "options": jsonable(exp.options),
+        "skip_bad_images": bool(skip_bad_images),
+        "class_names": list(data.class_names),
+        "input_shape": list(data.input_shape),
+        "num_classes": int(data.num_classes),
+        "n_train": int(len(data.x_train)),
+        "n_val": int(len(data.x_val)),
+        "n_test": int(len(data.x_test)),
+        "artifacts": str(artifacts),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def write_meta(study, meta: dict[str, Any]) -> None:
+    """Stores ``meta`` as the study's cnntune description."""
+    study.set_user_attr(META_KEY, meta)
+
+
+def check_same_experiment(name: str, meta: dict[str, Any], exp: Experiment) -> None:
+    """Refuses to add trials of another space, data or pins to an existing study (its numbers would mix).
+
+    Raises:
+        CnntuneError: one line naming what differs.
+    """
+    if meta.get("space") != exp.space_name:
+        raise CnntuneError(
+            f"study {name!r} searches space {meta.get('space')}, not {exp.space_name}; use another --study"
+        )
+    if meta.get("data") != exp.data.to_dict():
+        raise CnntuneError(
+            f"study {name!r} was run on data {meta.get('data')}; use another --study for {exp.data.to_dict()}"
+        )
+    if meta.get("pins", {}) != jsonable(exp.pins):
+        raise CnntuneError(
+            f"study {name!r} was run with pins {meta.get('pins')}; use another --study for {jsonable(exp.pins)}"
+        )
+    if meta.get("options", {}) != jsonable(exp.options):
+        raise CnntuneError(
+            f"study {name!r} was run with {meta.get('options')}; use another --study for {jsonable(exp.options)}"
+        )
+
