@@ -27,11 +27,15 @@ install: $(VENV)/.installed-$(EXTRAS)
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The demo runs where `make` was typed, so relative paths in DATA (data_dir=...) mean what they say; its study store,
+# model files and exported model go to DEMO_DIR.
+DEMO_STORE = --study demo --storage sqlite:///$(DEMO_DIR)/cnntune.db
+
 demo: install
 	mkdir -p $(DEMO_DIR)
-	cd $(DEMO_DIR) && ../$(BIN)/cnntune search space=$(SPACE) $(DATA) epochs=$(EPOCHS) --trials $(TRIALS) --study demo
-	cd $(DEMO_DIR) && ../$(BIN)/cnntune trials --study demo
-	cd $(DEMO_DIR) && ../$(BIN)/cnntune best --study demo --export model.keras
+	$(BIN)/cnntune search space=$(SPACE) $(DATA) epochs=$(EPOCHS) --trials $(TRIALS) $(DEMO_STORE)
+	$(BIN)/cnntune trials $(DEMO_STORE)
+	$(BIN)/cnntune best $(DEMO_STORE) --export $(DEMO_DIR)/model.keras
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
