@@ -11,7 +11,6 @@ Not a test: it trains real models for a few minutes. The figures go into BENCHMA
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import tuner
+from _search_args import birds_words, search_parser
 
 
 def run(words: list[str], pruner: str, seed: int, trials: int, storage: str) -> dict:
@@ -42,19 +42,12 @@ def run(words: list[str], pruner: str, seed: int, trials: int, storage: str) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="../shared/data/cub200_subset")
-    parser.add_argument("--space", default="basenet")
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser = search_parser(__doc__, epochs=6)
     parser.add_argument("--asha-min-epochs", type=int, default=None,
                         help="first epoch at which ASHA may stop a trial (default: cnntune's, 2)")
     parser.add_argument("--reduction-factor", type=int, default=None,
                         help="ASHA keeps the top 1/N at each rung (default: tuner's, 3)")
     parser.add_argument("--pruners", nargs="+", default=["none", "asha"], choices=["none", "asha"])
-    parser.add_argument("--out", default=None, help="write the rows as JSON here")
     args = parser.parse_args()
     from tuner.engines import _pruning
 
@@ -62,8 +55,7 @@ def main() -> None:
         _pruning.MIN_EPOCHS = args.asha_min_epochs
     if args.reduction_factor is not None:
         _pruning.REDUCTION_FACTOR = args.reduction_factor
-    words = [f"space={args.space}", "data=cub200", f"data_dir={args.data_dir}", f"image_size={args.image_size}",
-             f"epochs={args.epochs}"]
+    words = birds_words(args)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         storage = f"sqlite:///{Path(tmp) / 'bench.db'}"
