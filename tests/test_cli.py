@@ -52,6 +52,16 @@ def test_cli_spaces_lists_every_space():
         (["search", "space=basenet", "data=nope"], ["unknown data"]),
         (["search", "space=basenet", "data=cub200", "data_dir=/does/not/exist"], ["/does/not/exist"]),
         (["search", "space=basenet", "--sampler", "grid"], ["continuous"]),
+        (["search", "space=basenet", "--engine", "keras-tuner", "--tuner", "grid"], ["--tuner grid", "continuous"]),
+        # An option of the other engine is an error, never silently ignored.
+        (["search", "space=basenet", "--engine", "keras-tuner", "--sampler", "random"], ["--sampler", "--tuner"]),
+        (["search", "space=basenet", "--engine", "keras-tuner", "--pruner", "asha"], ["--pruner", "hyperband"]),
+        (["search", "space=basenet", "--tuner", "bayesian"], ["--tuner", "--engine keras-tuner"]),
+        (["search", "space=basenet", "--chief", "127.0.0.1:8000"], ["--chief", "--storage"]),
+        (["search", "space=basenet", "--engine", "nope"], ["unknown engine 'nope'", "keras-tuner"]),
+        (["search", "space=basenet", "--engine", "keras-tuner", "--tuner", "nope"], ["unknown tuner 'nope'"]),
+        (["search", "space=basenet", "--pruner", "nope"], ["unknown pruner 'nope'"]),
+        (["search", "space=basenet", "--timeout", "0"], ["--timeout"]),
     ],
 )
 def test_bad_search_input_gets_one_line(store, args, needles):

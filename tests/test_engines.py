@@ -50,6 +50,14 @@ def test_each_keras_tuner_tuner_records_its_trials_in_the_study(store, kind):
         assert len(again) == 4 and [r.baseline for r in again].count("basenet") == 1
 
 
+def test_keras_tuner_engine_honours_the_timeout(store):
+    # Like the Optuna engine: the first trial finishes, no other starts.
+    tuner.search(["space=basenet", *SYN], trials=5, storage=store, study="kt-t", engine="keras-tuner",
+                 baselines=False, timeout=0.001)
+    records = tuner.trials(study="kt-t", storage=store).records
+    assert len(records) == 1 and records[0].state == "complete"
+
+
 def test_keras_tuner_grid_rejects_a_continuous_choice(store):
     with pytest.raises(tuner.SpaceError, match="--tuner grid needs a finite space"):
         tuner.search(["space=basenet", *SYN], trials=2, storage=store, engine="keras-tuner", kt_tuner="grid")

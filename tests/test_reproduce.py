@@ -265,3 +265,26 @@ def test_spaces_lists_every_study_step_with_choices_and_baselines():
     assert list(SPACES) == steps and set(rows) == set(SPACES)
     for name, row in rows.items():
         assert name in result.output and row["choices"] >= 1 and row["baselines"] >= 1
+
+
+def test_reproduce_skips_bad_images_when_asked_and_remembers_it(store, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for c, cls in enumerate(("a", "b")):
+        (root / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (32, 32), (40 * i, 120 * c, 0)).save(root / cls / f"{i}.png")
+    (root / "b" / "broken.png").write_bytes(b"not a png at all")
+    words = ["space=normalization", "data=folder", f"data_dir={root}", "image_size=32", "epochs=1"]
+    one_line_error(run_cli("reproduce", *words, "--seeds", "1", "--storage", store, "--quiet"), "broken.png")
+    first = FakeRunner(interrupt_on=2)
+    with pytest.raises(KeyboardInterrupt):
+        rp.reproduce(words, seeds=1, storage=store, skip_bad_images=True, runner=first)
+    assert tuner.trials(study="reproduce-normalization", storage=store).meta["skip_bad_images"] is True
+    # Resuming without the flag keeps it: the broken file does not stop the study it was skipped in.
+    rest = FakeRunner()
+    result = rp.reproduce(words, seeds=1, storage=store, runner=rest)
+    assert len(rest.calls) == 1 and [row.runs for row in result.rows] == [1, 1]
+    cli = run_cli("reproduce", *words, "--seeds", "1", "--skip-bad-images", "--storage", store, "--quiet")
+    assert cli.exit_code == 0 and "ran 0 runs" in cli.output

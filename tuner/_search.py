@@ -204,7 +204,9 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     pending = [b for b in runs if b.name not in done]
     waiting = sum(1 for r in records if r.state == "waiting")
     used = budget_used(records)
-    if used >= settings.trials and not pending and not waiting:
+    # A Keras Tuner chief serves even a finished study: its oracle tells the workers to stop, so they exit.
+    serving = settings.engine == "keras-tuner" and chief is not None and worker_id is None
+    if used >= settings.trials and not pending and not waiting and not serving:
         return SearchResult(name, redact(url), [], best_record(records),
                             f"study {name!r} already holds {used} searched trials; raise --trials to add more")
 
@@ -214,7 +216,6 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     plan = SearchPlan(study=study_obj, experiment=exp, data=data, objective=objective, settings=settings,
                       baselines=runs, artifacts=art, display=display, timeout=timeout, chief=chief,
                       worker_id=worker_id, heartbeat=heartbeat)
-    serving = settings.engine == "keras-tuner" and chief is not None and worker_id is None
     if not serving:
         display.search_begin(study=name, space=exp.space_name, data=exp.data.label(),
                              trials=max(settings.trials - used, 0), baselines=len(pending) + waiting)

@@ -283,7 +283,8 @@ class _Tuner:
         _tuner_class().__init__(self, **kwargs)
 
     def pre_create_trial(self):
-        if self.plan.should_stop():
+        # As under Optuna, the plan is asked after each trial: the first one always runs.
+        if self.plan.ran and self.plan.should_stop():
             raise _StopSearch()
 
     def run_trial(self, trial, *args, **kwargs):
