@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, ...]] = [
     # The vocabulary and the contract; the package itself, whose import loads only tuner.errors (its API names
     # resolve on first use).
     ("tuner", "tuner.errors", "tuner.spec", "tuner.hp", "tuner._signals"),
-    ("search_spaces", "tuner.data", "tuner.records", "tuner.store", "tuner._features"),  # definitions, data, store
+    # Definitions, data, the store, and the pure strategy helpers over the vocabulary.
+    ("search_spaces", "tuner.data", "tuner.records", "tuner.store", "tuner._features", "tuner.warm_start"),
     ("tuner.experiment", "tuner.runner"),  # words -> experiment; one trial's training
     ("tuner.study", "tuner.objective"),  # the study's rules; one trial recorded
     ("tuner.plan",),  # what a search does

@@ -195,8 +195,18 @@ def test_best_reeval_reranks_by_the_mean_of_new_seeds(store):
     assert reevaluate(study="s", storage=store, top=2, seeds=2, runner=again).ran == [] and again.calls == []
     reevaluate(study="s", storage=store, top=2, seeds=3, runner=again)
     assert len(again.calls) == 2
-    # Re-evaluation runs are neither the best nor part of the searched-trials budget.
-    assert tuner.best(study="s", storage=store).best.number == lucky.number
+    # Once re-evaluated, `best` picks by the mean and says so; the runs themselves are never the pick, and they are
+    # not part of the searched-trials budget.
+    report = tuner.best(study="s", storage=store)
+    assert report.best.number == solid.number and report.single_run_best.number == lucky.number
+    assert report.picked_by_mean.runs == 3 and report.picked_by_mean.val_mean == pytest.approx(66.0)
+    assert tuner.trials(study="s", storage=store).best == solid.number  # the table highlights the same trial
+    text = " ".join(run_cli("best", "--study", "s", "--storage", store).output.split())
+    assert f"best trial {solid.number}" in text and "picked by the mean validation accuracy of 3 new seeds" in text
+    assert f"the single-run best is trial {lucky.number}" in text
+    # With replays allowed, the single-run rule applies to every trial, re-evaluation runs included.
+    with_replays = tuner.best(study="s", storage=store, replays=True)
+    assert with_replays.best.number == lucky.number and with_replays.picked_by_mean is None
     assert "already holds 3" in tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="s").message
 
 

@@ -1,7 +1,8 @@
 """Reading a study: ``trials`` (every trial, and which one is the best) and ``best`` (the best against each baseline).
 
-Both only read the store, never create one, and never print. The best trial is ``tuner.study.best_record``'s, so the
-trials table highlights exactly the trial ``best`` reports and exports.
+Both only read the store, never create one, and never print. The best trial is ``tuner.reeval.pick``'s (by the mean
+of new seeds where the study re-evaluated its top configurations, else by one run), so the trials table highlights
+exactly the trial ``best`` reports and exports.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from tuner.errors import StorageError
 from tuner.records import TrialRecord, val_noise_pp
+from tuner.reeval import ReevalRow, pick
 from tuner.study import best_record, is_replay, open_study, read_records, study_meta
 
 __all__ = ["BestReport", "Comparison", "StudyView", "best", "trials"]
@@ -38,13 +40,21 @@ class Comparison:
 
 @dataclass
 class BestReport:
-    """The best trial, its comparisons with every completed baseline, and the validation noise at its accuracy."""
+    """The best trial, its comparisons with every completed baseline, and the validation noise at its accuracy.
+
+    Attributes:
+        picked_by_mean: when the study re-evaluated its top configurations, the pick's statistics over its new seeds
+            (it was picked by their mean validation accuracy); ``None`` when picked by one run.
+        single_run_best: the single-run best trial when it is not the pick.
+    """
 
     study: str
     meta: dict[str, Any]
     best: TrialRecord
     comparisons: list[Comparison] = field(default_factory=list)
     noise_pp: float | None = None
+    picked_by_mean: ReevalRow | None = None
+    single_run_best: TrialRecord | None = None
 
 
 def trials(*, study: str | None = None, storage: str | None = None) -> StudyView:
@@ -55,7 +65,7 @@ def trials(*, study: str | None = None, storage: str | None = None) -> StudyView
     """
     _, st = open_study(storage, study)
     records = read_records(st)
-    top = best_record(records)
+    top, _ = pick(records)
     return StudyView(st.study_name, study_meta(st), records, None if top is None else top.number)
 
 
@@ -77,7 +87,7 @@ def best(*, study: str | None = None, storage: str | None = None, replays: bool 
     """
     _, st = open_study(storage, study)
     records = read_records(st)
-    top = best_record(records, replays)
+    top, by_mean = (best_record(records, True), None) if replays else pick(records)
     if top is None and best_record(records, True) is not None:
         raise StorageError(f"study {st.study_name!r} holds only reproduction or re-evaluation runs; "
                            "add --include-replays to pick among them")
@@ -91,4 +101,7 @@ def best(*, study: str | None = None, storage: str | None = None, replays: bool 
             pct = (None if d_test is None or not rec.test_accuracy
                    else 100.0 * (top.test_accuracy - rec.test_accuracy) / rec.test_accuracy)
             comps.append(Comparison(rec, _pp(top.val_accuracy, rec.val_accuracy), d_test, pct))
-    return BestReport(st.study_name, meta, top, comps, val_noise_pp(top.val_accuracy, meta.get("n_val")))
+    single = best_record(records, replays)
+    return BestReport(st.study_name, meta, top, comps, val_noise_pp(top.val_accuracy, meta.get("n_val")),
+                      picked_by_mean=by_mean, single_run_best=single if single is not None and single is not top and
+                      single.number != top.number else None)

@@ -8,18 +8,23 @@ plan (``tuner.engines``). Nothing here prints.
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from tuner._signals import interruptible
 from tuner.engines import ENGINES, get_engine, trial_config, wait_for_chief
 from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import Experiment, from_meta, load_data, split_words
+from tuner.hp import describe
 from tuner.objective import Objective, Runner
 from tuner.plan import Artifacts, BaselineRun, SearchPlan
 from tuner.records import Display, TrialRecord
+from tuner.warm_start import perturbations
 from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
+from tuner.reeval import pick, reevaluate, top_configs
 from tuner.study import (
     SearchSettings,
     best_record,
@@ -37,6 +42,14 @@ __all__ = ["SearchResult", "baseline_runs", "search", "worker"]
 
 # Storages whose running trials send heartbeats, so that a dead worker's trial is failed and retried.
 _HEARTBEAT_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+# The default strategy (BENCHMARKS.md, "Search quality").
+DEFAULT_PRUNER = "none"
+DEFAULT_WARM_START = 0
+DEFAULT_REEVAL_SHARE = 0.0
+DEFAULT_REEVAL_TOP = 3
+# New seeds per configuration in the re-evaluation phase when the budget is trials, not time.
+_REEVAL_SEEDS = 2
 
 
 @dataclass
@@ -58,34 +71,78 @@ class SearchResult:
 
 
 def _settings(*, engine: str, trials: int, seed: int, baselines: bool, max_failures: int, timeout: float | None,
-              sampler: str | None, pruner: str | None, kt_tuner: str | None, chief: str | None) -> SearchSettings:
-    """The run's settings, each option checked and given to the engine it belongs to.
+              sampler: str | None, pruner: str | None, kt_tuner: str | None, chief: str | None,
+              warm_start: int | None, max_epochs: int | None, reeval_share: float | None,
+              reeval_top: int | None) -> SearchSettings:
+    """The run's settings, each option checked and given to the engine it belongs to; ``None`` is the default.
 
     Raises:
         CnntuneError: a bad number, an unknown engine, or an option of the other engine.
     """
+    warm_start = DEFAULT_WARM_START if warm_start is None else warm_start
+    reeval_share = DEFAULT_REEVAL_SHARE if reeval_share is None else reeval_share
+    reeval_top = DEFAULT_REEVAL_TOP if reeval_top is None else reeval_top
     if trials < 1:
         raise CnntuneError(f"--trials must be at least 1. Received: {trials}")
     if timeout is not None and timeout <= 0:
         raise CnntuneError(f"--timeout must be a positive number of seconds. Received: {timeout}")
     if max_failures < 0:
         raise CnntuneError(f"--max-failures must be 0 (never stop) or more. Received: {max_failures}")
+    if warm_start < 0:
+        raise CnntuneError(f"--warm-start must be 0 (start-up trials drawn by the sampler) or more. "
+                           f"Received: {warm_start}")
+    if not 0 <= reeval_share < 1:
+        raise CnntuneError(f"--reeval-share must be at least 0 and below 1. Received: {reeval_share}")
+    if reeval_top < 2:
+        raise CnntuneError(f"--reeval-top must be at least 2 (configurations to rank). Received: {reeval_top}")
+    if max_epochs is not None and max_epochs < 1:
+        raise CnntuneError(f"--max-epochs must be at least 1. Received: {max_epochs}")
     get_engine(engine)
     common = dict(engine=engine, trials=int(trials), seed=int(seed), baselines=bool(baselines),
-                  max_failures=int(max_failures))
+                  max_failures=int(max_failures), warm_start=int(warm_start), reeval_share=float(reeval_share),
+                  reeval_top=int(reeval_top))
     if engine == "keras-tuner":
         if sampler is not None:
             raise CnntuneError("--sampler is an Optuna engine option; with --engine keras-tuner pick the tuner with "
                                "--tuner random|bayesian|hyperband|grid")
         if pruner not in (None, "none"):
             raise CnntuneError("--pruner is an Optuna engine option; with --engine keras-tuner use --tuner hyperband")
+        if max_epochs is not None:
+            raise CnntuneError("--max-epochs is for the Optuna engine's pruners; Keras Tuner's hyperband takes its "
+                               "maximum from the space's epochs (pin epochs=N)")
         return SearchSettings(**common, tuner=kt_tuner or "random")
     if kt_tuner is not None:
         raise CnntuneError("--tuner is a Keras Tuner engine option; add --engine keras-tuner, or pick the Optuna "
                            "sampler with --sampler tpe|random|grid")
     if chief is not None:
         raise CnntuneError("--chief is a Keras Tuner engine option; Optuna workers share the --storage URL instead")
-    return SearchSettings(**common, sampler=sampler or "tpe", pruner=pruner or "none")
+    pruner = pruner or DEFAULT_PRUNER
+    if max_epochs is not None and pruner == "none":
+        raise CnntuneError("--max-epochs sets the most epochs a pruner lets a trial train; without a pruner, pin "
+                           "epochs=N instead")
+    return SearchSettings(**common, sampler=sampler or "tpe", pruner=pruner, max_epochs=max_epochs)
+
+
+def _with_fidelity(exp: Experiment, settings: SearchSettings) -> tuple[Experiment, SearchSettings]:
+    """Epochs as the pruner's fidelity: under a pruner, ``epochs`` is not searched but fixed at the maximum (the
+    space's, or ``--max-epochs``), and the pruner decides how far each trial goes. Searching the epochs *and*
+    pruning on them would compare trials of different lengths at the same rung. A pinned ``epochs`` stays."""
+    param = describe(exp.space).get("epochs")
+    if settings.pruner in (None, "none"):
+        return exp, settings
+    if "epochs" in exp.pins:  # pinned by the user, or by this rule when the study was created
+        if settings.max_epochs is not None and settings.max_epochs != exp.pins["epochs"]:
+            raise CnntuneError(f"--max-epochs {settings.max_epochs} contradicts epochs={exp.pins['epochs']}; "
+                               "give one of them")
+        return exp, settings
+    if param is None or not param.is_tunable:
+        if settings.max_epochs is not None:
+            raise CnntuneError(f"--max-epochs needs a space that searches epochs; {exp.space_name} does not")
+        return exp, settings
+    top = int(settings.max_epochs or param.max_value)
+    if not param.contains(top):
+        raise CnntuneError(f"--max-epochs {top} is outside the space's epochs ({param.summary()})")
+    return replace(exp, pins={**exp.pins, "epochs": top}), replace(settings, max_epochs=top)
 
 
 def _check_engine_options(settings: SearchSettings, exp: Experiment, chief: str | None) -> None:
@@ -121,6 +178,10 @@ def search(
     chief: str | None = None,
     worker_id: str | None = None,
     runner: Runner | None = None,
+    warm_start: int | None = None,
+    max_epochs: int | None = None,
+    reeval_share: float | None = None,
+    reeval_top: int | None = None,
 ) -> SearchResult:
     """Searches a space; resumes the study when it exists.
 
@@ -146,6 +207,14 @@ def search(
             workers do not all propose the same configurations.
         runner: trains one configuration; default ``tuner.runner.run_trial`` (a custom training loop or a test
             double with its signature).
+        warm_start: the first searched trials perturb the space's hand-chosen configuration (``tuner.warm_start``)
+            instead of being drawn over the whole space; ``0`` leaves the start-up to the sampler.
+        max_epochs: under a pruner, every trial may train up to this many epochs (default: the space's maximum) and
+            ``epochs`` is not searched.
+        reeval_share: keep this share of ``timeout`` to retrain the top ``reeval_top`` configurations with new seeds
+            (without a timeout: 2 seeds each after the trials); ``best`` then picks by their mean; ``0``: off.
+        reeval_top: how many configurations the re-evaluation ranks.
+        (``None`` for any of these four, and for ``sampler`` and ``pruner``, is cnntune's default strategy.)
 
     Returns:
         A ``SearchResult`` with the trials this call ran and the study's best trial.
@@ -155,7 +224,9 @@ def search(
     """
     display = display or Display()
     settings = _settings(engine=engine, trials=trials, seed=seed, baselines=baselines, max_failures=max_failures,
-                         timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief)
+                         timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief,
+                         warm_start=warm_start, max_epochs=max_epochs, reeval_share=reeval_share,
+                         reeval_top=reeval_top)
     kv = split_words(words)
     url = storage or DEFAULT_STORAGE
     heartbeat = url.startswith(_HEARTBEAT_SCHEMES)
@@ -168,7 +239,7 @@ def search(
         import optuna
 
         meta = study_meta(optuna.load_study(study_name=name, storage=store))
-    exp = from_meta(meta, words)
+    exp, settings = _with_fidelity(from_meta(meta, words), settings)
     if meta:
         check_same_experiment(name, meta, exp)
     _check_engine_options(settings, exp, chief)
@@ -213,9 +284,13 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     objective = Objective(exp, data, model_dir=art.model_dir(settings.engine), feature_cache=art.feature_cache,
                           seed=settings.seed, display=display, prune=(settings.pruner or "none") != "none",
                           engine=None if settings.engine == "optuna" else settings.engine, runner=runner)
+    # The re-evaluation phase is the main search process's; workers and a serving chief only search.
+    reeval = settings.reeval_share if worker_id is None and not serving else 0.0
     plan = SearchPlan(study=study_obj, experiment=exp, data=data, objective=objective, settings=settings,
-                      baselines=runs, artifacts=art, display=display, timeout=timeout, chief=chief,
-                      worker_id=worker_id, heartbeat=heartbeat)
+                      baselines=runs, artifacts=art, display=display,
+                      timeout=None if timeout is None else timeout * (1 - reeval), chief=chief,
+                      worker_id=worker_id, heartbeat=heartbeat,
+                      warm_starts=perturbations(exp.space, exp.pins, settings.warm_start, settings.seed))
     if not serving:
         display.search_begin(study=name, space=exp.space_name, data=exp.data.label(),
                              trials=max(settings.trials - used, 0), baselines=len(pending) + waiting)
@@ -224,7 +299,34 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     finally:
         display.search_end()
     plan.failures.check()
-    return SearchResult(name, redact(url), plan.ran, best_record(read_records(study_obj)))
+    ran = list(plan.ran)
+    message = ""
+    if reeval:
+        left = None if timeout is None else timeout - (time.monotonic() - plan.started)
+        ran_again, message = _reevaluate_top(name, url, settings, left, display, runner)
+        ran += ran_again
+    top, _ = pick(read_records(study_obj))
+    return SearchResult(name, redact(url), ran, top, message)
+
+
+def _reevaluate_top(name: str, url: str, settings: SearchSettings, left: float | None, display: Display,
+                    runner: Runner | None) -> tuple[list[TrialRecord], str]:
+    """The re-evaluation phase: the top configurations retrained with new seeds (``tuner.reeval``), as many seeds
+    as the time left allows (each run estimated by its original's seconds), up to 3; ``_REEVAL_SEEDS`` without a
+    timeout. Returns the runs and, when there was no time for one round, why nothing ran."""
+    records = read_records(open_study(url, name)[1])
+    top = top_configs(records, settings.reeval_top)
+    if len(top) < 2:
+        return [], ""
+    seeds = _REEVAL_SEEDS
+    if left is not None:
+        round_seconds = sum(r.seconds or 0.0 for r in top) or 1.0
+        seeds = min(3, math.floor(left / round_seconds))
+        if seeds < 1:
+            return [], (f"no time left to re-evaluate the top {len(top)} configurations ({left:.0f} s left, a round "
+                        f"takes about {round_seconds:.0f} s); `cnntune best --reeval {len(top)}` does it")
+    report = reevaluate(study=name, storage=url, top=len(top), seeds=seeds, display=display, runner=runner)
+    return report.ran, ""
 
 
 def worker(
@@ -276,4 +378,6 @@ def worker(
         baselines=settings.baselines, display=display, engine=engine, kt_tuner=settings.tuner,
         pruner=settings.pruner, max_failures=settings.max_failures if max_failures is None else max_failures,
         chief=chief, worker_id=worker_id or f"worker-{os.getpid()}", runner=runner,
+        warm_start=settings.warm_start, max_epochs=settings.max_epochs, reeval_share=settings.reeval_share,
+        reeval_top=settings.reeval_top,
     )

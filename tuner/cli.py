@@ -89,6 +89,15 @@ def search(
     max_failures: int = typer.Option(5, "--max-failures", help="Stop after N consecutive failed trials (0: never)."),
     chief: Optional[str] = typer.Option(None, "--chief", help="Keras Tuner engine: serve the oracle on HOST:PORT "
                                         "for `cnntune worker` processes."),
+    warm_start: Optional[int] = typer.Option(None, "--warm-start", help="The first N searched trials perturb the "
+                                             "space's hand-chosen configuration (0: the sampler's start-up)."),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="With a pruner: epochs are not searched; "
+                                             "every trial may train up to N (default: the space's maximum)."),
+    reeval_share: Optional[float] = typer.Option(None, "--reeval-share", help="Share of --timeout kept to retrain "
+                                                 "the top configurations with new seeds; best then picks by the "
+                                                 "mean (0: off)."),
+    reeval_top: Optional[int] = typer.Option(None, "--reeval-top", help="How many configurations the "
+                                             "re-evaluation ranks (default 3)."),
 ) -> None:
     """Search a space: cnntune search space=deeper_net --trials 50."""
     from tuner import api
@@ -98,7 +107,8 @@ def search(
         result = api.search(words or [], trials=trials, study=study, storage=storage, sampler=sampler, seed=seed,
                             timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display,
                             engine=engine, kt_tuner=kt_tuner, pruner=pruner, max_failures=max_failures,
-                            chief=chief, skip_bad_images=skip_bad_images)
+                            chief=chief, skip_bad_images=skip_bad_images, warm_start=warm_start,
+                            max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top)
     _summary(result, quiet)
 
 

@@ -135,6 +135,12 @@ def render_best(console: Console, report) -> None:
                   f"val {_pct(b.val_accuracy)}%, test {_pct(b.test_accuracy)}%, {b.n_params or 0:,} params, "
                   f"seed {b.seed}, epoch {b.best_epoch}")
     console.print(f"  {fmt_params(b.params)}")
+    row = report.picked_by_mean
+    if row is not None:
+        console.print(f"  picked by the mean validation accuracy of {row.runs} new seed{'s' if row.runs != 1 else ''}: "
+                      f"val {_mean_std(row.val_mean, row.val_std)}%, test {_mean_std(row.test_mean, row.test_std)}%"
+                      + (f"; the single-run best is trial {report.single_run_best.number} "
+                         f"(val {_pct(report.single_run_best.val_accuracy)}%)" if report.single_run_best else ""))
     if report.noise_pp is not None:
         n_val = report.meta.get("n_val")
         console.print(f"  validation noise: +-{report.noise_pp:.1f} pp (one standard error on {n_val} images); "

@@ -110,6 +110,8 @@ class SearchPlan:
         settings: engine, budget (``trials``), seed and the engine's own options.
         baselines: the space's baselines, in order (empty with ``--no-baselines``); engines run those the study
             has not run yet first.
+        warm_starts: configurations near the hand-chosen one (``tuner.warm_start``), run right after the baselines
+            as searched trials (``warm_start: i``).
         artifacts: where model files, cached features and Keras Tuner's project go.
         display: receives progress.
         timeout: start no new trial after this many seconds (from the plan's creation).
@@ -125,6 +127,7 @@ class SearchPlan:
     settings: SearchSettings
     baselines: list[BaselineRun]
     artifacts: Artifacts
+    warm_starts: list[dict[str, Any]] = field(default_factory=list)
     display: Display = field(default_factory=Display)
     timeout: float | None = None
     chief: str | None = None

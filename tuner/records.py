@@ -46,7 +46,7 @@ class TrialRecord:
         if value is None:
             value = attrs.get("val_accuracy")
         params = dict(attrs.get("config") or trial.params)
-        tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine") if k in attrs}
+        tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start") if k in attrs}
         # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces.
         if "failed_trial" in (getattr(trial, "system_attrs", None) or {}):
             tags["retry_of"] = trial.system_attrs["failed_trial"]

@@ -22,9 +22,9 @@ from tuner.experiment import from_meta, load_data
 from tuner.objective import Runner
 from tuner.plan import Artifacts
 from tuner.records import Display, TrialRecord
-from tuner.study import candidates, open_study, read_records, study_meta
+from tuner.study import best_record, candidates, open_study, read_records, study_meta
 
-__all__ = ["REEVAL_SEED_STRIDE", "ReevalReport", "ReevalRow", "config_key", "rank_configs", "reeval_seeds",
+__all__ = ["REEVAL_SEED_STRIDE", "ReevalReport", "ReevalRow", "config_key", "pick", "rank_configs", "reeval_seeds",
            "reevaluate", "top_configs"]
 
 # New seeds are original + k * stride (k = 1..S): never the original seed, and clear of the seeds ``search`` gives
@@ -134,6 +134,23 @@ def rank_configs(candidates: Sequence[TrialRecord], records: Sequence[TrialRecor
     for rank, row in enumerate(rows, start=1):
         row.rank = rank
     return rows
+
+
+def pick(records: Sequence[TrialRecord]) -> tuple[TrialRecord | None, ReevalRow | None]:
+    """The trial ``best`` reports and exports, and how it was picked.
+
+    When the study holds re-evaluation runs (``best --reeval``, or a search's ``--reeval-share``), the pick is the
+    re-evaluated configuration with the highest mean validation accuracy over its new seeds, and its ``ReevalRow`` is
+    returned with it; otherwise the single-run best (``tuner.study.best_record``) and ``None``.
+    """
+    reevaluated = {r.tags["reeval_of"] for r in records if r.tags.get("reeval_of") is not None}
+    pool = sorted((r for r in candidates(records) if r.number in reevaluated), key=lambda r: (-r.val_accuracy, r.number))
+    if pool:
+        seeds = max(sum(1 for r in records if r.tags.get("reeval_of") == c.number) for c in pool)
+        rows = rank_configs(pool, records, seeds)
+        if rows[0].val_mean is not None:
+            return next(r for r in pool if r.number == rows[0].trial), rows[0]
+    return best_record(records), None
 
 
 def reevaluate(

@@ -120,6 +120,13 @@ class SearchSettings:
 
     ``sampler`` and ``pruner`` belong to the Optuna engine, ``tuner`` to the Keras Tuner engine (the other engine's
     keys are ``None``).
+
+    Attributes:
+        warm_start: searched trials that perturb the hand-chosen configuration, run right after the baselines.
+        max_epochs: with a pruner, ``epochs`` is not searched but fixed at this maximum (the pruner decides how far a
+            trial goes); ``None`` when epochs are searched.
+        reeval_share: share of the budget kept to retrain the top ``reeval_top`` configurations with new seeds, so
+            that ``best`` picks by their mean; 0 picks by one run.
     """
 
     engine: str
@@ -130,6 +137,10 @@ class SearchSettings:
     sampler: str | None = None
     pruner: str | None = None
     tuner: str | None = None
+    warm_start: int = 0
+    max_epochs: int | None = None
+    reeval_share: float = 0.0
+    reeval_top: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +163,8 @@ class SearchSettings:
             sampler=(raw.get("sampler") or "tpe") if optuna_engine else None,
             pruner=(raw.get("pruner") or "none") if optuna_engine else None,
             tuner=None if optuna_engine else (raw.get("tuner") or "random"),
+            warm_start=int(raw.get("warm_start", 0)), max_epochs=raw.get("max_epochs"),
+            reeval_share=float(raw.get("reeval_share", 0.0)), reeval_top=int(raw.get("reeval_top", 3)),
         )
 
 

@@ -2,8 +2,8 @@
 
 A space is already written in the Keras Tuner vocabulary, so ``SpaceModel`` (a ``keras_tuner.HyperModel``) hands
 Keras Tuner's own ``HyperParameters`` to ``space.declare``. Pins are pre-registered as ``hp.Fixed`` (with
-``tune_new_entries=True`` for the rest); the plan's baselines are the oracle's first trials (trial ids ``0..B-1``,
-whatever the tuner), so every study measures them with the searched trials. Each finished trial is recorded as an
+``tune_new_entries=True`` for the rest); the plan's baselines, then its warm starts, are the oracle's first trials
+(trial ids ``0, 1, ...``, whatever the tuner), so every study measures them with the searched trials. Each finished trial is recorded as an
 Optuna trial with the same user attributes as the Optuna engine plus ``engine='keras-tuner'``: the Optuna storage
 stays the single system of record, and ``cnntune trials`` / ``best --export`` work whatever engine ran.
 Keras Tuner's project folder (its oracle state, for resuming) is ``plan.artifacts.keras_tuner``.
@@ -168,7 +168,8 @@ def _oracle(plan: SearchPlan):
         "hyperband": kt.oracles.HyperbandOracle,
         "grid": kt.oracles.GridSearchOracle,
     }[kind]
-    configs = [b.config for b in plan.baselines]
+    # The baselines, then the warm starts, are the oracle's first trials (ids 0, 1, ...).
+    configs = [b.config for b in plan.baselines] + list(plan.warm_starts)
     oracle_class = _kt_compat.baselines_first(base, kind, is_baseline=lambda t: int(t) < len(configs),
                                               baseline_values=lambda t: configs[int(t)])
     space, pins = plan.experiment.space, plan.experiment.pins
@@ -188,7 +189,7 @@ def _oracle(plan: SearchPlan):
 
 
 def _total(plan: SearchPlan) -> int:
-    """Keras Tuner's own trial cap: the searched trials plus the baselines (its trials 0..B-1)."""
+    """Keras Tuner's own trial cap: the searched trials (warm starts among them) plus the baselines."""
     return plan.trials + len(plan.baselines)
 
 
@@ -294,9 +295,12 @@ class _Tuner:
         plan = self.plan
         number = int(trial.trial_id)
         values = trial.hyperparameters.values
+        warm = number - len(plan.baselines)
         if number < len(plan.baselines):
             baseline = plan.baselines[number]
             params, attrs = dict(baseline.config), dict(baseline.attrs)
+        elif warm < len(plan.warm_starts):
+            params, attrs = dict(plan.warm_starts[warm]), {"warm_start": warm}
         else:
             params, attrs = params_of(plan.experiment.space, trial.hyperparameters.copy()), {}
         if "tuner/epochs" in values:  # Hyperband: this round's epoch budget

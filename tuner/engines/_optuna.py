@@ -88,8 +88,15 @@ def grid_values(space, pins: Mapping[str, Any], option: str = "--sampler grid") 
     return grid
 
 
-def make_sampler(name: str, space, pins: Mapping[str, Any], seed: int | None):
+def make_sampler(name: str, space, pins: Mapping[str, Any], seed: int | None, *, startup: int | None = None):
     """An Optuna sampler by name: ``tpe`` (default), ``random``, or ``grid`` over a finite space.
+
+    ``tpe`` is Optuna's multivariate TPE with ``group=True``: the spaces are conditional (a body's widths exist only
+    for that body), and grouping models each set of choice points that occur together jointly instead of falling back
+    to independent sampling. ``constant_liar`` (Optuna's default) keeps parallel workers from proposing the same point.
+
+    Args:
+        startup: trials before TPE models the study (default Optuna's 10); the warm-start trials take this role.
 
     Raises:
         SpaceError: unknown sampler, or ``grid`` over a continuous choice.
@@ -97,7 +104,10 @@ def make_sampler(name: str, space, pins: Mapping[str, Any], seed: int | None):
     import optuna
 
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # ``group`` is marked so
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                              n_startup_trials=10 if startup is None else max(int(startup), 1))
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
@@ -120,13 +130,18 @@ def check_options(*, sampler: str, pruner: str, space, pins: Mapping[str, Any]) 
 
 
 def _enqueue(plan: SearchPlan) -> None:
-    """Enqueues the baselines the study has not run and retries of interrupted searched trials."""
+    """Enqueues the baselines and warm starts the study has not run, and retries of interrupted searched trials."""
     study, exp = plan.study, plan.experiment
     records = read_records(study)
     done = done_baselines(records)
     for b in plan.baselines:
         if b.name not in done:
             study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=b.attrs)
+    started = {r.tags["warm_start"] for r in records if "warm_start" in r.tags}
+    for index, config in enumerate(plan.warm_starts):
+        if index not in started:
+            study.enqueue_trial(_suggestable(exp.space, exp.pins, config),
+                                user_attrs={"warm_start": index, "given": config})
     retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
     for r in records:
         # Interrupted replays are resumed by their own command (reproduce, best --reeval), not by the search;
@@ -147,7 +162,8 @@ def run(plan: SearchPlan) -> None:
     import optuna
 
     study, exp = plan.study, plan.experiment
-    study.sampler = make_sampler(plan.settings.sampler or "tpe", exp.space, exp.pins, plan.seed)
+    study.sampler = make_sampler(plan.settings.sampler or "tpe", exp.space, exp.pins, plan.seed,
+                                 startup=len(plan.warm_starts) or None)
     study.pruner = make_pruner(plan.settings.pruner or "none")
     if plan.heartbeat:
         # Fail (and queue for retry) the trials of workers that died, before counting the budget.

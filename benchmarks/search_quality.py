@@ -1,0 +1,218 @@
+"""Benchmark: how much better than the hand-chosen configuration a search finds, per strategy, on equal wall clock.
+
+Each run searches the ``improved`` space on the shared birds (50 classes, 32 px) for ``--minutes`` of wall clock with
+one sampler seed, then the configuration it picks is retrained with 3 new seeds (the same 3 for every run) and
+compared with the study's hand-chosen final model retrained with those same seeds. Strategies:
+
+* ``plain``: Optuna as a user writes it by hand: ``TPESampler(seed=...)`` with its defaults and ``MedianPruner()``,
+  every epoch's validation accuracy reported, the pick = ``study.best_trial``. It uses cnntune's model builder and
+  trial runner, so only the search differs.
+* ``cnntune``: ``tuner.search`` with its defaults (no flags but space, data and ``--timeout``); the pick = ``best``.
+* ``cnntune:KEY=VALUE,...``: the same with search options changed, e.g. ``cnntune:warm_start=0,reeval_share=0``.
+
+Per run it reports the pick's own validation and test accuracy, its retrained test mean and spread, the final model's,
+the relative gain, the trials, the epochs and the share of trials at chance (best validation accuracy at most twice
+chance, 4% on 50 classes). Where the search re-evaluated its top configurations, the single-run best is retrained
+too, to show what picking by the mean changed. Rows are appended to ``--out`` (JSON lines) as they finish, so an
+interrupted benchmark keeps what it measured; ``--table`` prints the Markdown table of a results file.
+
+    .venv/bin/python benchmarks/search_quality.py --strategies plain cnntune --seeds 0 1 --minutes 25 \\
+        --out benchmarks/search_quality.jsonl
+
+Not a test: each run takes ``--minutes`` plus the retraining. The figures go into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RETRAIN_SEEDS = (900_001, 900_002, 900_003)
+CHANCE_FACTOR = 2.0
+
+
+def _data(args):
+    from tuner.data import load_dataset
+
+    return load_dataset("cub200", data_dir=str(Path(args.data_dir).resolve()), image_size=args.image_size)
+
+
+def _retrain(params: dict[str, Any], data) -> list[float]:
+    """Test accuracy (percent) of ``params`` trained with each of ``RETRAIN_SEEDS``."""
+    import search_spaces
+    from tuner.runner import run_trial
+
+    return [round(100 * run_trial(search_spaces.improved, dict(params), data, seed=seed, model_path=None).test_accuracy,
+                  2) for seed in RETRAIN_SEEDS]
+
+
+def _final(args, data) -> list[float]:
+    """The hand-chosen final model over the retraining seeds, measured once and kept beside the results."""
+    cache = Path(args.out).with_suffix(".final.json")
+    if cache.is_file():
+        stored = json.loads(cache.read_text())
+        if stored.get("seeds") == list(RETRAIN_SEEDS) and stored.get("image_size") == args.image_size:
+            return stored["test"]
+    import search_spaces
+    from tuner.hp import Defaults, resolve
+
+    test = _retrain(resolve(search_spaces.improved, Defaults()), data)
+    cache.write_text(json.dumps({"seeds": list(RETRAIN_SEEDS), "image_size": args.image_size, "test": test}))
+    return test
+
+
+def _plain(seed: int, seconds: float, data, storage: str) -> dict[str, Any]:
+    """Plain Optuna, as written by hand: default TPE, default median pruner, the pick is the best trial."""
+    import optuna
+
+    import search_spaces
+    from tuner.engines import OptunaHP
+    from tuner.hp import resolve
+    from tuner.runner import run_trial
+
+    space = search_spaces.improved
+    records: list[dict[str, Any]] = []
+
+    def objective(trial) -> float:
+        params = resolve(space, OptunaHP(trial))
+        pruned: list[int] = []
+
+        def report(epoch, logs):
+            trial.report(float(logs["val_accuracy"]), epoch)
+
+        def stop(epoch, logs):
+            if trial.should_prune():
+                pruned.append(epoch)
+                return True
+            return False
+
+        out = run_trial(space, params, data, seed=trial.number, model_path=None, on_epoch=report, should_stop=stop)
+        trial.set_user_attr("config", params)
+        trial.set_user_attr("test", out.test_accuracy)
+        records.append({"val": out.val_accuracy, "epochs": out.epochs_run, "pruned": bool(pruned)})
+        if pruned:
+            raise optuna.TrialPruned()
+        return out.val_accuracy
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(), storage=storage, study_name=f"plain-{seed}")
+    study.optimize(objective, timeout=seconds, catch=(Exception,), gc_after_trial=True)
+    best = study.best_trial
+    return {"pick": {"params": best.user_attrs["config"], "val": round(100 * best.value, 2),
+                     "test": round(100 * best.user_attrs["test"], 2), "trial": best.number},
+            "trials": len(records), "epochs": sum(r["epochs"] for r in records),
+            "at_chance": [r["val"] for r in records], "pruned": sum(r["pruned"] for r in records)}
+
+
+def _cnntune(seed: int, seconds: float, options: dict[str, Any], storage: str, args) -> dict[str, Any]:
+    import tuner
+
+    words = ["space=improved", "data=cub200", f"data_dir={Path(args.data_dir).resolve()}",
+             f"image_size={args.image_size}"]
+    name = f"cnntune-{seed}"
+    tuner.search(words, trials=100_000, timeout=seconds, seed=seed, storage=storage, study=name, **options)
+    records = tuner.trials(study=name, storage=storage).records
+    report = tuner.best(study=name, storage=storage)
+    searched = [r for r in records if "reeval_of" not in r.tags]
+    row = {"pick": {"params": report.best.params, "val": round(100 * report.best.val_accuracy, 2),
+                    "test": round(100 * report.best.test_accuracy, 2), "trial": report.best.number,
+                    "baseline": report.best.baseline},
+           "trials": len(searched), "epochs": sum(r.epochs_run or 0 for r in records),
+           "at_chance": [r.val_accuracy for r in searched if r.val_accuracy is not None],
+           "pruned": sum(r.state == "pruned" for r in searched),
+           "reeval_runs": sum(1 for r in records if "reeval_of" in r.tags)}
+    if report.single_run_best is not None:
+        single = report.single_run_best
+        row["single_run"] = {"params": single.params, "val": round(100 * single.val_accuracy, 2),
+                             "test": round(100 * single.test_accuracy, 2), "trial": single.number}
+    return row
+
+
+def _options(strategy: str) -> dict[str, Any]:
+    _, _, spec = strategy.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        options[key] = None if value == "none" else json.loads(value) if value[:1].isdigit() else value
+    return options
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return round(statistics.fmean(values), 2), round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
+
+
+def run(args, strategy: str, seed: int, data, final: list[float]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        start = time.perf_counter()
+        if strategy == "plain":
+            row = _plain(seed, args.minutes * 60, data, storage)
+        else:
+            row = _cnntune(seed, args.minutes * 60, _options(strategy), storage, args)
+        row["search_seconds"] = round(time.perf_counter() - start, 1)
+    row["strategy"], row["seed"], row["minutes"] = strategy, seed, args.minutes
+    chance = CHANCE_FACTOR / data.num_classes
+    vals = row.pop("at_chance")
+    row["share_at_chance"] = round(sum(v <= chance for v in vals) / max(len(vals), 1), 3)
+    row["pick"]["retrained_test"] = _retrain(row["pick"]["params"], data)
+    if "single_run" in row:
+        row["single_run"]["retrained_test"] = _retrain(row["single_run"]["params"], data)
+    row["final_retrained_test"] = final
+    pick_mean, _ = _stats(row["pick"]["retrained_test"])
+    final_mean, _ = _stats(final)
+    row["gain_pct"] = round(100 * (pick_mean - final_mean) / final_mean, 1)
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| strategy | seed | trials (pruned) | epochs | at chance | pick val / test % | pick retrained test % "
+             "| final retrained test % | gain | single-run best retrained test % |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pm, ps = _stats(r["pick"]["retrained_test"])
+        fm, fs = _stats(r["final_retrained_test"])
+        pick_test = "-" if r["pick"]["test"] is None else r["pick"]["test"]
+        single = "-"
+        if r.get("single_run"):
+            sm, ss = _stats(r["single_run"]["retrained_test"])
+            single = f"{sm} ± {ss} (trial {r['single_run']['trial']})"
+        lines.append(f"| {r['strategy']} | {r['seed']} | {r['trials']} ({r['pruned']}) | {r['epochs']} | "
+                     f"{100 * r['share_at_chance']:.0f}% | {r['pick']['val']} / {pick_test} | {pm} ± {ps} | "
+                     f"{fm} ± {fs} | {r['gain_pct']:+.1f}% | {single} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data/cub200_subset")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--strategies", nargs="+", default=["plain", "cnntune"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--minutes", type=float, default=25.0)
+    parser.add_argument("--out", default="search_quality.jsonl", help="JSON lines, appended to")
+    parser.add_argument("--table", action="store_true", help="only print the table of --out")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.table:
+        print(table([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
+        return
+    data = _data(args)
+    final = _final(args, data)
+    print(f"final model retrained: {final}", flush=True)
+    for seed in args.seeds:
+        for strategy in args.strategies:
+            row = run(args, strategy, seed, data, final)
+            with out.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(json.dumps({k: row[k] for k in ("strategy", "seed", "trials", "epochs", "gain_pct")}), flush=True)
+    print(table([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
+
+
+if __name__ == "__main__":
+    main()

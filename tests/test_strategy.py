@@ -1,0 +1,128 @@
+"""The search strategy: warm starts near the hand-chosen configuration, epochs as the pruner's fidelity, and the
+re-evaluation phase that makes ``best`` pick by the mean of new seeds. A fake runner stands in for training."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+import search_spaces
+import tuner
+from conftest import SYN, FakeRunner, one_line_error, run_cli
+from tuner.hp import Defaults, describe, resolve
+from tuner.warm_start import perturbations
+
+IMPROVED = search_spaces.improved
+
+
+def test_perturbations_stay_near_the_hand_chosen_configuration():
+    defaults = resolve(IMPROVED, Defaults())
+    configs = perturbations(IMPROVED, {"epochs": 3}, 20, seed=4)
+    assert len(configs) == 20 and configs == perturbations(IMPROVED, {"epochs": 3}, 20, seed=4)
+    assert configs != perturbations(IMPROVED, {"epochs": 3}, 20, seed=5)
+    params = describe(IMPROVED)
+    changed = []
+    for config in configs:
+        assert config == resolve(IMPROVED, Defaults(config))  # a valid, fully resolved configuration
+        assert config["epochs"] == 3  # pins never move
+        assert all(params[k].contains(v) for k, v in config.items() if k != "epochs")
+        changed.append(sum(1 for k in defaults if k in config and config[k] != defaults[k]))
+    # Each differs from the hand-chosen one, in a few choice points rather than all 18.
+    assert min(changed) >= 1 and sum(changed) / len(changed) < 6
+    assert len({tuple(sorted(c.items())) for c in configs}) == 20
+
+
+def test_warm_start_trials_come_right_after_the_baselines(store):
+    runner = FakeRunner()
+    tuner.search(["space=improved", *SYN], trials=5, storage=store, study="w", warm_start=3, seed=2, runner=runner)
+    records = tuner.trials(study="w", storage=store).records
+    assert [r.baseline for r in records[:2]] == ["basenet", "final"]
+    assert [r.tags.get("warm_start") for r in records[2:]] == [0, 1, 2, None, None]
+    expected = perturbations(IMPROVED, {"epochs": 1}, 3, seed=2)
+    assert [r.params for r in records[2:5]] == expected
+    # The warm starts are searched trials: they count toward the budget of 5.
+    assert len(records) == 7
+    # Resuming does not repeat them.
+    tuner.search(["space=improved", *SYN], trials=6, storage=store, study="w", warm_start=3, seed=2, runner=runner)
+    assert [r.tags.get("warm_start") for r in tuner.trials(study="w", storage=store).records].count(0) == 1
+
+
+def test_keras_tuner_also_runs_the_warm_starts_after_the_baselines(store):
+    tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="kw", engine="keras-tuner", warm_start=2,
+                 seed=2, runner=FakeRunner())
+    records = tuner.trials(study="kw", storage=store).records
+    assert [r.baseline for r in records] == ["basenet", None, None, None]
+    assert [r.tags.get("warm_start") for r in records] == [None, 0, 1, None]
+    assert [r.params for r in records[1:3]] == perturbations(search_spaces.basenet, {"epochs": 1}, 2, seed=2)
+
+
+def test_under_a_pruner_epochs_are_the_fidelity_not_a_choice(store):
+    tuner.search(["space=improved", "data=synthetic"], trials=2, storage=store, study="f", pruner="asha",
+                 max_epochs=4, runner=FakeRunner())
+    view = tuner.trials(study="f", storage=store)
+    assert view.meta["pins"] == {"epochs": 4} and view.meta["settings"]["max_epochs"] == 4
+    searched = [r for r in view.records if r.baseline is None]
+    assert all(r.params["epochs"] == 4 for r in searched)
+    trials = optuna.load_study(study_name="f", storage=store).trials
+    assert all("epochs" not in t.params for t in trials)  # never sampled
+    # Without --max-epochs the maximum is the space's.
+    tuner.search(["space=improved", "data=synthetic"], trials=1, storage=store, study="g", pruner="median",
+                 runner=FakeRunner())
+    assert tuner.trials(study="g", storage=store).meta["pins"] == {"epochs": describe(IMPROVED)["epochs"].max_value}
+    # A pinned epochs stays what the user said.
+    tuner.search(["space=improved", "data=synthetic", "epochs=2"], trials=1, storage=store, study="h", pruner="asha",
+                 runner=FakeRunner())
+    assert tuner.trials(study="h", storage=store).meta["pins"] == {"epochs": 2}
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--max-epochs", "4", "--pruner", "none"], ["--max-epochs", "epochs=N"]),
+        (["--max-epochs", "4", "--engine", "keras-tuner"], ["--max-epochs", "hyperband"]),
+        (["--max-epochs", "400", "--pruner", "asha"], ["--max-epochs 400", "1..50"]),
+        (["--max-epochs", "4", "--pruner", "asha", "epochs=3"], ["--max-epochs 4", "epochs=3"]),
+        (["--warm-start", "-1"], ["--warm-start"]),
+        (["--reeval-share", "1"], ["--reeval-share"]),
+        (["--reeval-top", "1"], ["--reeval-top"]),
+    ],
+)
+def test_bad_strategy_options_get_one_line(store, args, needles):
+    one_line_error(run_cli("search", "space=improved", "data=synthetic", *args, "--storage", store), *needles)
+
+
+def _planted(params, seed):
+    """Trial learning rates decide the accuracy: a 'lucky' rate scores high once and low on new seeds."""
+    lucky = params["learning_rate"] > 0.005
+    new_seed = seed >= 10_000
+    return (0.40 if lucky and new_seed else 0.90 if lucky else 0.62), 0.5
+
+
+def test_the_reevaluation_phase_makes_best_pick_by_the_mean(store):
+    words = ["space=basenet", *SYN, "optimizer=adam", "batch_size=32"]
+    runner = FakeRunner(accuracy=_planted)
+    result = tuner.search(words, trials=6, storage=store, study="r", seed=3, reeval_share=0.3, reeval_top=3,
+                          runner=runner)
+    records = tuner.trials(study="r", storage=store).records
+    reeval = [r for r in records if "reeval_of" in r.tags]
+    searched = [r for r in records if not r.tags and r.baseline is None]
+    assert len(searched) == 6 and len(reeval) == 3 * 2  # no timeout: 2 new seeds for each of the top 3
+    report = tuner.best(study="r", storage=store)
+    lucky = max(records, key=lambda r: (r.val_accuracy, -r.number))
+    assert lucky.val_accuracy == 0.90 and report.single_run_best.number == lucky.number
+    assert report.best.number != lucky.number and report.picked_by_mean.val_mean == pytest.approx(62.0)
+    assert result.best.number == report.best.number  # the search result names the same pick
+    assert {r.number for r in result.ran} >= {r.number for r in reeval}
+
+
+def test_reevaluation_fits_the_time_left_or_says_why_it_did_not_run(store):
+    class Slow(FakeRunner):
+        def __call__(self, *args, **kwargs):
+            out = super().__call__(*args, **kwargs)
+            out.seconds = 100.0  # as if each run took 100 s
+            return out
+
+    result = tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="t", timeout=30, reeval_share=0.25,
+                          runner=Slow())
+    assert "no time left to re-evaluate" in result.message and "best --reeval" in result.message
+    assert not [r for r in tuner.trials(study="t", storage=store).records if "reeval_of" in r.tags]
