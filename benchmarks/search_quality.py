@@ -84,6 +84,8 @@ def _plain(seed: int, seconds: float, data, storage: str) -> dict[str, Any]:
 
         def report(epoch, logs):
             trial.report(float(logs["val_accuracy"]), epoch)
+            trial.set_user_attr("history", {**trial.user_attrs.get("history", {}),
+                                            str(epoch): float(logs["val_accuracy"])})
 
         def stop(epoch, logs):
             if trial.should_prune():
@@ -149,7 +151,9 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 def run(args, strategy: str, seed: int, data, final: list[float]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        storage = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        folder = Path(args.keep or tmp) / f"{strategy.replace(':', '_').replace(',', '_')}-seed{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        storage = f"sqlite:///{folder / 'study.db'}"
         start = time.perf_counter()
         if strategy == "plain":
             row = _plain(seed, args.minutes * 60, data, storage)
@@ -197,6 +201,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=25.0)
     parser.add_argument("--out", default="search_quality.jsonl", help="JSON lines, appended to")
     parser.add_argument("--table", action="store_true", help="only print the table of --out")
+    parser.add_argument("--keep", default=None, help="keep each run's study store in this folder (for analysis)")
     args = parser.parse_args()
     out = Path(args.out)
     if args.table:

@@ -57,22 +57,48 @@ def test_keras_tuner_also_runs_the_warm_starts_after_the_baselines(store):
 
 
 def test_under_a_pruner_epochs_are_the_fidelity_not_a_choice(store):
-    tuner.search(["space=improved", "data=synthetic"], trials=2, storage=store, study="f", pruner="asha",
-                 max_epochs=4, runner=FakeRunner())
+    tuner.search(["space=improved", "data=synthetic"], trials=3, storage=store, study="f", pruner="asha",
+                 max_epochs=4, warm_start=1, runner=FakeRunner())
     view = tuner.trials(study="f", storage=store)
-    assert view.meta["pins"] == {"epochs": 4} and view.meta["settings"]["max_epochs"] == 4
-    searched = [r for r in view.records if r.baseline is None]
-    assert all(r.params["epochs"] == 4 for r in searched)
+    assert view.meta["pins"] == {} and view.meta["settings"]["max_epochs"] == 4
+    # The baselines are the study's configurations, with their own epochs; every searched trial may train 4.
+    assert [(r.baseline, r.params["epochs"]) for r in view.records[:2]] == [("basenet", 15), ("final", 20)]
+    assert [r.params["epochs"] for r in view.records[2:]] == [4, 4, 4]
     trials = optuna.load_study(study_name="f", storage=store).trials
-    assert all("epochs" not in t.params for t in trials)  # never sampled
-    # Without --max-epochs the maximum is the space's.
+    assert all("epochs" not in t.params for t in trials[2:])  # never sampled
+    # Without --max-epochs the maximum is the space's, and a worker reuses it.
     tuner.search(["space=improved", "data=synthetic"], trials=1, storage=store, study="g", pruner="median",
                  runner=FakeRunner())
-    assert tuner.trials(study="g", storage=store).meta["pins"] == {"epochs": describe(IMPROVED)["epochs"].max_value}
-    # A pinned epochs stays what the user said.
+    top = describe(IMPROVED)["epochs"].max_value
+    assert tuner.trials(study="g", storage=store).meta["settings"]["max_epochs"] == top
+    tuner.worker(study="g", storage=store, runner=FakeRunner())
+    # A pinned epochs stays what the user said, for every trial.
     tuner.search(["space=improved", "data=synthetic", "epochs=2"], trials=1, storage=store, study="h", pruner="asha",
                  runner=FakeRunner())
-    assert tuner.trials(study="h", storage=store).meta["pins"] == {"epochs": 2}
+    assert {r.params["epochs"] for r in tuner.trials(study="h", storage=store).records} == {2}
+
+
+def test_the_first_rung_sits_at_an_eighth_of_the_epochs_fidelity():
+    import optuna
+
+    from tuner.engines import make_pruner
+    from tuner.engines._pruning import first_rung
+
+    assert [first_rung(m) for m in (50, 30, 8, None)] == [6, 3, 2, 2]
+    # ASHA with the improved space's fidelity never stops a trial before epoch 6.
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("asha", max_epochs=50))
+    for value in (0.9, 0.8, 0.7, 0.6):
+        good = study.ask()
+        for epoch in range(1, 7):
+            good.report(value, epoch)
+            good.should_prune()  # ASHA records a trial's value at a rung when asked there
+        study.tell(good, value)
+    bad = study.ask()
+    for epoch in range(1, 6):
+        bad.report(0.01, epoch)
+        assert not bad.should_prune(), epoch
+    bad.report(0.01, 6)
+    assert bad.should_prune()
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import Experiment, from_meta, load_data, split_words
 from tuner.hp import describe
 from tuner.objective import Objective, Runner
-from tuner.plan import Artifacts, BaselineRun, SearchPlan
+from tuner.plan import Artifacts, BaselineRun, SearchPlan, search_pins
 from tuner.records import Display, TrialRecord
 from tuner.warm_start import perturbations
 from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
@@ -123,26 +123,31 @@ def _settings(*, engine: str, trials: int, seed: int, baselines: bool, max_failu
     return SearchSettings(**common, sampler=sampler or "tpe", pruner=pruner, max_epochs=max_epochs)
 
 
-def _with_fidelity(exp: Experiment, settings: SearchSettings) -> tuple[Experiment, SearchSettings]:
-    """Epochs as the pruner's fidelity: under a pruner, ``epochs`` is not searched but fixed at the maximum (the
-    space's, or ``--max-epochs``), and the pruner decides how far each trial goes. Searching the epochs *and*
-    pruning on them would compare trials of different lengths at the same rung. A pinned ``epochs`` stays."""
+def _with_fidelity(exp: Experiment, settings: SearchSettings) -> SearchSettings:
+    """Epochs as the pruner's fidelity: under a pruner, the searched trials do not sample ``epochs`` but may train up
+    to the maximum (the space's, or ``--max-epochs``), and the pruner decides how far each one goes. Searching the
+    epochs *and* pruning on them would compare trials of different lengths at the same rung. A pinned ``epochs``
+    stays; baselines keep their own epochs (they are the study's configurations and are never pruned).
+
+    Raises:
+        CnntuneError: ``--max-epochs`` with a pinned ``epochs``, a space without epochs, or outside its range.
+    """
     param = describe(exp.space).get("epochs")
     if settings.pruner in (None, "none"):
-        return exp, settings
-    if "epochs" in exp.pins:  # pinned by the user, or by this rule when the study was created
-        if settings.max_epochs is not None and settings.max_epochs != exp.pins["epochs"]:
+        return settings
+    if "epochs" in exp.pins:
+        if settings.max_epochs is not None:
             raise CnntuneError(f"--max-epochs {settings.max_epochs} contradicts epochs={exp.pins['epochs']}; "
                                "give one of them")
-        return exp, settings
+        return settings
     if param is None or not param.is_tunable:
         if settings.max_epochs is not None:
             raise CnntuneError(f"--max-epochs needs a space that searches epochs; {exp.space_name} does not")
-        return exp, settings
+        return settings
     top = int(settings.max_epochs or param.max_value)
     if not param.contains(top):
         raise CnntuneError(f"--max-epochs {top} is outside the space's epochs ({param.summary()})")
-    return replace(exp, pins={**exp.pins, "epochs": top}), replace(settings, max_epochs=top)
+    return replace(settings, max_epochs=top)
 
 
 def _check_engine_options(settings: SearchSettings, exp: Experiment, chief: str | None) -> None:
@@ -239,7 +244,8 @@ def search(
         import optuna
 
         meta = study_meta(optuna.load_study(study_name=name, storage=store))
-    exp, settings = _with_fidelity(from_meta(meta, words), settings)
+    exp = from_meta(meta, words)
+    settings = _with_fidelity(exp, settings)
     if meta:
         check_same_experiment(name, meta, exp)
     _check_engine_options(settings, exp, chief)
@@ -290,7 +296,8 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
                       baselines=runs, artifacts=art, display=display,
                       timeout=None if timeout is None else timeout * (1 - reeval), chief=chief,
                       worker_id=worker_id, heartbeat=heartbeat,
-                      warm_starts=perturbations(exp.space, exp.pins, settings.warm_start, settings.seed))
+                      warm_starts=perturbations(exp.space, search_pins(exp, settings), settings.warm_start,
+                                                settings.seed))
     if not serving:
         display.search_begin(study=name, space=exp.space_name, data=exp.data.label(),
                              trials=max(settings.trials - used, 0), baselines=len(pending) + waiting)

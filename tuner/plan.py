@@ -22,7 +22,15 @@ from tuner.records import Display, TrialRecord
 from tuner.store import artifacts_root
 from tuner.study import SearchSettings, budget_used, read_records
 
-__all__ = ["Artifacts", "BaselineRun", "FailureStreak", "SearchPlan"]
+__all__ = ["Artifacts", "BaselineRun", "FailureStreak", "SearchPlan", "search_pins"]
+
+
+def search_pins(experiment: Experiment, settings: SearchSettings) -> dict[str, Any]:
+    """The values the sampler never varies in *searched* trials: the experiment's pins and, under a pruner, the
+    epochs fidelity (``settings.max_epochs``). Baselines get the experiment's pins only: they keep their own epochs."""
+    if settings.max_epochs is None:
+        return dict(experiment.pins)
+    return {**experiment.pins, "epochs": int(settings.max_epochs)}
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,11 @@ class SearchPlan:
     def trials(self) -> int:
         """Searched trials the study should hold (baselines are extra)."""
         return self.settings.trials
+
+    @property
+    def search_pins(self) -> dict[str, Any]:
+        """``search_pins(experiment, settings)``: what the searched trials never vary."""
+        return search_pins(self.experiment, self.settings)
 
     @property
     def seed(self) -> int | None:

@@ -140,7 +140,7 @@ def _enqueue(plan: SearchPlan) -> None:
     started = {r.tags["warm_start"] for r in records if "warm_start" in r.tags}
     for index, config in enumerate(plan.warm_starts):
         if index not in started:
-            study.enqueue_trial(_suggestable(exp.space, exp.pins, config),
+            study.enqueue_trial(_suggestable(exp.space, plan.search_pins, config),
                                 user_attrs={"warm_start": index, "given": config})
     retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
     for r in records:
@@ -148,7 +148,7 @@ def _enqueue(plan: SearchPlan) -> None:
         # Keras Tuner trials by Keras Tuner's own project state.
         if (r.reason == "interrupted" and r.number not in retried and not r.baseline and not is_replay(r)
                 and "engine" not in r.tags):
-            study.enqueue_trial(_suggestable(exp.space, exp.pins, r.params),
+            study.enqueue_trial(_suggestable(exp.space, plan.search_pins, r.params),
                                 user_attrs={"retry_of": r.number, "given": r.params})
 
 
@@ -162,9 +162,10 @@ def run(plan: SearchPlan) -> None:
     import optuna
 
     study, exp = plan.study, plan.experiment
-    study.sampler = make_sampler(plan.settings.sampler or "tpe", exp.space, exp.pins, plan.seed,
+    pins = plan.search_pins
+    study.sampler = make_sampler(plan.settings.sampler or "tpe", exp.space, pins, plan.seed,
                                  startup=len(plan.warm_starts) or None)
-    study.pruner = make_pruner(plan.settings.pruner or "none")
+    study.pruner = make_pruner(plan.settings.pruner or "none", max_epochs=plan.settings.max_epochs)
     if plan.heartbeat:
         # Fail (and queue for retry) the trials of workers that died, before counting the budget.
         with warnings.catch_warnings():
@@ -181,7 +182,7 @@ def run(plan: SearchPlan) -> None:
     def objective(trial) -> float:
         baseline = trial.user_attrs.get("baseline")
         given = configs.get(baseline, {}) if baseline else dict(trial.user_attrs.get("given") or {})
-        params = resolve(exp.space, OptunaHP(trial, exp.pins, given))
+        params = resolve(exp.space, OptunaHP(trial, exp.pins if baseline else pins, given))
         return plan.objective(trial, params, dict(trial.user_attrs))
 
     def after_trial(st, frozen) -> None:
