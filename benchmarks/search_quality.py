@@ -126,7 +126,8 @@ def _cnntune(seed: int, seconds: float, options: dict[str, Any], storage: str, a
     tuner.search(words, trials=100_000, timeout=seconds, seed=seed, storage=storage, study=name, **options)
     records = tuner.trials(study=name, storage=storage).records
     report = tuner.best(study=name, storage=storage)
-    searched = [r for r in records if "reeval_of" not in r.tags]
+    # Trials that ran (baselines included); warm starts still queued when the time ran out are not trials.
+    searched = [r for r in records if "reeval_of" not in r.tags and r.state in ("complete", "pruned", "fail")]
     row = {"pick": {"params": report.best.params, "val": round(100 * report.best.val_accuracy, 2),
                     "test": round(100 * report.best.test_accuracy, 2), "trial": report.best.number,
                     "baseline": report.best.baseline},
