@@ -3,7 +3,7 @@
 Each module defines ``NAME``, ``DESCRIPTION``, ``DEFAULT_DATA``, ``BASELINES``, ``declare(hp)`` (pure Python, Keras
 Tuner vocabulary, every default = the study's choice at that step) and ``build(params, spec)`` (a compiled Keras
 model; imports Keras inside). The study's CNN spaces declare ``FIXED`` and share one builder
-(``_blocks.space_builder``). Importing this package does not import Keras or TensorFlow.
+(``_cnn.space_builder``). Importing this package does not import Keras or TensorFlow.
 
 This module is the one space registry: ``SPACES`` (registered by plain imports), ``get_space`` (a registered name
 or a path to a user's own module), ``summaries`` and ``detail`` (what ``cnntune spaces`` lists).

@@ -29,7 +29,7 @@ Study table (STUDY.md 2.2):
 
 from __future__ import annotations
 
-from search_spaces import _blocks
+from search_spaces import _blocks, _cnn
 from tuner.spec import Baseline, Claim
 
 NAME = "augmentation"
@@ -73,4 +73,4 @@ def declare(hp) -> None:
 
 
 # The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
-build = _blocks.space_builder(NAME, FIXED)
+build = _cnn.space_builder(NAME, FIXED)

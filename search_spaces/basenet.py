@@ -20,7 +20,7 @@ Reported: 31.68% (one run) and 22.68% (another run, diverged at epoch 12-13): th
 
 from __future__ import annotations
 
-from search_spaces import _blocks
+from search_spaces import _blocks, _cnn
 from tuner.spec import Baseline, Claim
 
 NAME = "basenet"
@@ -48,4 +48,4 @@ def declare(hp) -> None:
 
 
 # The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
-build = _blocks.space_builder(NAME, FIXED)
+build = _cnn.space_builder(NAME, FIXED)

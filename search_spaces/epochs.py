@@ -25,7 +25,7 @@ Study table (STUDY.md 2.5):
 
 from __future__ import annotations
 
-from search_spaces import _blocks
+from search_spaces import _blocks, _cnn
 from tuner.spec import Baseline, Claim
 
 NAME = "epochs"
@@ -63,4 +63,4 @@ def declare(hp) -> None:
 
 
 # The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
-build = _blocks.space_builder(NAME, FIXED)
+build = _cnn.space_builder(NAME, FIXED)

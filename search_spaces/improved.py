@@ -35,7 +35,7 @@ Reported: BaseNet 31.68%; final model 55.6% test (validation ~51%, train ~67% at
 
 from __future__ import annotations
 
-from search_spaces import _blocks
+from search_spaces import _blocks, _cnn
 from tuner.spec import Baseline, Claim
 
 NAME = "improved"
@@ -81,4 +81,4 @@ def declare(hp) -> None:
 
 
 # The study's CNN family with FIXED under the trial's values (one builder for every CNN space).
-build = _blocks.space_builder(NAME, FIXED)
+build = _cnn.space_builder(NAME, FIXED)

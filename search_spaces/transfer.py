@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from search_spaces import _blocks, _resnet
+from search_spaces import _blocks, _cnn, _resnet
 from tuner.errors import SpaceError
 from tuner.spec import Baseline, Claim, ModelSpec
 
@@ -132,7 +132,7 @@ def _image_input(spec: ModelSpec):
     import keras
     from keras import layers
 
-    height, width, channels = _blocks.check_spec(spec)
+    height, width, channels = _cnn.check_spec(spec)
     if min(height, width) < _resnet.MIN_SIZE:
         raise _blocks.SpaceValueError(f"ResNet50 needs images of at least {_resnet.MIN_SIZE}x{_resnet.MIN_SIZE}; pass "
                                       f"image_size=32 or more. Received: input_shape={spec.input_shape}")
@@ -156,9 +156,9 @@ def _head_layers(x, params: Mapping[str, Any], spec: ModelSpec):
     units = params["head_units"]
     if isinstance(units, bool) or not isinstance(units, int) or units < 1:
         raise _blocks.SpaceValueError(f"head_units must be a positive int. Received: head_units={units!r}")
-    bn = _blocks.bn_position(params, "head_bn")
+    bn = _cnn.bn_position(params, "head_bn")
     x = layers.Dense(units, name="head_dense")(x)
-    x = _blocks.relu_block(x, "head_dense", bn)
+    x = _cnn.relu_block(x, "head_dense", bn)
     if params.get("dropout", 0.0) > 0:
         x = layers.Dropout(float(params["dropout"]), name="head_dropout")(x)
     x = layers.Dense(spec.num_classes, name="head_logits")(x)
@@ -168,7 +168,7 @@ def _head_layers(x, params: Mapping[str, Any], spec: ModelSpec):
 
 
 def _compile(model, params: Mapping[str, Any], optimizer=None):
-    model.compile(optimizer=optimizer or _blocks.make_optimizer(params), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=optimizer or _cnn.make_optimizer(params), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
 
@@ -216,7 +216,7 @@ def build(params: Mapping[str, Any], spec: ModelSpec):
         raise _blocks.SpaceValueError(f"mode must be one of {list(MODES)}. Received: mode={mode!r}")
     inputs, x = _image_input(spec)
     if mode != "frozen" or params.get("frozen_augment", False):
-        x = _blocks.augmentation_layers(x, params)
+        x = _cnn.augmentation_layers(x, params)
     net = _resnet.backbone_net(_backbone_input_shape(spec), _weights(spec))
     if mode == "frozen":
         net.trainable = False
@@ -227,7 +227,7 @@ def build(params: Mapping[str, Any], spec: ModelSpec):
     # training=False: BatchNormalization inside the backbone keeps its statistics, also while fine-tuning.
     outputs = _head_layers(net(_resnet.preprocess(x), training=False), params, spec)
     model = keras.Model(inputs, outputs, name=NAME)
-    optimizer = _blocks.make_optimizer(params)
+    optimizer = _cnn.make_optimizer(params)
     scale = float(params.get("backbone_lr_scale", 1.0))
     if mode != "frozen" and scale != 1.0:
         optimizer = _resnet.scaled_optimizer(optimizer, scale, net.trainable_variables)

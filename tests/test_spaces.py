@@ -13,7 +13,7 @@ import pytest
 
 import search_spaces
 from conftest import non_trainable, run_python
-from search_spaces import _blocks
+from search_spaces import _cnn
 from tuner import hp as H
 from tuner.spec import Baseline, ModelSpec
 
@@ -408,8 +408,8 @@ def test_zoom_matches_image_data_generator_range():
 
 
 def test_zoom_above_one_is_clipped_to_keras_range():
-    assert _blocks.zoom_bounds(1.2) == (-0.99, 1.0)
-    assert _blocks.zoom_bounds(0.2) == (-0.2, 0.2)
+    assert _cnn.zoom_bounds(1.2) == (-0.99, 1.0)
+    assert _cnn.zoom_bounds(0.2) == (-0.2, 0.2)
     layer = _augmented_model(zoom=1.2).get_layer("aug_zoom")
     assert (layer.height_lower, layer.height_upper) == (-0.99, 1.0)
 

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from search_spaces import _blocks
+from search_spaces import _blocks, _cnn
 from tuner.spec import Baseline, ModelSpec
 
 NAME = "planted"
@@ -33,7 +33,7 @@ def build(params: dict, spec: ModelSpec):
         raise RuntimeError("planted build failure")
     if plant == "diverge":
         config.update(optimizer="sgd", learning_rate=1e12)
-    model = _blocks.build_cnn(config, spec, name=NAME)
+    model = _cnn.build_cnn(config, spec, name=NAME)
     if plant == "flat":
         import keras
 
