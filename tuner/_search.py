@@ -25,7 +25,9 @@ from tuner.records import Display, TrialRecord
 from tuner.warm_start import perturbations
 from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
 from tuner.reeval import pick, reevaluate, top_configs
+from tuner._workers import WorkerPool, worker_pool
 from tuner.study import (
+    FINISHED,
     SearchSettings,
     best_record,
     budget_used,
@@ -73,7 +75,8 @@ class SearchResult:
 def _settings(*, engine: str, trials: int, seed: int, baselines: bool, max_failures: int, timeout: float | None,
               sampler: str | None, pruner: str | None, kt_tuner: str | None, chief: str | None,
               warm_start: int | None, max_epochs: int | None, reeval_share: float | None,
-              reeval_top: int | None) -> SearchSettings:
+              reeval_top: int | None, heartbeat_grace: float | None = None,
+              isolate: bool = False) -> SearchSettings:
     """The run's settings, each option checked and given to the engine it belongs to; ``None`` is the default.
 
     Raises:
@@ -97,10 +100,13 @@ def _settings(*, engine: str, trials: int, seed: int, baselines: bool, max_failu
         raise CnntuneError(f"--reeval-top must be at least 2 (configurations to rank). Received: {reeval_top}")
     if max_epochs is not None and max_epochs < 1:
         raise CnntuneError(f"--max-epochs must be at least 1. Received: {max_epochs}")
+    if heartbeat_grace is not None and heartbeat_grace < 2:
+        raise CnntuneError(f"--heartbeat-grace must be at least 2 seconds. Received: {heartbeat_grace}")
     get_engine(engine)
     common = dict(engine=engine, trials=int(trials), seed=int(seed), baselines=bool(baselines),
                   max_failures=int(max_failures), warm_start=int(warm_start), reeval_share=float(reeval_share),
-                  reeval_top=int(reeval_top))
+                  reeval_top=int(reeval_top), isolate=bool(isolate),
+                  heartbeat_grace=None if heartbeat_grace is None else int(heartbeat_grace))
     if engine == "keras-tuner":
         if sampler is not None:
             raise CnntuneError("--sampler is an Optuna engine option; with --engine keras-tuner pick the tuner with "
@@ -187,6 +193,11 @@ def search(
     max_epochs: int | None = None,
     reeval_share: float | None = None,
     reeval_top: int | None = None,
+    workers: int | None = None,
+    gpus: str | Sequence[str] | None = None,
+    heartbeat_grace: float | None = None,
+    isolate: bool = False,
+    worker_timeout: float | None = None,
 ) -> SearchResult:
     """Searches a space; resumes the study when it exists.
 
@@ -220,6 +231,15 @@ def search(
             (without a timeout: 2 seeds each after the trials); ``best`` then picks by their mean; ``0``: off.
         reeval_top: how many configurations the re-evaluation ranks.
         (``None`` for any of these four, and for ``sampler`` and ``pruner``, is cnntune's default strategy.)
+        workers: ``None`` or 1: this process runs the trials; ``0``: create the study (settings, queued baselines)
+            and run nothing, for workers started elsewhere; ``N > 1``: start ``N`` ``cnntune worker`` processes on the
+            study, wait for them, then run the re-evaluation phase if one is set (``tuner._workers``).
+        gpus: ``"0,1,3"``, a list, or ``"all"`` (``nvidia-smi -L``): one worker per GPU, each seeing only its own
+            (``CUDA_VISIBLE_DEVICES``); with ``workers`` as well, the workers take the GPUs in turn.
+        heartbeat_grace: seconds without a heartbeat after which a running trial's worker counts as dead and the
+            trial is retried (database storages; default ``tuner.store.GRACE_PERIOD``); stored for workers.
+        isolate: run each trial in a child process (``tuner.isolate``); stored for workers.
+        worker_timeout: set by ``worker``: start no new trial after this many seconds.
 
     Returns:
         A ``SearchResult`` with the trials this call ran and the study's best trial.
@@ -231,11 +251,12 @@ def search(
     settings = _settings(engine=engine, trials=trials, seed=seed, baselines=baselines, max_failures=max_failures,
                          timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief,
                          warm_start=warm_start, max_epochs=max_epochs, reeval_share=reeval_share,
-                         reeval_top=reeval_top)
+                         reeval_top=reeval_top, heartbeat_grace=heartbeat_grace, isolate=isolate)
     kv = split_words(words)
     url = storage or DEFAULT_STORAGE
+    pool = worker_pool(workers, gpus, url=url, engine=settings.engine, chief=chief) if worker_id is None else None
     heartbeat = url.startswith(_HEARTBEAT_SCHEMES)
-    store = open_storage(url, heartbeat=heartbeat)
+    store = open_storage(url, heartbeat=heartbeat, grace=settings.heartbeat_grace)
     name = study or kv.get("space")
     if not name:
         raise SpaceError("say which space to search with space=NAME (or resume one with --study NAME)")
@@ -252,13 +273,14 @@ def search(
     skip_bad_images = bool(skip_bad_images or meta.get("skip_bad_images", False))
     with interruptible():
         return _run(settings, exp, name=name, url=url, store=store, meta=meta, heartbeat=heartbeat,
-                    timeout=timeout, artifacts=artifacts, display=display, skip_bad_images=skip_bad_images,
-                    chief=chief, worker_id=worker_id, runner=runner)
+                    timeout=worker_timeout if worker_id else timeout, artifacts=artifacts, display=display,
+                    skip_bad_images=skip_bad_images, chief=chief, worker_id=worker_id, runner=runner, pool=pool)
 
 
 def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, store, meta: dict[str, Any],
          heartbeat: bool, timeout: float | None, artifacts: str | None, display: Display, skip_bad_images: bool,
-         chief: str | None, worker_id: str | None, runner: Runner | None) -> SearchResult:
+         chief: str | None, worker_id: str | None, runner: Runner | None,
+         pool: WorkerPool | None = None) -> SearchResult:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -287,6 +309,10 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
         return SearchResult(name, redact(url), [], best_record(records),
                             f"study {name!r} already holds {used} searched trials; raise --trials to add more")
 
+    if settings.isolate:
+        from tuner.isolate import isolated
+
+        runner = isolated(runner)
     objective = Objective(exp, data, model_dir=art.model_dir(settings.engine), feature_cache=art.feature_cache,
                           seed=settings.seed, display=display, prune=(settings.pruner or "none") != "none",
                           engine=None if settings.engine == "optuna" else settings.engine, runner=runner)
@@ -298,15 +324,27 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
                       worker_id=worker_id, heartbeat=heartbeat,
                       warm_starts=perturbations(exp.space, search_pins(exp, settings), settings.warm_start,
                                                 settings.seed))
-    if not serving:
-        display.search_begin(study=name, space=exp.space_name, data=exp.data.label(),
-                             trials=max(settings.trials - used, 0), baselines=len(pending) + waiting)
-    try:
-        ENGINES[settings.engine].run(plan)
-    finally:
-        display.search_end()
-    plan.failures.check()
-    ran = list(plan.ran)
+    if pool is not None:
+        ENGINES[settings.engine].prepare(plan)
+        if pool.size == 0:
+            return SearchResult(name, redact(url), [], best_record(read_records(study_obj)),
+                                f"study {name!r} is ready: {max(settings.trials - used, 0)} searched trials and "
+                                f"{len(pending)} baselines to run; start workers with: cnntune worker --study {name} "
+                                f"--storage {redact(url)}")
+        before = {r.number for r in records if r.state in FINISHED}
+        left = None if plan.timeout is None else max(plan.timeout - (time.monotonic() - plan.started), 1.0)
+        pool.run(name, timeout=left, display=display)
+        ran = [r for r in read_records(study_obj) if r.state in FINISHED and r.number not in before]
+    else:
+        if not serving:
+            display.search_begin(study=name, space=exp.space_name, data=exp.data.label(),
+                                 trials=max(settings.trials - used, 0), baselines=len(pending) + waiting)
+        try:
+            ENGINES[settings.engine].run(plan)
+        finally:
+            display.search_end()
+        plan.failures.check()
+        ran = list(plan.ran)
     message = ""
     if reeval:
         left = None if timeout is None else timeout - (time.monotonic() - plan.started)
@@ -347,6 +385,8 @@ def worker(
     wait: float = 600.0,
     display: Display | None = None,
     runner: Runner | None = None,
+    timeout: float | None = None,
+    heartbeat_grace: float | None = None,
 ) -> SearchResult:
     """Joins an existing study and runs its trials until the study's ``--trials`` budget is reached.
 
@@ -365,6 +405,8 @@ def worker(
         wait: Keras Tuner engine: seconds to wait for the chief to start serving.
         display: receives progress.
         runner: trains one configuration; default ``tuner.runner.run_trial``.
+        timeout: start no new trial after this many seconds.
+        heartbeat_grace: default: the study's (``search --heartbeat-grace``).
 
     Raises:
         CnntuneError: no such study, a study without stored settings, or a Keras Tuner worker without a chief.
@@ -386,5 +428,6 @@ def worker(
         pruner=settings.pruner, max_failures=settings.max_failures if max_failures is None else max_failures,
         chief=chief, worker_id=worker_id or f"worker-{os.getpid()}", runner=runner,
         warm_start=settings.warm_start, max_epochs=settings.max_epochs, reeval_share=settings.reeval_share,
-        reeval_top=settings.reeval_top,
+        reeval_top=settings.reeval_top, isolate=settings.isolate, worker_timeout=timeout,
+        heartbeat_grace=settings.heartbeat_grace if heartbeat_grace is None else heartbeat_grace,
     )

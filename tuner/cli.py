@@ -98,6 +98,15 @@ def search(
                                                  "mean (0: off)."),
     reeval_top: Optional[int] = typer.Option(None, "--reeval-top", help="How many configurations the "
                                              "re-evaluation ranks (default 3)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Start N worker processes on the study and wait "
+                                          "for them (0: create the study and run nothing)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker per GPU: 0,1,2,3 or all (nvidia-smi -L); "
+                                       "each sees only its GPU."),
+    heartbeat_grace: Optional[float] = typer.Option(None, "--heartbeat-grace", help="Seconds without a heartbeat "
+                                                    "before a worker counts as dead and its trial is retried "
+                                                    "(default 90)."),
+    isolate: bool = typer.Option(False, "--isolate", help="Run each trial in a child process: memory is returned "
+                                 "after every trial, a crash fails only that trial."),
 ) -> None:
     """Search a space: cnntune search space=deeper_net --trials 50."""
     from tuner import api
@@ -108,7 +117,8 @@ def search(
                             timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display,
                             engine=engine, kt_tuner=kt_tuner, pruner=pruner, max_failures=max_failures,
                             chief=chief, skip_bad_images=skip_bad_images, warm_start=warm_start,
-                            max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top)
+                            max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top,
+                            workers=workers, gpus=gpus, heartbeat_grace=heartbeat_grace, isolate=isolate)
     _summary(result, quiet)
 
 
@@ -120,6 +130,9 @@ def worker(
     chief: Optional[str] = typer.Option(None, "--chief", help="Keras Tuner engine: HOST:PORT of the chief."),
     worker_id: Optional[str] = typer.Option(None, "--worker-id", help="This worker's name (default worker-PID)."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", help="Default: the study's."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after SECONDS."),
+    heartbeat_grace: Optional[float] = typer.Option(None, "--heartbeat-grace", help="Seconds without a heartbeat "
+                                                    "before a worker counts as dead (default: the study's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Join a study and run its trials until its budget is reached: cnntune worker --study c25 --storage URL."""
@@ -128,7 +141,8 @@ def worker(
     display = _progress(quiet)
     with _guard(), interruptible():
         result = api.worker(study=study, storage=storage, engine=engine, chief=chief, worker_id=worker_id,
-                            max_failures=max_failures, display=display)
+                            max_failures=max_failures, display=display, timeout=timeout,
+                            heartbeat_grace=heartbeat_grace)
     _summary(result, quiet)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -92,6 +93,9 @@ class RichDisplay(Display):
 
     def message(self, text: str) -> None:
         self.console.print(text)
+
+    def worker_output(self, worker: str, line: str) -> None:
+        self.console.print(f"[dim]{escape(worker)}[/] {escape(line)}", highlight=False)
 
     def search_end(self) -> None:
         if self.progress is not None:

@@ -20,7 +20,7 @@ from tuner.experiment import Experiment
 from tuner.objective import Objective
 from tuner.records import Display, TrialRecord
 from tuner.store import artifacts_root
-from tuner.study import SearchSettings, budget_used, read_records
+from tuner.study import SearchSettings, budget_place, budget_used, holds_budget, read_records
 
 __all__ = ["Artifacts", "BaselineRun", "FailureStreak", "SearchPlan", "search_pins"]
 
@@ -171,11 +171,16 @@ class SearchPlan:
         return max(self.trials - budget_used(read_records(self.study) if records is None else records), 0)
 
     def budget_spent(self) -> bool:
-        """The study holds its budget and nothing is queued; a worker also counts the trials others are running,
-        so that together they do not overshoot."""
+        """Every place of the budget is held (by finished, running or queued searched trials, whichever process runs
+        them) and nothing is queued."""
         records = read_records(self.study)
-        running = sum(1 for r in records if r.state == "running") if self.worker_id else 0
-        return budget_used(records) + running >= self.trials and not any(r.state == "waiting" for r in records)
+        held = sum(1 for r in records if holds_budget(r) and r.state != "waiting")
+        return held >= self.trials and not any(r.state == "waiting" for r in records)
+
+    def over_budget(self, number: int) -> bool:
+        """Whether searched trial ``number``, just created, has no place in the budget (``budget_place``): another
+        process took the last place first. Such a trial runs nothing."""
+        return budget_place(read_records(self.study), number) >= self.trials
 
     def should_stop(self) -> bool:
         """Whether to start no further trial: failure streak, timeout, or budget."""
@@ -183,6 +188,8 @@ class SearchPlan:
 
     def trial_finished(self, record: TrialRecord) -> bool:
         """Shows and counts a finished trial; returns ``True`` when the engine should start no further trial."""
+        if record.tags.get("over_budget"):
+            return True  # it ran nothing: the budget was full
         self.ran.append(record)
         self.display.trial_end(record)
         self.failures.add(record)

@@ -46,7 +46,7 @@ class TrialRecord:
         if value is None:
             value = attrs.get("val_accuracy")
         params = dict(attrs.get("config") or trial.params)
-        tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start") if k in attrs}
+        tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start", "over_budget") if k in attrs}
         # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces.
         if "failed_trial" in (getattr(trial, "system_attrs", None) or {}):
             tags["retry_of"] = trial.system_attrs["failed_trial"]
@@ -99,6 +99,9 @@ class Display:
 
     def message(self, text: str) -> None:
         pass
+
+    def worker_output(self, worker: str, line: str) -> None:
+        """One line a worker process printed (``search --workers N``), shown tagged with the worker's name."""
 
     def search_end(self) -> None:
         pass

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_STORAGE",
     "artifacts_root",
     "create_or_load_study",
+    "heartbeat_timing",
     "load_study",
     "open_storage",
     "redact",
@@ -61,7 +62,7 @@ GRACE_PERIOD = 90
 MAX_RETRY = 2
 
 
-def open_storage(url: str | None = None, *, heartbeat: bool = False):
+def open_storage(url: str | None = None, *, heartbeat: bool = False, grace: float | None = None):
     """Opens an Optuna storage from a URL.
 
     Accepts any SQLAlchemy URL Optuna accepts (``sqlite:///file.db``, ``postgresql://...``, ``mysql+pymysql://...``)
@@ -70,7 +71,9 @@ def open_storage(url: str | None = None, *, heartbeat: bool = False):
     Args:
         url: the storage URL; ``None`` uses ``sqlite:///cnntune.db`` in the working directory.
         heartbeat: for database storages, record heartbeats of running trials so that the trial of a killed
-            process is failed after ``GRACE_PERIOD`` seconds and retried (``MAX_RETRY`` times at most).
+            process is failed after ``grace`` seconds and retried (``MAX_RETRY`` times at most).
+        grace: seconds without a heartbeat before a running trial counts as dead; default ``GRACE_PERIOD`` (or the
+            ``CNNTUNE_GRACE_PERIOD`` variable).
 
     Returns:
         An ``optuna.storages.BaseStorage``.
@@ -102,7 +105,7 @@ def open_storage(url: str | None = None, *, heartbeat: bool = False):
         with warnings.catch_warnings():
             # Heartbeats are marked experimental in Optuna; that is not the user's concern.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat))
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat, grace))
     except StorageError:
         raise
     except Exception as exc:  # SQLAlchemy/driver errors vary; all of them mean the same to a user
@@ -121,13 +124,22 @@ def _with_driver(url: str) -> str:
     return url
 
 
-def _heartbeat_kwargs(enabled: bool) -> dict[str, Any]:
+def heartbeat_timing(grace: float | None = None) -> tuple[int, int]:
+    """``(interval, grace)`` in whole seconds: the grace given, else ``CNNTUNE_GRACE_PERIOD``, else ``GRACE_PERIOD``;
+    a heartbeat at least three times per grace period (``CNNTUNE_HEARTBEAT_INTERVAL`` overrides), so that one late
+    beat of a busy worker does not fail its trial."""
+    grace = int(grace if grace is not None else os.environ.get("CNNTUNE_GRACE_PERIOD", GRACE_PERIOD))
+    interval = os.environ.get("CNNTUNE_HEARTBEAT_INTERVAL")
+    return (int(interval) if interval else max(1, min(HEARTBEAT_INTERVAL, grace // 3))), grace
+
+
+def _heartbeat_kwargs(enabled: bool, grace: float | None = None) -> dict[str, Any]:
     if not enabled:
         return {}
     from optuna import storages
 
-    timing = {"heartbeat_interval": int(os.environ.get("CNNTUNE_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL)),
-              "grace_period": int(os.environ.get("CNNTUNE_GRACE_PERIOD", GRACE_PERIOD))}
+    interval, grace = heartbeat_timing(grace)
+    timing = {"heartbeat_interval": interval, "grace_period": grace}
     retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None)  # optuna >= 4.9
     if retry is not None:
         return {**timing, "heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}

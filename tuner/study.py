@@ -30,10 +30,12 @@ __all__ = [
     "FINISHED",
     "SearchSettings",
     "best_record",
+    "budget_place",
     "budget_used",
     "candidates",
     "check_same_experiment",
     "counts_toward_budget",
+    "holds_budget",
     "done_baselines",
     "is_replay",
     "jsonable",
@@ -66,8 +68,10 @@ def open_study(storage: str | None, study: str | None):
 
 
 def read_records(study) -> list[TrialRecord]:
-    """Every trial of an ``optuna.Study`` as a ``TrialRecord``, in order."""
-    return [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+    """Every trial of an ``optuna.Study`` as a ``TrialRecord``, in order; trials that a process created after the
+    budget was full ran nothing (``budget_place``) and are left out."""
+    records = (TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False))
+    return [r for r in records if not r.tags.get("over_budget")]
 
 
 # -- the rules -------------------------------------------------------------------------------------------------------
@@ -80,6 +84,40 @@ def counts_toward_budget(rec: TrialRecord) -> bool:
     """Whether a trial, on its own, used up one searched trial of the budget (whichever engine ran it)."""
     # A retry (of an interrupted trial or of a dead worker's) counts; the trial it replaces does not.
     return rec.baseline is None and rec.state in FINISHED and rec.reason != "interrupted" and not is_replay(rec)
+
+
+def holds_budget(rec: TrialRecord) -> bool:
+    """Whether a searched trial holds a place in the budget: counted once finished, or running, or queued. A trial a
+    process created after the budget was full (``over_budget``) holds none."""
+    if rec.baseline is not None or is_replay(rec) or rec.tags.get("over_budget"):
+        return False
+    return rec.state in ("running", "waiting") or counts_toward_budget(rec)
+
+
+def budget_place(records: Sequence[TrialRecord], number: int) -> int:
+    """How many searched trials hold a place in the budget ahead of trial ``number``.
+
+    Processes sharing a study check the budget before each trial, but several can pass the check at the same moment
+    and start one trial each. The places decide, the same way in every process, which of them run: places are in
+    trial-number order (the storage numbers trials one at a time), a retry takes the place of the trial it retries,
+    and a trial whose place is ``>= --trials`` runs nothing. A lower number is always visible to a higher one, so two
+    processes never both run the last place.
+    """
+    by_number = {r.number: r for r in records}
+    retried = {r.tags["retry_of"] for r in records if "retry_of" in r.tags}
+
+    def place_key(rec: TrialRecord) -> tuple[int, int]:
+        root, seen = rec, set()
+        while "retry_of" in root.tags and root.tags["retry_of"] in by_number and root.number not in seen:
+            seen.add(root.number)
+            root = by_number[root.tags["retry_of"]]
+        return root.number, rec.number
+
+    holders = sorted((place_key(r) for r in records if holds_budget(r) and r.number not in retried))
+    mine = next((key for key in holders if key[1] == number), None)
+    if mine is None:
+        return len(holders)
+    return holders.index(mine)
 
 
 def budget_used(records: Sequence[TrialRecord]) -> int:
@@ -127,6 +165,9 @@ class SearchSettings:
             trial goes); ``None`` when epochs are searched.
         reeval_share: share of the budget kept to retrain the top ``reeval_top`` configurations with new seeds, so
             that ``best`` picks by their mean; 0 picks by one run.
+        heartbeat_grace: seconds without a heartbeat after which a running trial's worker counts as dead and the
+            trial is retried (database storages); ``None``: ``tuner.store.GRACE_PERIOD``.
+        isolate: each trial runs in a child process (``tuner.isolate``).
     """
 
     engine: str
@@ -141,6 +182,8 @@ class SearchSettings:
     max_epochs: int | None = None
     reeval_share: float = 0.0
     reeval_top: int = 3
+    heartbeat_grace: int | None = None
+    isolate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +208,7 @@ class SearchSettings:
             tuner=None if optuna_engine else (raw.get("tuner") or "random"),
             warm_start=int(raw.get("warm_start", 0)), max_epochs=raw.get("max_epochs"),
             reeval_share=float(raw.get("reeval_share", 0.0)), reeval_top=int(raw.get("reeval_top", 3)),
+            heartbeat_grace=raw.get("heartbeat_grace"), isolate=bool(raw.get("isolate", False)),
         )
 
 

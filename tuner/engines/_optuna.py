@@ -18,7 +18,7 @@ from tuner.plan import SearchPlan
 from tuner.records import TrialRecord
 from tuner.study import done_baselines, is_replay, read_records
 
-__all__ = ["SAMPLERS", "OptunaHP", "check_options", "grid_values", "make_sampler", "run", "start_trial",
+__all__ = ["SAMPLERS", "OptunaHP", "check_options", "grid_values", "make_sampler", "prepare", "run", "start_trial",
            "trial_config", "tunable"]
 
 NAME = "optuna"
@@ -136,7 +136,11 @@ def _enqueue(plan: SearchPlan) -> None:
     done = done_baselines(records)
     for b in plan.baselines:
         if b.name not in done:
-            study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=b.attrs)
+            # A baseline the search ran and was interrupted is retried as such, so that it resumes from its checkpoint.
+            before = [r.number for r in records
+                      if r.baseline == b.name and r.reason == "interrupted" and not is_replay(r)]
+            attrs = {**b.attrs, "retry_of": max(before)} if before else b.attrs
+            study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=attrs)
     started = {r.tags["warm_start"] for r in records if "warm_start" in r.tags}
     for index, config in enumerate(plan.warm_starts):
         if index not in started:
@@ -152,9 +156,19 @@ def _enqueue(plan: SearchPlan) -> None:
                                 user_attrs={"retry_of": r.number, "given": r.params})
 
 
+def prepare(plan: SearchPlan) -> None:
+    """Queues what the study must run before its sampler proposes anything (baselines, warm starts, retries), so
+    that workers started afterwards find them queued and none of them queues them a second time."""
+    _enqueue(plan)
+
+
 def _suggestable(space, pins, config: dict[str, Any]) -> dict[str, Any]:
     names = tunable(space, pins)
     return {k: v for k, v in config.items() if k in names}
+
+
+class _BudgetFull(Exception):
+    """A trial created after the budget was full; Optuna records it as failed and ``read_records`` skips it."""
 
 
 def run(plan: SearchPlan) -> None:
@@ -181,6 +195,12 @@ def run(plan: SearchPlan) -> None:
 
     def objective(trial) -> float:
         baseline = trial.user_attrs.get("baseline")
+        if not baseline and plan.over_budget(trial.number):
+            # Another process took the budget's last place while this one created its trial: run nothing, and
+            # leave a mark that every reader skips (Optuna cannot delete a trial).
+            trial.set_user_attr("over_budget", True)
+            trial.set_user_attr("fail_reason", "not run: the study's budget was full")
+            raise _BudgetFull(trial.number)
         given = configs.get(baseline, {}) if baseline else dict(trial.user_attrs.get("given") or {})
         params = resolve(exp.space, OptunaHP(trial, exp.pins if baseline else pins, given))
         return plan.objective(trial, params, dict(trial.user_attrs))

@@ -1,0 +1,182 @@
+"""Many workers on one study: an exact shared budget on every storage, ``search --workers/--gpus``, the grace period.
+
+The budget tests run the workers as threads of this process with a runner that trains nothing, so that they hit the
+storage as hard and as concurrently as possible (each thread opens its own storage connection, as a process would);
+``test_search_with_two_worker_processes_end_to_end`` runs real ``cnntune worker`` processes that train.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+import tuner
+from conftest import SYN, FakeRunner, one_line_error, run_cli
+from tuner.store import heartbeat_timing, open_storage
+
+SERVERS = {"postgresql": "CNNTUNE_TEST_POSTGRES_URL", "mysql": "CNNTUNE_TEST_MYSQL_URL"}
+
+
+def _url(kind: str, tmp_path) -> str:
+    if kind == "journal":
+        return f"journal:{tmp_path / 'studies.journal'}"
+    url = os.environ.get(SERVERS[kind])
+    if not url:
+        pytest.skip(f"{SERVERS[kind]} is not set: no {kind} server to test against")
+    return url
+
+
+class SlowFake(FakeRunner):
+    """Trains nothing, but takes a little time, so that workers overlap; accuracy varies by trial."""
+
+    def __call__(self, space, params, data, **kwargs):
+        time.sleep(0.05)
+        return super().__call__(space, params, data, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["journal", "postgresql", "mysql"])
+@pytest.mark.parametrize("n_workers", [2, 4])
+def test_workers_and_a_search_finish_an_exact_shared_budget(kind, n_workers, tmp_path, monkeypatch):
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    url = _url(kind, tmp_path)
+    name = f"budget-{uuid.uuid4().hex[:10]}"
+    trials = 3 * n_workers + 1
+    words = ["space=basenet", *SYN]
+    try:
+        created = tuner.search(words, trials=trials, storage=url, study=name, workers=0)
+        assert created.ran == [] and "is ready" in created.message
+        errors: list[BaseException] = []
+
+        def work(i: int) -> None:
+            try:
+                if i == 0:  # a plain search beside the workers: the budget is shared by both kinds of process
+                    tuner.search(words, trials=trials, storage=url, study=name, runner=SlowFake())
+                else:
+                    tuner.worker(study=name, storage=url, worker_id=f"t{i}", runner=SlowFake())
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(n_workers + 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not errors, errors
+        records = tuner.trials(study=name, storage=url).records
+        searched = [r for r in records if r.baseline is None]
+        assert len(searched) == trials
+        assert [r.baseline for r in records if r.baseline] == ["basenet"]
+        assert all(r.state == "complete" and r.val_accuracy is not None for r in records)
+        assert all(r.params and r.seed is not None for r in records)
+        numbers = [t.number for t in optuna.load_study(study_name=name, storage=open_storage(url)).trials]
+        assert len(numbers) == len(set(numbers))
+        # A worker that finds the budget spent runs nothing.
+        again = tuner.worker(study=name, storage=url, runner=SlowFake())
+        assert again.ran == []
+    finally:
+        if kind != "journal":
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+def test_trials_created_past_the_budget_run_nothing_and_are_not_listed(store):
+    import optuna
+
+    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="b", baselines=False, runner=FakeRunner())
+    study = optuna.load_study(study_name="b", storage=store)
+    # Another process created a trial at the same moment as the one that took the last place.
+    late = study.ask()
+    from tuner.study import budget_place, read_records
+
+    assert budget_place(read_records(study), late.number) == 1  # >= --trials: no place
+    runner = FakeRunner()
+    study.tell(late, state=optuna.trial.TrialState.FAIL)
+    result = tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="b", baselines=False,
+                          runner=runner)
+    # The failed trial holds a place (it counts as run), so one more trial fills the budget of 2.
+    assert len(runner.calls) == 0 and result.ran == []
+
+
+def test_places_follow_trial_numbers_and_a_retry_takes_its_trials_place():
+    from tuner.records import TrialRecord
+    from tuner.study import budget_place
+
+    def rec(number, state="complete", **tags):
+        return TrialRecord(number=number, state=state, params={}, val_accuracy=0.5, tags=tags)
+
+    records = [TrialRecord(number=0, state="complete", params={}, val_accuracy=0.5, baseline="basenet"), rec(1), rec(2, "fail"), rec(3, "running"), rec(4, "running"), rec(5, "waiting", retry_of=2)]
+    # Baseline 0 holds no place; trial 2 failed and is retried by 5, which takes its place (before 3 and 4).
+    assert [budget_place(records, n) for n in (1, 5, 3, 4)] == [0, 1, 2, 3]
+    over = [*records, rec(6, "fail", over_budget=True), rec(7, "running")]
+    assert budget_place(over, 7) == 4
+
+
+def test_workers_option_errors_are_one_line(store, tmp_path):
+    one_line_error(run_cli("search", "space=basenet", *SYN, "--storage", store, "--workers", "2"),
+                   "database is locked", "journal:")
+    one_line_error(run_cli("search", "space=basenet", *SYN, "--storage", store, "--workers", "-1"),
+                   "--workers must be 0")
+    one_line_error(run_cli("search", "space=basenet", *SYN, "--storage", store, "--workers", "2",
+                           "--engine", "keras-tuner"), "--chief")
+    one_line_error(run_cli("search", "space=basenet", *SYN, "--storage", store, "--gpus", "0,,1"), "--gpus")
+    one_line_error(run_cli("search", "space=basenet", *SYN, "--storage", store, "--gpus", "0,0"), "twice")
+    one_line_error(run_cli("search", "space=basenet", *SYN, "--storage", store, "--heartbeat-grace", "1"),
+                   "--heartbeat-grace")
+
+
+def test_gpus_give_each_worker_its_own_device(monkeypatch, tmp_path):
+    from tuner._workers import parse_gpus, worker_pool
+
+    url = f"journal:{tmp_path / 's.journal'}"
+    assert worker_pool(None, "1,3", url=url, engine="optuna", chief=None).gpus == ["1", "3"]
+    # More workers than GPUs: they take the GPUs in turn (several small trials per GPU).
+    assert worker_pool(4, ["0", "1"], url=url, engine="optuna", chief=None).gpus == ["0", "1", "0", "1"]
+    assert worker_pool(None, None, url=url, engine="optuna", chief=None) is None
+    assert worker_pool(1, None, url=url, engine="optuna", chief=None) is None
+    # --gpus all reads nvidia-smi -L: a fake one on PATH.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-a)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-b)'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert parse_gpus("all") == ["0", "1"]
+
+
+def test_the_grace_period_is_an_option_stored_for_workers(store):
+    assert heartbeat_timing(None) == (30, 90)
+    assert heartbeat_timing(6) == (2, 6)
+    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="g", heartbeat_grace=6, runner=FakeRunner())
+    import optuna
+
+    from tuner.study import SearchSettings, study_meta
+
+    meta = study_meta(optuna.load_study(study_name="g", storage=store))
+    assert SearchSettings.from_meta(meta, "g").heartbeat_grace == 6
+    storage = open_storage(store, heartbeat=True, grace=6)
+    assert storage.get_heartbeat_interval() == 2
+
+
+@pytest.mark.slow
+def test_search_with_two_worker_processes_end_to_end(tmp_path):
+    url = f"journal:{tmp_path / 'studies.journal'}"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "space=basenet", "data=synthetic",
+                           "epochs=1", "--trials", "3", "--storage", url, "--study", "e2e", "--workers", "2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "w0 " in out and "w1 " in out  # each worker's lines, tagged
+    records = tuner.trials(study="e2e", storage=url).records
+    assert [r.state for r in records] == ["complete"] * 4
+    assert sum(1 for r in records if r.baseline is None) == 3
+    assert "best so far: trial" in out

@@ -1,0 +1,175 @@
+"""Many workers on one host: ``search --workers N`` and ``search --gpus 0,1,2,3``.
+
+The search process creates the study (settings, queued baselines) and starts ``N`` ``cnntune worker`` processes on
+it, one per listed GPU with ``CUDA_VISIBLE_DEVICES`` set to that GPU alone; it relays their output line by line,
+tagged with the worker's name, and waits for them. The study's storage is the only thing they share: the budget is
+kept exact by the places of ``tuner.study.budget_place``, a dead worker's trial is retried through the storage's
+heartbeats. Nothing here imports Optuna or Keras.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from tuner.errors import CnntuneError
+from tuner.records import Display
+from tuner.store import redact, sqlite_file
+
+__all__ = ["WorkerPool", "parse_gpus", "worker_pool"]
+
+# Seconds a worker gets after SIGTERM to checkpoint its trial and exit before it is killed.
+STOP_GRACE = 30.0
+
+
+def parse_gpus(gpus: str | Sequence[str]) -> list[str]:
+    """GPU ids from ``"0,1,3"``, a list, or ``"all"`` (every GPU ``nvidia-smi -L`` lists).
+
+    Raises:
+        CnntuneError: an empty list, or ``all`` where ``nvidia-smi`` is missing or lists no GPU.
+    """
+    if isinstance(gpus, str) and gpus.strip() == "all":
+        return _all_gpus()
+    items = gpus.split(",") if isinstance(gpus, str) else list(gpus)
+    ids = [str(g).strip() for g in items]
+    if not ids or any(not g for g in ids):
+        raise CnntuneError(f"--gpus takes a comma-separated list of GPU ids (0,1,3) or all. Received: {gpus!r}")
+    if len(set(ids)) != len(ids):
+        raise CnntuneError(f"--gpus lists a GPU twice: {gpus!r}; use --workers N to run several workers per GPU")
+    return ids
+
+
+def _all_gpus() -> list[str]:
+    if shutil.which("nvidia-smi") is None:
+        raise CnntuneError("--gpus all reads the GPUs from nvidia-smi, which is not installed here; list them "
+                           "(--gpus 0,1) or use --workers N")
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (subprocess.SubprocessError, OSError) as exc:
+        raise CnntuneError(f"--gpus all: nvidia-smi -L failed ({exc}); list the GPUs with --gpus 0,1") from None
+    ids = [line.split(":", 1)[0].split()[1] for line in out.splitlines() if line.startswith("GPU ")]
+    if not ids:
+        raise CnntuneError("--gpus all: nvidia-smi lists no GPU; use --workers N for CPU workers")
+    return ids
+
+
+@dataclass
+class WorkerPool:
+    """``size`` worker processes on one study; worker ``i`` sees GPU ``gpus[i]`` (``None``: the host's devices).
+
+    Attributes:
+        size: how many workers; ``0`` creates the study and starts none.
+        url: the study's storage URL.
+        gpus: per worker, the ``CUDA_VISIBLE_DEVICES`` it gets, or ``None``.
+    """
+
+    size: int
+    url: str
+    gpus: list[str | None] = field(default_factory=list)
+    exit_codes: dict[str, int] = field(default_factory=dict)
+
+    def command(self, study: str, name: str, timeout: float | None) -> list[str]:
+        """The ``cnntune worker`` command line of worker ``name``."""
+        cmd = [sys.executable, "-m", "tuner.cli", "worker", "--study", study, "--storage", self.url,
+               "--worker-id", name]
+        return cmd + (["--timeout", f"{timeout:.0f}"] if timeout is not None else [])
+
+    def run(self, study: str, *, timeout: float | None, display: Display) -> None:
+        """Starts the workers, relays their output tagged by name, waits for all of them.
+
+        Ctrl-C or SIGTERM here sends SIGTERM to every worker (each records its trial as interrupted, with its
+        checkpoint, and exits), waits up to ``STOP_GRACE`` seconds, then re-raises.
+
+        Raises:
+            CnntuneError: a worker exited with an error; the others ran to the end and finished trials are kept.
+        """
+        procs: dict[str, subprocess.Popen] = {}
+        readers: list[threading.Thread] = []
+        try:
+            for i in range(self.size):
+                name = f"w{i}"
+                env = dict(os.environ)
+                gpu = self.gpus[i] if i < len(self.gpus) else None
+                if gpu is not None:
+                    env["CUDA_VISIBLE_DEVICES"] = gpu
+                env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+                display.message(f"starting worker {name}" + (f" on GPU {gpu}" if gpu is not None else ""))
+                proc = subprocess.Popen(self.command(study, name, timeout), env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
+                procs[name] = proc
+                reader = threading.Thread(target=_relay, args=(name, proc, display), daemon=True)
+                reader.start()
+                readers.append(reader)
+            for proc in procs.values():
+                _wait(proc)
+        except KeyboardInterrupt:
+            _stop(procs.values())
+            raise
+        finally:
+            for reader in readers:
+                reader.join(timeout=5)
+        self.exit_codes = {name: proc.returncode for name, proc in procs.items()}
+        failed = {name: code for name, code in self.exit_codes.items() if code != 0}
+        if failed:
+            listed = ", ".join(f"{name} exited with code {code}" for name, code in failed.items())
+            raise CnntuneError(f"{len(failed)} of {self.size} workers failed ({listed}; their lines above say why); "
+                               "finished trials are kept, rerun the command to go on")
+
+
+def _relay(name: str, proc: subprocess.Popen, display: Display) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line:
+            display.worker_output(name, redact(line))
+
+
+def _wait(proc: subprocess.Popen) -> None:
+    # Short waits, so that Ctrl-C reaches this process between them.
+    while proc.poll() is None:
+        time.sleep(0.2)
+
+
+def _stop(procs) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def worker_pool(workers: int | None, gpus: str | Sequence[str] | None, *, url: str, engine: str,
+                chief: str | None) -> WorkerPool | None:
+    """The pool ``search --workers/--gpus`` asks for, or ``None`` when this process runs the trials itself.
+
+    Raises:
+        CnntuneError: a negative count, the Keras Tuner engine, or several writers on a SQLite file.
+    """
+    if gpus is None and workers in (None, 1):
+        return None
+    if workers is not None and workers < 0:
+        raise CnntuneError(f"--workers must be 0 (create the study only) or more. Received: {workers}")
+    if engine != "optuna" or chief is not None:
+        raise CnntuneError("--workers and --gpus start Optuna workers; the Keras Tuner engine runs its workers with "
+                           "--chief HOST:PORT and `cnntune worker --chief HOST:PORT`")
+    ids = parse_gpus(gpus) if gpus is not None else []
+    size = len(ids) if workers is None else workers
+    if size > 1 and sqlite_file(url) is not None:
+        journal = sqlite_file(url).with_suffix(".journal")
+        raise CnntuneError(f"{size} workers writing one SQLite file fail with 'database is locked'; on one host pass "
+                           f"--storage journal:{journal} (Optuna's journal file), across hosts a PostgreSQL or "
+                           "MySQL URL")
+    per_worker: list[str | None] = [ids[i % len(ids)] for i in range(size)] if ids else [None] * size
+    return WorkerPool(size=size, url=url, gpus=per_worker)
