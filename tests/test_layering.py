@@ -25,10 +25,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("tuner", "tuner.errors", "tuner.spec", "tuner.hp", "tuner._signals"),
     # Definitions, data, the store, and the pure strategy helpers over the vocabulary.
     ("search_spaces", "tuner.data", "tuner.records", "tuner.store", "tuner._features", "tuner.warm_start"),
-    ("tuner.experiment", "tuner.runner"),  # words -> experiment; one trial's training
+    ("tuner.experiment", "tuner.runner", "tuner.isolate"),  # words -> experiment; one trial's training (in a process)
     ("tuner.study", "tuner.objective"),  # the study's rules; one trial recorded
-    ("tuner.plan",),  # what a search does
+    ("tuner.plan", "tuner._workers"),  # what a search process does; the worker processes it starts
     ("tuner.engines",),  # who proposes the next configuration
+    ("tuner.options",),  # the search's options, each engine's own
     ("tuner._search", "tuner._results", "tuner._export", "tuner._replay", "tuner.reeval", "tuner.reproduce"),
     ("tuner.api",),  # the facade
     ("tuner.display", "tuner.cli"),  # printing and the command line

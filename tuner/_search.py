@@ -1,9 +1,9 @@
-"""``search`` and ``worker``: check the options, open the study, decide the plan, hand it to an engine.
+"""``search`` and ``worker``: open the study, decide the plan, hand it to an engine (or to worker processes).
 
-Everything both engines share is decided here, once: which options belong to which engine (an option of the other
-engine is an error, never silently ignored), the budget, the timeout, the failure streak, the baselines and their
-configurations, the artifacts folder, the feature cache and the settings a worker reuses. The engine only runs the
-plan (``tuner.engines``). Nothing here prints.
+Everything both engines share is decided here, once, after the options are checked (``tuner.options``): the budget,
+the timeout, the failure streak, the baselines and their configurations, the artifacts folder, the feature cache and
+the settings a worker reuses. The engine only runs the plan (``tuner.engines``); ``--workers``/``--gpus`` start
+``cnntune worker`` processes instead (``tuner._workers``). Nothing here prints.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tuner._signals import interruptible
 from tuner.engines import ENGINES, get_engine, trial_config, wait_for_chief
 from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import Experiment, from_meta, load_data, split_words
-from tuner.hp import describe
 from tuner.objective import Objective, Runner
+from tuner.options import check_engine_options, check_settings, with_fidelity
 from tuner.plan import Artifacts, BaselineRun, SearchPlan, search_pins
 from tuner.records import Display, TrialRecord
 from tuner.warm_start import perturbations
@@ -45,11 +45,6 @@ __all__ = ["SearchResult", "baseline_runs", "search", "worker"]
 # Storages whose running trials send heartbeats, so that a dead worker's trial is failed and retried.
 _HEARTBEAT_SCHEMES = ("sqlite", "postgresql", "mysql")
 
-# The default strategy (BENCHMARKS.md, "Search quality").
-DEFAULT_PRUNER = "none"
-DEFAULT_WARM_START = 0
-DEFAULT_REEVAL_SHARE = 0.0
-DEFAULT_REEVAL_TOP = 3
 # New seeds per configuration in the re-evaluation phase when the budget is trials, not time.
 _REEVAL_SEEDS = 2
 
@@ -70,98 +65,6 @@ class SearchResult:
     ran: list[TrialRecord]
     best: TrialRecord | None
     message: str = ""
-
-
-def _settings(*, engine: str, trials: int, seed: int, baselines: bool, max_failures: int, timeout: float | None,
-              sampler: str | None, pruner: str | None, kt_tuner: str | None, chief: str | None,
-              warm_start: int | None, max_epochs: int | None, reeval_share: float | None,
-              reeval_top: int | None, heartbeat_grace: float | None = None,
-              isolate: bool = False) -> SearchSettings:
-    """The run's settings, each option checked and given to the engine it belongs to; ``None`` is the default.
-
-    Raises:
-        CnntuneError: a bad number, an unknown engine, or an option of the other engine.
-    """
-    warm_start = DEFAULT_WARM_START if warm_start is None else warm_start
-    reeval_share = DEFAULT_REEVAL_SHARE if reeval_share is None else reeval_share
-    reeval_top = DEFAULT_REEVAL_TOP if reeval_top is None else reeval_top
-    if trials < 1:
-        raise CnntuneError(f"--trials must be at least 1. Received: {trials}")
-    if timeout is not None and timeout <= 0:
-        raise CnntuneError(f"--timeout must be a positive number of seconds. Received: {timeout}")
-    if max_failures < 0:
-        raise CnntuneError(f"--max-failures must be 0 (never stop) or more. Received: {max_failures}")
-    if warm_start < 0:
-        raise CnntuneError(f"--warm-start must be 0 (start-up trials drawn by the sampler) or more. "
-                           f"Received: {warm_start}")
-    if not 0 <= reeval_share < 1:
-        raise CnntuneError(f"--reeval-share must be at least 0 and below 1. Received: {reeval_share}")
-    if reeval_top < 2:
-        raise CnntuneError(f"--reeval-top must be at least 2 (configurations to rank). Received: {reeval_top}")
-    if max_epochs is not None and max_epochs < 1:
-        raise CnntuneError(f"--max-epochs must be at least 1. Received: {max_epochs}")
-    if heartbeat_grace is not None and heartbeat_grace < 2:
-        raise CnntuneError(f"--heartbeat-grace must be at least 2 seconds. Received: {heartbeat_grace}")
-    get_engine(engine)
-    common = dict(engine=engine, trials=int(trials), seed=int(seed), baselines=bool(baselines),
-                  max_failures=int(max_failures), warm_start=int(warm_start), reeval_share=float(reeval_share),
-                  reeval_top=int(reeval_top), isolate=bool(isolate),
-                  heartbeat_grace=None if heartbeat_grace is None else int(heartbeat_grace))
-    if engine == "keras-tuner":
-        if sampler is not None:
-            raise CnntuneError("--sampler is an Optuna engine option; with --engine keras-tuner pick the tuner with "
-                               "--tuner random|bayesian|hyperband|grid")
-        if pruner not in (None, "none"):
-            raise CnntuneError("--pruner is an Optuna engine option; with --engine keras-tuner use --tuner hyperband")
-        if max_epochs is not None:
-            raise CnntuneError("--max-epochs is for the Optuna engine's pruners; Keras Tuner's hyperband takes its "
-                               "maximum from the space's epochs (pin epochs=N)")
-        return SearchSettings(**common, tuner=kt_tuner or "random")
-    if kt_tuner is not None:
-        raise CnntuneError("--tuner is a Keras Tuner engine option; add --engine keras-tuner, or pick the Optuna "
-                           "sampler with --sampler tpe|random|grid")
-    if chief is not None:
-        raise CnntuneError("--chief is a Keras Tuner engine option; Optuna workers share the --storage URL instead")
-    pruner = pruner or DEFAULT_PRUNER
-    if max_epochs is not None and pruner == "none":
-        raise CnntuneError("--max-epochs sets the most epochs a pruner lets a trial train; without a pruner, pin "
-                           "epochs=N instead")
-    return SearchSettings(**common, sampler=sampler or "tpe", pruner=pruner, max_epochs=max_epochs)
-
-
-def _with_fidelity(exp: Experiment, settings: SearchSettings) -> SearchSettings:
-    """Epochs as the pruner's fidelity: under a pruner, the searched trials do not sample ``epochs`` but may train up
-    to the maximum (the space's, or ``--max-epochs``), and the pruner decides how far each one goes. Searching the
-    epochs *and* pruning on them would compare trials of different lengths at the same rung. A pinned ``epochs``
-    stays; baselines keep their own epochs (they are the study's configurations and are never pruned).
-
-    Raises:
-        CnntuneError: ``--max-epochs`` with a pinned ``epochs``, a space without epochs, or outside its range.
-    """
-    param = describe(exp.space).get("epochs")
-    if settings.pruner in (None, "none"):
-        return settings
-    if "epochs" in exp.pins:
-        if settings.max_epochs is not None:
-            raise CnntuneError(f"--max-epochs {settings.max_epochs} contradicts epochs={exp.pins['epochs']}; "
-                               "give one of them")
-        return settings
-    if param is None or not param.is_tunable:
-        if settings.max_epochs is not None:
-            raise CnntuneError(f"--max-epochs needs a space that searches epochs; {exp.space_name} does not")
-        return settings
-    top = int(settings.max_epochs or param.max_value)
-    if not param.contains(top):
-        raise CnntuneError(f"--max-epochs {top} is outside the space's epochs ({param.summary()})")
-    return replace(settings, max_epochs=top)
-
-
-def _check_engine_options(settings: SearchSettings, exp: Experiment, chief: str | None) -> None:
-    module = get_engine(settings.engine)
-    if settings.engine == "keras-tuner":
-        module.check_options(tuner=settings.tuner, chief=chief, space=exp.space, pins=exp.pins)
-    else:
-        module.check_options(sampler=settings.sampler, pruner=settings.pruner, space=exp.space, pins=exp.pins)
 
 
 def baseline_runs(exp: Experiment) -> list[BaselineRun]:
@@ -248,7 +151,7 @@ def search(
         CnntuneError: bad input, or ``max_failures`` consecutive failed trials.
     """
     display = display or Display()
-    settings = _settings(engine=engine, trials=trials, seed=seed, baselines=baselines, max_failures=max_failures,
+    settings = check_settings(engine=engine, trials=trials, seed=seed, baselines=baselines, max_failures=max_failures,
                          timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief,
                          warm_start=warm_start, max_epochs=max_epochs, reeval_share=reeval_share,
                          reeval_top=reeval_top, heartbeat_grace=heartbeat_grace, isolate=isolate)
@@ -266,10 +169,10 @@ def search(
 
         meta = study_meta(optuna.load_study(study_name=name, storage=store))
     exp = from_meta(meta, words)
-    settings = _with_fidelity(exp, settings)
+    settings = with_fidelity(exp, settings)
     if meta:
         check_same_experiment(name, meta, exp)
-    _check_engine_options(settings, exp, chief)
+    check_engine_options(settings, exp, chief)
     skip_bad_images = bool(skip_bad_images or meta.get("skip_bad_images", False))
     with interruptible():
         return _run(settings, exp, name=name, url=url, store=store, meta=meta, heartbeat=heartbeat,
