@@ -257,3 +257,18 @@ def test_a_child_does_not_outlive_a_parent_killed_by_sigkill(tmp_path):
     finally:
         parent.kill()
         parent.wait()
+
+
+@pytest.mark.slow
+def test_search_isolate_runs_each_trial_in_a_child_and_workers_inherit_it(store):
+    import optuna
+
+    import tuner
+    from conftest import SYN
+    from tuner.study import SearchSettings, study_meta
+
+    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="iso", baselines=False, isolate=True)
+    study = optuna.load_study(study_name="iso", storage=store)
+    (trial,) = study.trials
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["isolate_seconds"] > 0
+    assert SearchSettings.from_meta(study_meta(study), "iso").isolate is True

@@ -215,7 +215,7 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     if settings.isolate:
         from tuner.isolate import isolated
 
-        runner = isolated(runner)
+        runner = isolated(runner, workdir=art.root)  # the data the children memory-map go beside the study
     objective = Objective(exp, data, model_dir=art.model_dir(settings.engine), feature_cache=art.feature_cache,
                           seed=settings.seed, display=display, prune=(settings.pruner or "none") != "none",
                           engine=None if settings.engine == "optuna" else settings.engine, runner=runner)
