@@ -9,7 +9,14 @@ trial's user attributes; it maps every way a trial can end to one record:
 * pruned: the same, plus ``fail_reason = "pruned at epoch N"``; raises ``optuna.TrialPruned``;
 * diverged: ``fail_reason = "diverged at epoch N"`` and the history so far; re-raises;
 * Ctrl-C / SIGTERM: ``fail_reason = "interrupted"``; re-raises (the study resumes by retrying it);
+* out of memory (TensorFlow, JAX/XLA, PyTorch, Python): ``fail_reason = "out of memory at batch size N"``; re-raises;
 * any other exception: ``fail_reason = fail_reason(exc)``; re-raises (the engine records the trial as failed).
+
+Trials that a search retries (Optuna engine, no replay) survive preemption: the runner checkpoints each one at the
+end of every epoch into ``<model_dir>/checkpoints/trial_NNNN/``. A retry (``retry_of``, set when the search
+re-enqueues an interrupted trial, or Optuna's heartbeat retry of a dead worker's trial) takes over its predecessor's
+checkpoint, when it is of the same configuration, and resumes from it; it records ``resumed_from_epoch`` (0 when
+there was nothing to resume). The checkpoint is deleted once the trial is over and kept when it is interrupted.
 
 ``trial`` is an Optuna trial or anything with ``number``, ``set_user_attr``, ``report`` and ``should_prune`` (the
 Keras Tuner engine records through one). ``attrs`` are the trial's identifying attributes: ``baseline``,
@@ -18,21 +25,29 @@ Keras Tuner engine records through one). ``attrs`` are the trial's identifying a
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from tuner import _checkpoint
 from tuner._signals import raise_if_interrupted
 from tuner.experiment import Experiment
 from tuner.records import Display
 from tuner.runner import TrialDiverged, fit_options, run_trial
 from tuner.study import jsonable
 
-__all__ = ["EpochPruning", "Objective", "Runner", "fail_reason"]
+__all__ = ["EpochPruning", "Objective", "Runner", "fail_reason", "is_out_of_memory"]
 
 # The function that trains one configuration: ``tuner.runner.run_trial`` or anything with its signature (a custom
 # training loop, a test double).
 Runner = Callable[..., Any]
 _REASON_CHARS = 500
+# Out-of-memory errors, recognized without importing their frameworks: TensorFlow's ResourceExhaustedError ("OOM when
+# allocating tensor"), JAX/XLA's XlaRuntimeError ("RESOURCE_EXHAUSTED: Out of memory ..."), PyTorch's
+# OutOfMemoryError ("CUDA out of memory"), Python's MemoryError.
+_OOM_TYPES = ("ResourceExhaustedError", "OutOfMemoryError", "MemoryError")
+_OOM_TEXT = ("resource_exhausted", "resource exhausted", "out of memory", "oom when allocating")
 
 
 class EpochPruning:
@@ -69,11 +84,65 @@ class EpochPruning:
             return True
         return False
 
+    def replay(self, history: dict[str, list[float]], last_epoch: int) -> None:
+        """Reports the epochs a resumed trial's predecessor trained (``history``, ending at ``last_epoch``), so that
+        the pruner compares it with other trials at those epochs too."""
+        values = history.get("val_accuracy") or history.get("accuracy") or []
+        if self.enabled:
+            for epoch, value in enumerate(values, start=last_epoch - len(values) + 1):
+                self.trial.report(float(value), epoch)
 
-def fail_reason(exc: BaseException) -> str:
-    """The one line a failed trial records: ``Type: first line of the message`` (at most 500 characters)."""
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is an out-of-memory error of any framework, by class name
+    and message."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if any(t.__name__ in _OOM_TYPES for t in type(exc).__mro__):
+            return True
+        text = str(exc).lower()
+        if any(marker in text for marker in _OOM_TEXT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def fail_reason(exc: BaseException, batch_size: int | None = None) -> str:
+    """The one line a failed trial records: ``out of memory at batch size N`` for an out-of-memory error (when the
+    batch size is known), else ``Type: first line of the message`` (at most 500 characters)."""
+    if batch_size is not None and is_out_of_memory(exc):
+        return f"out of memory at batch size {int(batch_size)}"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:_REASON_CHARS]
+
+
+def _retry_history(trial) -> list[int]:
+    """The trials an Optuna heartbeat retry retries, oldest first (``[]`` for any other trial): Optuna's retry
+    callback records them in the new trial's system attributes."""
+    study = getattr(trial, "study", None)
+    if study is None:  # not an Optuna trial (the Keras Tuner engine's recording trial)
+        return []
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    frozen = next((t for t in running if t.number == trial.number), None)
+    if frozen is None:
+        return []
+    storages = optuna.storages
+    retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return [int(n) for n in retry.retry_history(frozen)]
+
+
+def _accepts(runner: Runner, name: str) -> bool:
+    """Whether ``runner`` takes the keyword argument ``name`` (runners written before it existed do not)."""
+    try:
+        params = inspect.signature(runner).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 class Objective:
@@ -102,9 +171,47 @@ class Objective:
         self.prune = prune
         self.engine = engine
         self.runner = runner or run_trial
+        self.can_checkpoint = _accepts(self.runner, "checkpoint_dir") and _accepts(self.runner, "resume_from")
 
     def model_path(self, number: int) -> Path:
         return self.model_dir / f"trial_{number:04d}.keras"
+
+    def checkpoint_dir(self, number: int) -> Path:
+        """The folder of trial ``number``'s checkpoint."""
+        return self.model_dir / "checkpoints" / f"trial_{number:04d}"
+
+    def resumable(self, attrs: dict[str, Any]) -> bool:
+        """Whether a trial is checkpointed: only trials that something retries are. The Optuna engine retries
+        interrupted trials and dead workers' trials; replays are rerun by their own command as new runs, and Keras
+        Tuner keeps its own trial state."""
+        return (self.can_checkpoint and self.engine is None and not attrs.get("reproduce")
+                and attrs.get("reeval_of") is None)
+
+    def predecessor(self, trial, attrs: dict[str, Any]) -> int | None:
+        """The trial that ``trial`` retries, or ``None``. A heartbeat retry names the whole chain, the latest last;
+        it wins over ``retry_of``, which such a retry may have copied from the trial it retries."""
+        chain = _retry_history(trial)
+        if chain:
+            return chain[-1]
+        return int(attrs["retry_of"]) if attrs.get("retry_of") is not None else None
+
+    def _take_over(self, trial, attrs: dict[str, Any], params: dict[str, Any], folder: Path,
+                   pruning: EpochPruning) -> bool:
+        """Moves the predecessor's checkpoint (same configuration) into ``folder``; returns whether there was one."""
+        before = self.predecessor(trial, attrs)
+        if before is None:
+            return False
+        source = self.checkpoint_dir(before)
+        meta = _checkpoint.read_meta(source)
+        resumed = (meta is not None and int(meta.get("epoch", 0)) > 0
+                   and _checkpoint.same_config(meta.get("config") or {}, params) and _checkpoint.adopt(source, folder))
+        if not resumed:
+            _checkpoint.discard(source)  # of another configuration, or empty: nobody else would resume from it
+        epoch = int(meta["epoch"]) if resumed else 0
+        trial.set_user_attr("resumed_from_epoch", epoch)  # also overwrites a value a heartbeat retry copied
+        if resumed:
+            pruning.replay(meta.get("history") or {}, epoch)
+        return resumed
 
     def __call__(self, trial, params: dict[str, Any], attrs: dict[str, Any]) -> float:
         raise_if_interrupted()  # a Ctrl-C the garbage collector swallowed between trials
@@ -122,7 +229,11 @@ class Objective:
 
         pruning = EpochPruning(trial, self.prune and not attrs.get("baseline"), epochs, then=on_epoch)
         continued = {k: attrs[k] for k in ("initial_epoch", "continue_from") if attrs.get(k) is not None}
+        folder = self.checkpoint_dir(trial.number) if self.resumable(attrs) else None
         try:
+            if folder is not None:  # inside: an interrupt while taking over keeps the checkpoint for the next retry
+                resumed = self._take_over(trial, attrs, params, folder, pruning)
+                continued.update(checkpoint_dir=folder, resume_from=folder if resumed else None)
             out = self.runner(self.exp.space, params, self.data, seed=trial_seed,
                               model_path=self.model_path(trial.number), on_epoch=pruning.on_epoch,
                               should_stop=pruning.should_stop, spec_options=self.exp.options,
@@ -130,12 +241,14 @@ class Objective:
         except TrialDiverged as exc:
             trial.set_user_attr("fail_reason", str(exc))
             trial.set_user_attr("history", exc.history)
+            self._discard(folder)
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")
+            trial.set_user_attr("fail_reason", "interrupted")  # the checkpoint stays: its retry resumes from it
             raise
         except Exception as exc:
-            trial.set_user_attr("fail_reason", fail_reason(exc))
+            trial.set_user_attr("fail_reason", fail_reason(exc, fit_options(params).batch_size))
+            self._discard(folder)
             raise
         for key, value in (
             ("val_accuracy", out.val_accuracy),
@@ -150,9 +263,15 @@ class Objective:
             *out.extra.items(),  # e.g. feature_cache: hit|built|off and feature_seconds
         ):
             trial.set_user_attr(key, value)
+        self._discard(folder)  # the trial is over (complete or pruned): nothing will resume it
         if pruning.pruned_at is not None:
             import optuna  # only the Optuna engine prunes
 
             trial.set_user_attr("fail_reason", f"pruned at epoch {pruning.pruned_at}")
             raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
         return out.val_accuracy
+
+    @staticmethod
+    def _discard(folder: Path | None) -> None:
+        if folder is not None:
+            _checkpoint.discard(folder)

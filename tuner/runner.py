@@ -1,7 +1,8 @@
 """The trial runner: build, fit with callbacks, evaluate, save the best-epoch model.
 
 It never chooses hyperparameters: it is handed the resolved values of one trial. It imports Keras only when a
-trial runs, so commands that do not train stay fast.
+trial runs, so commands that do not train stay fast. Given a folder, it checkpoints the trial at the end of every
+epoch (``tuner._checkpoint``) and can resume a trial from such a checkpoint.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
-from tuner._signals import raise_if_interrupted
+from tuner import _checkpoint
+from tuner._quiet import quiet_libraries
+from tuner._signals import deferred, raise_if_interrupted
 from tuner.errors import CnntuneError
 from tuner.spec import ModelSpec
 
 __all__ = ["FitOptions", "TrialDiverged", "TrialOutcome", "fit_options", "model_spec", "run_trial"]
 
-# Keep TensorFlow's C++ start-up chatter out of the terminal; users can still override it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keep TensorFlow's start-up chatter and library warnings out of the terminal (before Keras is imported), unless
+# --verbose; a TF_CPP_MIN_LOG_LEVEL the user set is kept.
+quiet_libraries()
 
 
 class TrialDiverged(CnntuneError):
@@ -88,9 +92,12 @@ def _callback_classes():
     import numpy as np
 
     class BestEpoch(keras.callbacks.Callback):
-        """Keeps the weights of the epoch with the best validation accuracy in memory; stops on NaN/inf."""
+        """Keeps the weights of the epoch with the best validation accuracy in memory; stops on NaN/inf.
 
-        def __init__(self, monitor: str, on_epoch: EpochHook | None, should_stop: Callable[[int, dict], bool] | None):
+        A resumed trial starts from its checkpoint's history and best epoch, so that both cover every epoch."""
+
+        def __init__(self, monitor: str, on_epoch: EpochHook | None, should_stop: Callable[[int, dict], bool] | None,
+                     resume: _checkpoint.Checkpoint | None = None):
             super().__init__()
             self.monitor = monitor
             self.on_epoch = on_epoch
@@ -101,6 +108,13 @@ def _callback_classes():
             self.history: dict[str, list[float]] = {}
             self.diverged_at: int | None = None
             self.epochs_run = 0
+            if resume is not None:
+                self.history = {k: list(v) for k, v in resume.history.items()}
+                self.best = -math.inf if resume.best is None else float(resume.best)
+                self.best_epoch = resume.best_epoch
+                weights = resume.best_epoch_weights()
+                self.best_weights = None if weights is None else list(weights)
+                self.epochs_run = resume.epoch
 
         def on_train_batch_end(self, batch, logs=None):
             raise_if_interrupted()  # a Ctrl-C that the garbage collector swallowed during this trial
@@ -127,7 +141,44 @@ def _callback_classes():
             if self.should_stop is not None and self.should_stop(epoch + 1, logs):
                 self.model.stop_training = True
 
-    return BestEpoch
+    class EpochCheckpoint(keras.callbacks.Callback):
+        """Writes the trial's checkpoint at the end of every epoch; runs after every other callback, so that the
+        best epoch and the early-stopping state it records are this epoch's."""
+
+        def __init__(self, folder: Path | None, config: dict[str, Any], best: BestEpoch, early_stopping=None,
+                     resume: _checkpoint.Checkpoint | None = None):
+            super().__init__()
+            self.folder = folder
+            self.config = config
+            self.best = best
+            self.early_stopping = early_stopping
+            self.resume = resume
+
+        def on_train_begin(self, logs=None):
+            # After EarlyStopping's own on_train_begin, which resets its state.
+            es, state = self.early_stopping, self.resume.early_stopping if self.resume is not None else None
+            if es is not None and state:
+                es.wait, es.best, es.best_epoch = int(state["wait"]), state["best"], int(state["best_epoch"])
+
+        def on_epoch_end(self, epoch, logs=None):
+            best = self.best
+            if self.folder is not None and best.diverged_at is None:
+                current = best.best_epoch == epoch + 1  # then the best weights are this epoch's: stored once
+                es = self.early_stopping
+                _checkpoint.write(self.folder, _checkpoint.Checkpoint(
+                    epoch=epoch + 1, config=self.config, history=best.history,
+                    best=best.best if math.isfinite(best.best) else None, best_epoch=best.best_epoch,
+                    weights=best.best_weights if current else self.model.get_weights(),
+                    optimizer=[v.numpy() for v in self.model.optimizer.variables],
+                    rng=[v.numpy() for v in _rng_states(self.model)],
+                    best_weights=None if current else best.best_weights,
+                    early_stopping=None if es is None else {
+                        "wait": int(es.wait), "best_epoch": int(es.best_epoch),
+                        "best": None if es.best is None else float(es.best)},
+                ))
+            raise_if_interrupted()  # a signal that came during this epoch's validation stops here, checkpoint written
+
+    return BestEpoch, EpochCheckpoint
 
 
 def _load_weights(model, path: str | os.PathLike, head_only: bool) -> None:
@@ -142,6 +193,38 @@ def _load_weights(model, path: str | os.PathLike, head_only: bool) -> None:
     source = saved.get_layer(model.name) if head_only else saved
     model.set_weights(source.get_weights())
     del saved
+
+
+def _rng_states(model) -> list:
+    """The state variables of the model's seed generators (random augmentation, dropout). They are not among its
+    weights; restoring them continues the random stream where the checkpoint left it, so that a resumed trial trains
+    as the uninterrupted one would have."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights and v.name == "seed_generator_state"]
+
+
+def _restore(model, ckpt: _checkpoint.Checkpoint) -> None:
+    """Sets ``model``'s weights, its optimizer's state (step count, moments) and its random layers' states to the
+    checkpoint's.
+
+    Raises:
+        CnntuneError: the optimizer's variables do not match the checkpoint's (another optimizer).
+    """
+    model.set_weights(list(ckpt.weights))
+    optimizer = model.optimizer
+    if not optimizer.built:  # built by the first training step otherwise; its variables must exist to be set
+        optimizer.build(model.trainable_variables)
+    variables = list(optimizer.variables)
+    if len(variables) != len(ckpt.optimizer) or any(
+            tuple(v.shape) != tuple(a.shape) for v, a in zip(variables, ckpt.optimizer)):
+        raise CnntuneError(f"the checkpoint's optimizer state does not fit the trial's optimizer "
+                           f"({len(ckpt.optimizer)} stored variables, {len(variables)} expected)")
+    for variable, value in zip(variables, ckpt.optimizer):
+        variable.assign(value)
+    states = _rng_states(model)
+    if len(states) == len(ckpt.rng):  # else another Keras named them otherwise: only reproducibility suffers
+        for variable, value in zip(states, ckpt.rng):
+            variable.assign(value)
 
 
 def run_trial(
@@ -159,6 +242,8 @@ def run_trial(
     feature_cache: str | os.PathLike | bool | None = None,
     initial_epoch: int = 0,
     continue_from: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume_from: str | os.PathLike | None = None,
 ) -> TrialOutcome:
     """Builds, fits and evaluates one configuration.
 
@@ -179,12 +264,18 @@ def run_trial(
             ``initial_epoch + 1 .. epochs`` and the history holds those epochs only.
         continue_from: a model file of the same configuration (an earlier round's best epoch) whose weights the
             model starts from.
+        checkpoint_dir: folder to write the trial's checkpoint into at the end of every epoch (``tuner._checkpoint``);
+            ``None`` writes none. The caller deletes it once the trial is over.
+        resume_from: a checkpoint folder of the same configuration to resume from: weights, optimizer state, history
+            and best epoch are restored and training continues with the epoch after the checkpoint's (it replaces
+            ``initial_epoch`` and ``continue_from``); the history then holds the checkpoint's epochs and this run's.
 
     Returns:
         A ``TrialOutcome``; validation accuracy is the best epoch's, and the saved model is that epoch's.
 
     Raises:
         TrialDiverged: the loss became NaN or infinite.
+        CnntuneError: ``resume_from`` holds no checkpoint, or one of another configuration.
     """
     import keras
 
@@ -195,6 +286,14 @@ def run_trial(
     keras.utils.set_random_seed(int(seed))
 
     opts = fit_options(params)
+    resume = None
+    if resume_from is not None:
+        resume = _checkpoint.read(resume_from)
+        if resume is None:
+            raise CnntuneError(f"no checkpoint to resume from in {resume_from}")
+        if not _checkpoint.same_config(resume.config, params):
+            raise CnntuneError(f"the checkpoint in {resume_from} is of another configuration; not resumed")
+        initial_epoch = resume.epoch
     spec = model_spec(data, spec_options)
     # A frozen backbone's features are computed once and cached; the trial then trains only the head on them.
     plan = None
@@ -209,26 +308,35 @@ def run_trial(
         model = space.build(params, spec)
         x_train, y_train, x_val, y_val, x_test, y_test = (data.x_train, data.y_train, data.x_val, data.y_val,
                                                           data.x_test, data.y_test)
-    if continue_from is not None:
+    if resume is not None:
+        _restore(model, resume)
+    elif continue_from is not None:
         _load_weights(model, continue_from, head_only=plan is not None)
     has_val = len(x_val) > 0
     monitor = "val_accuracy" if has_val else "accuracy"
-    best = _callback_classes()(monitor, on_epoch, should_stop)
+    best_epoch_cls, checkpoint_cls = _callback_classes()
+    best = best_epoch_cls(monitor, on_epoch, should_stop, resume)
     callbacks: list[Any] = [best, *extra_callbacks]
+    early = None
     if opts.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=opts.patience))
+        early = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=opts.patience)
+        callbacks.append(early)
+    folder = None if checkpoint_dir is None else Path(checkpoint_dir)
+    callbacks.append(checkpoint_cls(folder, params, best, early, resume))
 
-    model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val) if has_val else None,
-        epochs=opts.epochs,
-        initial_epoch=int(initial_epoch),
-        batch_size=opts.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-    )
+    # A Ctrl-C or SIGTERM during training lets the batch in flight finish and stops at its end (tuner._signals).
+    with deferred():
+        model.fit(
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val) if has_val else None,
+            epochs=opts.epochs,
+            initial_epoch=int(initial_epoch),
+            batch_size=opts.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
     if best.diverged_at is not None:
         raise TrialDiverged(best.diverged_at, best.history)
     if best.best_weights is not None:
