@@ -12,7 +12,7 @@ EPOCHS ?= 2
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: install test demo clean
+.PHONY: install test demo clean container-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ demo: install
 	$(BIN)/cnntune search space=$(SPACE) $(DATA) epochs=$(EPOCHS) --trials $(TRIALS) $(DEMO_STORE)
 	$(BIN)/cnntune trials $(DEMO_STORE)
 	$(BIN)/cnntune best $(DEMO_STORE) --export $(DEMO_DIR)/model.keras
+
+# The worker image built (CPU variant, podman) and run for real: --help, a study searched by two worker containers
+# on the host's PostgreSQL, then the same through deploy/compose.yaml. Root, apt and PostgreSQL needed; see
+# deploy/container-test.sh.
+container-test: install
+	VENV=$(VENV) bash deploy/container-test.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
