@@ -20,12 +20,18 @@ __all__ = ["BestReport", "Comparison", "StudyView", "best", "trials"]
 
 @dataclass
 class StudyView:
-    """A study's trials in order, its cnntune metadata, and the number of its best trial (``None``: none yet)."""
+    """A study's trials in order, its cnntune metadata, and the number of its best trial (``None``: none yet).
+
+    Attributes:
+        defaults: the space's hand-chosen configuration under the study's pins (``{}`` when the space cannot be
+            loaded here), so that a table can show only what each trial changed.
+    """
 
     study: str
     meta: dict[str, Any]
     records: list[TrialRecord]
     best: int | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,7 +72,21 @@ def trials(*, study: str | None = None, storage: str | None = None) -> StudyView
     _, st = open_study(storage, study)
     records = read_records(st)
     top, _ = pick(records)
-    return StudyView(st.study_name, study_meta(st), records, None if top is None else top.number)
+    meta = study_meta(st)
+    return StudyView(st.study_name, meta, records, None if top is None else top.number, _hand_chosen(meta))
+
+
+def _hand_chosen(meta: dict[str, Any]) -> dict[str, Any]:
+    """The space's defaults (the study's hand-chosen configuration) under the study's pins; ``{}`` when the space
+    is not known here (a user's space file that moved, a foreign study)."""
+    import search_spaces
+    from tuner.hp import Defaults, resolve
+
+    try:
+        space = search_spaces.get_space(str(meta["space"]))
+        return resolve(space, Defaults(dict(meta.get("pins") or {})))
+    except Exception:  # noqa: BLE001 - only the table's compact view needs it; it then shows every value
+        return {}
 
 
 def _pp(a: float | None, b: float | None) -> float | None:

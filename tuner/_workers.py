@@ -99,7 +99,6 @@ class WorkerPool:
                 gpu = self.gpus[i] if i < len(self.gpus) else None
                 if gpu is not None:
                     env["CUDA_VISIBLE_DEVICES"] = gpu
-                env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
                 display.message(f"starting worker {name}" + (f" on GPU {gpu}" if gpu is not None else ""))
                 proc = subprocess.Popen(self.command(study, name, timeout), env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, bufsize=1)

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tuner._quiet import set_verbose
 from tuner._signals import interruptible
 from tuner.errors import CnntuneError
 from tuner.store import redact
@@ -107,10 +108,13 @@ def search(
                                                     "(default 90)."),
     isolate: bool = typer.Option(False, "--isolate", help="Run each trial in a child process: memory is returned "
                                  "after every trial, a crash fails only that trial."),
+    verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
+                                 "messages and warnings."),
 ) -> None:
     """Search a space: cnntune search space=deeper_net --trials 50."""
     from tuner import api
 
+    set_verbose(verbose)
     display = _progress(quiet)
     with _guard(), interruptible():
         result = api.search(words or [], trials=trials, study=study, storage=storage, sampler=sampler, seed=seed,
@@ -134,10 +138,13 @@ def worker(
     heartbeat_grace: Optional[float] = typer.Option(None, "--heartbeat-grace", help="Seconds without a heartbeat "
                                                     "before a worker counts as dead (default: the study's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
+                                 "messages and warnings."),
 ) -> None:
     """Join a study and run its trials until its budget is reached: cnntune worker --study c25 --storage URL."""
     from tuner import api
 
+    set_verbose(verbose)
     display = _progress(quiet)
     with _guard(), interruptible():
         result = api.worker(study=study, storage=storage, engine=engine, chief=chief, worker_id=worker_id,
@@ -151,7 +158,8 @@ def _summary(result, quiet: bool) -> None:
         err.print(result.message)
     if not quiet:
         done = sum(1 for r in result.ran if r.state == "complete")
-        out.print(f"ran {len(result.ran)} trials ({done} complete) in study {result.study} ({result.storage})")
+        out.print(f"ran {len(result.ran)} trials ({done} complete) in study {result.study} ({result.storage})",
+                  soft_wrap=True)
         if result.best is not None:
             b = result.best
             tag = f" (baseline {b.baseline})" if b.baseline else ""
@@ -159,17 +167,33 @@ def _summary(result, quiet: bool) -> None:
                       + (f", test {100 * b.test_accuracy:.2f}%" if b.test_accuracy is not None else ""))
 
 
+TRIAL_FORMATS = ("table", "csv", "json")
+
+
 @app.command("trials")
 def trials_cmd(
     study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    wide: bool = typer.Option(False, "--wide", help="Every hyperparameter of every trial, not only those that "
+                              "differ from the hand-chosen configuration."),
+    fmt: str = typer.Option("table", "--format", help="table, csv or json (full records, for scripts)."),
 ) -> None:
     """Table of a study's trials."""
     from tuner import api
-    from tuner.display import render_trials
+    from tuner.display import render_trials, trials_rows, write_trials_csv
 
     with _guard():
-        render_trials(out, api.trials(study=study, storage=storage))
+        if fmt not in TRIAL_FORMATS:
+            raise CnntuneError(f"--format must be one of {', '.join(TRIAL_FORMATS)}. Received: {fmt!r}")
+        view = api.trials(study=study, storage=storage)
+        if fmt == "json":
+            import json
+
+            sys.stdout.write(json.dumps(trials_rows(view), indent=1, allow_nan=False, default=str) + "\n")
+        elif fmt == "csv":
+            write_trials_csv(sys.stdout, view)
+        else:
+            render_trials(out, view, wide=wide)
 
 
 @app.command()
@@ -185,11 +209,14 @@ def best(
     include_replays: bool = typer.Option(False, "--include-replays", help="Let reproduction and re-evaluation "
                                          "runs be picked as the best."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output while retraining."),
+    verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
+                                 "messages and warnings."),
 ) -> None:
     """The best trial against the study's baselines; --export writes it as one .keras file."""
     from tuner import api
     from tuner.display import render_best
 
+    set_verbose(verbose)
     with _guard(), interruptible():
         if export is not None:
             api.export_target(export)
@@ -239,12 +266,15 @@ def reproduce(
     skip_bad_images: bool = typer.Option(False, "--skip-bad-images",
                                          help="Skip unreadable image files (named in a warning) instead of failing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
+                                 "messages and warnings."),
 ) -> None:
     """Replay the study's baselines over several seeds: cnntune reproduce space=augmentation --seeds 3."""
     from tuner import api
     from tuner.display import render_reproduction
     from tuner.reproduce import check_out_dir
 
+    set_verbose(verbose)
     with _guard(), interruptible():
         check_out_dir(out_dir)
         result = api.reproduce(words or [], seeds=seeds, seed=seed, study=study, storage=storage,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -104,24 +105,75 @@ class RichDisplay(Display):
             self.epoch_task = None
 
 
-def render_trials(console: Console, view) -> None:
-    """The trials of a study as a table."""
+def render_trials(console: Console, view, wide: bool = False) -> None:
+    """The trials of a study as a table that fits the terminal: each trial's hyperparameters that differ from the
+    space's hand-chosen configuration (``wide``: all of them)."""
     meta = view.meta
     fixed = set((meta.get("pins") or {}).keys())
-    table = Table(title=f"study {view.study}: {meta.get('space', '?')} on {_data_label(meta)}")
+    compact = not wide and bool(view.defaults)
+    # Column rules instead of a full grid: the space goes to the hyperparameters, which then wrap between values.
+    table = Table(title=f"study {view.study}: {meta.get('space', '?')} on {_data_label(meta)}", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False,
+                  caption="hyperparameters: the values that differ from the hand-chosen configuration (--wide: all)"
+                  if compact else None)
     for col, just in (("#", "right"), ("state", "left"), ("baseline", "left"), ("val %", "right"),
-                      ("test %", "right"), ("params", "right"), ("s", "right"), ("hyperparameters", "left")):
-        table.add_column(col, justify=just, overflow="fold")
+                      ("test %", "right"), ("params", "right"), ("s", "right")):
+        table.add_column(col, justify=just, overflow="fold", no_wrap=col != "state")
+    table.add_column("hyperparameters", overflow="fold", ratio=1, min_width=16)
     for r in view.records:
         # The trial `best` reports and exports (tuner.study.best_record), never a replay.
         style = "bold green" if r.number == view.best else ("red" if r.state == "fail" else None)
         state = r.state if r.state != "fail" or not r.reason else f"fail: {r.reason}"
+        if compact:
+            # A choice point the hand-chosen configuration does not use (another body's widths) differs too.
+            changed = {k: v for k, v in r.params.items() if k not in view.defaults or view.defaults[k] != v}
+            shown = fmt_params(changed, skip=fixed) or "(hand-chosen)"
+        else:
+            shown = fmt_params(r.params, skip=fixed)
         table.add_row(
             str(r.number), state, r.baseline or "", _pct(r.val_accuracy), _pct(r.test_accuracy),
-            f"{r.n_params:,}" if r.n_params else "-", f"{r.seconds:.1f}" if r.seconds else "-",
-            fmt_params(r.params, skip=fixed), style=style,
+            f"{r.n_params:,}" if r.n_params else "-", f"{r.seconds:.0f}" if r.seconds else "-",
+            shown, style=style,
         )
     console.print(table)
+
+
+TRIAL_FIELDS = ("number", "state", "baseline", "val_accuracy", "test_accuracy", "n_params", "seconds", "seed",
+                "best_epoch", "epochs_run", "backend", "reason", "model_path")
+
+
+def trials_rows(view) -> list[dict[str, Any]]:
+    """Every trial's full record as plain values, for ``trials --format json``: the fields above, ``params``,
+    ``tags`` and ``history``."""
+    rows = []
+    for r in view.records:
+        row = {name: getattr(r, name) for name in TRIAL_FIELDS}
+        row.update(params=dict(r.params), tags=dict(r.tags), history=dict(r.history), best=r.number == view.best)
+        rows.append(row)
+    return rows
+
+
+def write_trials_csv(out, view) -> None:
+    """Every trial as one CSV row: the fields above, then one ``param.NAME`` column per hyperparameter (empty where a
+    trial has no such choice point, e.g. another body's widths), then ``best``."""
+    import csv
+
+    names: list[str] = []
+    for r in view.records:
+        names += [k for k in r.params if k not in names]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*TRIAL_FIELDS, *(f"param.{k}" for k in names), "best"])
+    for r in view.records:
+        writer.writerow([_csv(getattr(r, f)) for f in TRIAL_FIELDS] + [_csv(r.params.get(k)) for k in names]
+                        + [str(r.number == view.best).lower()])
+
+
+def _csv(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def _data_label(meta: dict[str, Any]) -> str:
