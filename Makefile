@@ -12,7 +12,7 @@ EPOCHS ?= 2
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: install test demo clean container-test
+.PHONY: install tools test demo clean container-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,14 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed-$(EXTRAS)
 
-test: install
+# Debian's docker-compose validates deploy/compose.yaml in tests/test_deploy.py (it accepts the GPU reservation
+# syntax); installed where apt can, else those checks skip and say why.
+tools:
+	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+	  && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; } \
+	  || echo "docker-compose is not installed: its checks in tests/test_deploy.py will skip"
+
+test: install tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The demo runs where `make` was typed, so relative paths in DATA (data_dir=...) mean what they say; its study store,
