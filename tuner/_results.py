@@ -13,7 +13,7 @@ from typing import Any
 from tuner.errors import StorageError
 from tuner.records import TrialRecord, val_noise_pp
 from tuner.reeval import ReevalRow, pick
-from tuner.study import best_record, is_replay, open_study, read_records, study_meta
+from tuner.study import best_record, candidates, is_replay, open_study, read_records, study_meta
 
 __all__ = ["BestReport", "Comparison", "StudyView", "best", "trials"]
 
@@ -89,11 +89,36 @@ def _hand_chosen(meta: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
+def _within(name: str, records: list[TrialRecord], replays: bool, max_params: int | None,
+            max_latency_ms: float | None) -> TrialRecord | None:
+    """The most accurate candidate within the limits (ties: the earlier trial).
+
+    Raises:
+        StorageError: no candidate within them; the message names the smallest/fastest there is.
+    """
+    pool = candidates(records, replays)
+    for limit, attr, unit in ((max_params, "n_params", "parameters"), (max_latency_ms, "latency_ms", "ms per image")):
+        if limit is None or not pool:
+            continue
+        measured = [r for r in pool if getattr(r, attr) is not None]
+        if not measured:
+            raise StorageError(f"no trial of study {name!r} measured its {unit}; search with --objective "
+                               f"accuracy,{'params' if attr == 'n_params' else 'latency'}")
+        inside = [r for r in measured if getattr(r, attr) <= limit]
+        if not inside:
+            least = min(getattr(r, attr) for r in measured)
+            raise StorageError(f"no completed trial of study {name!r} has at most {limit:,} {unit} (the least: "
+                               f"{least:,}); raise the limit")
+        pool = inside
+    return max(pool, key=lambda r: (r.val_accuracy, -r.number)) if pool else None
+
+
 def _pp(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else 100.0 * (a - b)
 
 
-def best(*, study: str | None = None, storage: str | None = None, replays: bool = False) -> BestReport:
+def best(*, study: str | None = None, storage: str | None = None, replays: bool = False,
+         max_params: int | None = None, max_latency_ms: float | None = None) -> BestReport:
     """The best trial by validation accuracy and its improvement over each baseline of the study.
 
     Args:
@@ -101,13 +126,20 @@ def best(*, study: str | None = None, storage: str | None = None, replays: bool 
         storage: Optuna storage URL.
         replays: also consider reproduction and re-evaluation runs (``reproduce`` / ``reeval_of`` tags);
             by default they are repeats of known configs with other seeds, not candidates.
+        max_params: the most accurate trial with at most this many parameters (any study; the natural question of
+            a ``--objective accuracy,params`` search).
+        max_latency_ms: the most accurate trial at most this many milliseconds per image (trials that measured it:
+            ``--objective accuracy,latency``).
 
     Raises:
-        StorageError: unknown study, or a study without a completed trial.
+        StorageError: unknown study, a study without a completed trial, or none within the limits.
     """
     _, st = open_study(storage, study)
     records = read_records(st)
-    top, by_mean = (best_record(records, True), None) if replays else pick(records)
+    if max_params is not None or max_latency_ms is not None:
+        top, by_mean = _within(st.study_name, records, replays, max_params, max_latency_ms), None
+    else:
+        top, by_mean = (best_record(records, True), None) if replays else pick(records)
     if top is None and best_record(records, True) is not None:
         raise StorageError(f"study {st.study_name!r} holds only reproduction or re-evaluation runs; "
                            "add --include-replays to pick among them")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from tuner._signals import interruptible
@@ -19,7 +19,7 @@ from tuner.engines import ENGINES, get_engine, trial_config, wait_for_chief
 from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import Experiment, from_meta, load_data, split_words
 from tuner.objective import Objective, Runner
-from tuner.options import check_engine_options, check_settings, with_fidelity
+from tuner.options import OBJECTIVES, check_engine_options, check_settings, with_fidelity
 from tuner.plan import Artifacts, BaselineRun, SearchPlan, search_pins
 from tuner.records import Display, TrialRecord
 from tuner.warm_start import perturbations
@@ -32,6 +32,7 @@ from tuner.study import (
     best_record,
     budget_used,
     check_same_experiment,
+    pareto_front,
     done_baselines,
     new_meta,
     open_study,
@@ -65,6 +66,7 @@ class SearchResult:
     ran: list[TrialRecord]
     best: TrialRecord | None
     message: str = ""
+    pareto: list[TrialRecord] = field(default_factory=list)
 
 
 def baseline_runs(exp: Experiment) -> list[BaselineRun]:
@@ -101,6 +103,7 @@ def search(
     heartbeat_grace: float | None = None,
     isolate: bool = False,
     worker_timeout: float | None = None,
+    objective: str | Sequence[str] | None = None,
 ) -> SearchResult:
     """Searches a space; resumes the study when it exists.
 
@@ -143,6 +146,9 @@ def search(
             trial is retried (database storages; default ``tuner.store.GRACE_PERIOD``); stored for workers.
         isolate: run each trial in a child process (``tuner.isolate``); stored for workers.
         worker_timeout: set by ``worker``: start no new trial after this many seconds.
+        objective: ``"accuracy"`` (default), or ``"accuracy,params"`` / ``"accuracy,latency"``: a two-objective
+            study (validation accuracy up, parameters or milliseconds per image down); the result then holds the
+            Pareto front.
 
     Returns:
         A ``SearchResult`` with the trials this call ran and the study's best trial.
@@ -154,7 +160,8 @@ def search(
     settings = check_settings(engine=engine, trials=trials, seed=seed, baselines=baselines, max_failures=max_failures,
                          timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief,
                          warm_start=warm_start, max_epochs=max_epochs, reeval_share=reeval_share,
-                         reeval_top=reeval_top, heartbeat_grace=heartbeat_grace, isolate=isolate)
+                         reeval_top=reeval_top, heartbeat_grace=heartbeat_grace, isolate=isolate,
+                         objective=objective)
     kv = split_words(words)
     url = storage or DEFAULT_STORAGE
     pool = worker_pool(workers, gpus, url=url, engine=settings.engine, chief=chief) if worker_id is None else None
@@ -190,7 +197,7 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     if hasattr(exp.space, "prepare"):  # e.g. backbone weights: fail before any trial, with one line
         exp.space.prepare(exp.options)
     data = load_data(exp, skip_bad_images=skip_bad_images)
-    study_obj = create_or_load_study(store, name)
+    study_obj = create_or_load_study(store, name, directions=[OBJECTIVES[o] for o in settings.objective])
     art = Artifacts.of(meta, url, name, artifacts)
     if not meta:
         meta = new_meta(exp, data, art.root, skip_bad_images=skip_bad_images)
@@ -218,7 +225,8 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
         runner = isolated(runner, workdir=art.root)  # the data the children memory-map go beside the study
     objective = Objective(exp, data, model_dir=art.model_dir(settings.engine), feature_cache=art.feature_cache,
                           seed=settings.seed, display=display, prune=(settings.pruner or "none") != "none",
-                          engine=None if settings.engine == "optuna" else settings.engine, runner=runner)
+                          engine=None if settings.engine == "optuna" else settings.engine, runner=runner,
+                          latency="latency" in settings.objective)
     # The re-evaluation phase is the main search process's; workers and a serving chief only search.
     reeval = settings.reeval_share if worker_id is None and not serving else 0.0
     plan = SearchPlan(study=study_obj, experiment=exp, data=data, objective=objective, settings=settings,
@@ -253,8 +261,10 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
         left = None if timeout is None else timeout - (time.monotonic() - plan.started)
         ran_again, message = _reevaluate_top(name, url, settings, left, display, runner)
         ran += ran_again
-    top, _ = pick(read_records(study_obj))
-    return SearchResult(name, redact(url), ran, top, message)
+    records = read_records(study_obj)
+    top, _ = pick(records)
+    front = pareto_front(records, settings.objective[1]) if len(settings.objective) > 1 else []
+    return SearchResult(name, redact(url), ran, top, message, front)
 
 
 def _reevaluate_top(name: str, url: str, settings: SearchSettings, left: float | None, display: Display,
@@ -332,5 +342,6 @@ def worker(
         chief=chief, worker_id=worker_id or f"worker-{os.getpid()}", runner=runner,
         warm_start=settings.warm_start, max_epochs=settings.max_epochs, reeval_share=settings.reeval_share,
         reeval_top=settings.reeval_top, isolate=settings.isolate, worker_timeout=timeout,
+        objective=settings.objective,
         heartbeat_grace=settings.heartbeat_grace if heartbeat_grace is None else heartbeat_grace,
     )

@@ -74,7 +74,8 @@ def search(
     trials: int = typer.Option(10, "--trials", "-n", help="Searched trials the study should hold (baselines extra)."),
     study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="Optuna engine: tpe (default), random or grid."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Optuna engine: tpe (default), random, grid, or "
+                                          "nsga2 (two objectives)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the sampler; trial n trains with seed+n."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after SECONDS."),
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Do not enqueue the space's baselines."),
@@ -108,6 +109,8 @@ def search(
                                                     "(default 90)."),
     isolate: bool = typer.Option(False, "--isolate", help="Run each trial in a child process: memory is returned "
                                  "after every trial, a crash fails only that trial."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="accuracy (default), accuracy,params or "
+                                            "accuracy,latency: a two-objective study; best --max-params N picks."),
     verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
                                  "messages and warnings."),
 ) -> None:
@@ -122,7 +125,8 @@ def search(
                             engine=engine, kt_tuner=kt_tuner, pruner=pruner, max_failures=max_failures,
                             chief=chief, skip_bad_images=skip_bad_images, warm_start=warm_start,
                             max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top,
-                            workers=workers, gpus=gpus, heartbeat_grace=heartbeat_grace, isolate=isolate)
+                            workers=workers, gpus=gpus, heartbeat_grace=heartbeat_grace, isolate=isolate,
+                            objective=objective)
     _summary(result, quiet)
 
 
@@ -165,6 +169,12 @@ def _summary(result, quiet: bool) -> None:
             tag = f" (baseline {b.baseline})" if b.baseline else ""
             out.print(f"best so far: trial {b.number}{tag}, val {100 * b.val_accuracy:.2f}%"
                       + (f", test {100 * b.test_accuracy:.2f}%" if b.test_accuracy is not None else ""))
+        if result.pareto:
+            points = "; ".join(f"trial {r.number} val {100 * r.val_accuracy:.1f}% "
+                               + (f"{r.latency_ms:.3g} ms" if r.latency_ms is not None else f"{r.n_params:,} params")
+                               for r in result.pareto)
+            out.print(f"Pareto front ({len(result.pareto)} trials, smallest first): {points}; pick within a budget "
+                      "with cnntune best --max-params N (or --max-latency-ms MS)", soft_wrap=True)
 
 
 TRIAL_FORMATS = ("table", "csv", "json")
@@ -197,6 +207,32 @@ def trials_cmd(
 
 
 @app.command()
+def dashboard(
+    study: Optional[str] = typer.Option(None, "--study", help="Open this study's page (it must exist; default: the "
+                                        "list of the store's studies)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 exposes the dashboard to "
+                             "the network, which it serves without a login (prefer an SSH tunnel)."),
+    port: int = typer.Option(8080, "--port", help="Port to listen on (0: any free port)."),
+) -> None:
+    """Serve optuna-dashboard on the study store until Ctrl-C: cnntune dashboard --study c25."""
+    from tuner.dashboard import open_dashboard
+
+    with _guard():
+        board = open_dashboard(storage=storage, study=study, host=host, port=port)
+    where = "" if f"//{host}:" in board.url else f", listening on {host}"
+    out.print(f"dashboard at {board.url} ({board.storage}{where}); Ctrl-C stops", markup=False, highlight=False,
+              soft_wrap=True)
+    sys.stdout.flush()  # the URL is for whoever reads a pipe or a log too, not only a terminal
+    try:
+        board.serve()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a dashboard ends, not an interruption of work: exit 0, no message
+    finally:
+        board.server.server_close()
+
+
+@app.command()
 def best(
     study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
@@ -208,6 +244,10 @@ def best(
                                         "(default 3)."),
     include_replays: bool = typer.Option(False, "--include-replays", help="Let reproduction and re-evaluation "
                                          "runs be picked as the best."),
+    max_params: Optional[int] = typer.Option(None, "--max-params", help="The most accurate trial with at most N "
+                                             "parameters (--export writes that one)."),
+    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="The most accurate trial at most "
+                                                   "MS milliseconds per image (--objective accuracy,latency)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output while retraining."),
     verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
                                  "messages and warnings."),
@@ -220,12 +260,20 @@ def best(
     with _guard(), interruptible():
         if export is not None:
             api.export_target(export)
+        limited = max_params is not None or max_latency_ms is not None
         if reeval is not None or seeds is not None:
+            if limited:
+                raise CnntuneError("--max-params/--max-latency-ms pick within a budget; --reeval ranks by accuracy "
+                                   "alone: use one of them")
             _best_reeval(study, storage, export, trial, reeval, seeds, quiet)
             return
-        render_best(out, api.best(study=study, storage=storage, replays=include_replays))
+        report = api.best(study=study, storage=storage, replays=include_replays, max_params=max_params,
+                          max_latency_ms=max_latency_ms)
+        render_best(out, report)
         if export is None:
             return
+        if trial is None and limited:
+            trial = report.best.number
         path = api.export(export, study=study, storage=storage, trial=trial)
         out.print(f"exported to {path} (raw uint8 images in, class probabilities out; metadata in "
                   f"{path.with_suffix('.json').name})")

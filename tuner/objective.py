@@ -158,10 +158,13 @@ class Objective:
         prune: report each epoch's validation accuracy and stop when the trial's pruner says so.
         engine: recorded as the trial's ``engine`` attribute when not the default one.
         runner: trains one configuration; default ``tuner.runner.run_trial``.
+        latency: also measure the trained model's milliseconds per image (``latency_ms``), for a study whose
+            second objective is latency.
     """
 
     def __init__(self, exp: Experiment, data, *, model_dir: Path, feature_cache: Path, seed: int, display: Display,
-                 prune: bool = False, engine: str | None = None, runner: Runner | None = None):
+                 prune: bool = False, engine: str | None = None, runner: Runner | None = None,
+                 latency: bool = False):
         self.exp = exp
         self.data = data
         self.model_dir = Path(model_dir)
@@ -172,6 +175,7 @@ class Objective:
         self.engine = engine
         self.runner = runner or run_trial
         self.can_checkpoint = _accepts(self.runner, "checkpoint_dir") and _accepts(self.runner, "resume_from")
+        self.latency = latency and _accepts(self.runner, "measure_latency")
 
     def model_path(self, number: int) -> Path:
         return self.model_dir / f"trial_{number:04d}.keras"
@@ -230,6 +234,8 @@ class Objective:
         pruning = EpochPruning(trial, self.prune and not attrs.get("baseline"), epochs, then=on_epoch)
         continued = {k: attrs[k] for k in ("initial_epoch", "continue_from") if attrs.get(k) is not None}
         folder = self.checkpoint_dir(trial.number) if self.resumable(attrs) else None
+        if self.latency:
+            continued["measure_latency"] = True
         try:
             if folder is not None:  # inside: an interrupt while taking over keeps the checkpoint for the next retry
                 resumed = self._take_over(trial, attrs, params, folder, pruning)

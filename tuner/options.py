@@ -7,6 +7,7 @@ become the pruner's fidelity (``with_fidelity``). Nothing here imports Optuna or
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Sequence
 
 from tuner.engines import get_engine
 from tuner.errors import CnntuneError
@@ -14,8 +15,12 @@ from tuner.experiment import Experiment
 from tuner.hp import describe
 from tuner.study import SearchSettings
 
-__all__ = ["DEFAULT_PRUNER", "DEFAULT_REEVAL_SHARE", "DEFAULT_REEVAL_TOP", "DEFAULT_WARM_START",
-           "check_engine_options", "check_settings", "with_fidelity"]
+# Each objective and its direction: accuracy (validation) up; the second objective, the model's size or its latency
+# per image, down.
+OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "latency": "minimize"}
+
+__all__ = ["OBJECTIVES", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHARE", "DEFAULT_REEVAL_TOP", "DEFAULT_WARM_START",
+           "check_engine_options", "check_settings", "parse_objective", "with_fidelity"]
 
 # The default strategy (BENCHMARKS.md, "Search quality").
 DEFAULT_PRUNER = "none"
@@ -28,7 +33,7 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
               sampler: str | None, pruner: str | None, kt_tuner: str | None, chief: str | None,
               warm_start: int | None, max_epochs: int | None, reeval_share: float | None,
               reeval_top: int | None, heartbeat_grace: float | None = None,
-              isolate: bool = False) -> SearchSettings:
+              isolate: bool = False, objective: str | Sequence[str] | None = None) -> SearchSettings:
     """The run's settings, each option checked and given to the engine it belongs to; ``None`` is the default.
 
     Raises:
@@ -55,10 +60,21 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
     if heartbeat_grace is not None and heartbeat_grace < 2:
         raise CnntuneError(f"--heartbeat-grace must be at least 2 seconds. Received: {heartbeat_grace}")
     get_engine(engine)
+    objectives = parse_objective(objective)
     common = dict(engine=engine, trials=int(trials), seed=int(seed), baselines=bool(baselines),
                   max_failures=int(max_failures), warm_start=int(warm_start), reeval_share=float(reeval_share),
-                  reeval_top=int(reeval_top), isolate=bool(isolate),
+                  reeval_top=int(reeval_top), isolate=bool(isolate), objective=objectives,
                   heartbeat_grace=None if heartbeat_grace is None else int(heartbeat_grace))
+    if len(objectives) > 1:
+        if engine != "optuna":
+            raise CnntuneError(f"--objective {','.join(objectives)} is a two-objective Optuna study; drop --engine "
+                               "keras-tuner")
+        if pruner not in (None, "none"):
+            raise CnntuneError("--pruner stops trials on validation accuracy alone, which a two-objective study "
+                               "cannot rank by; drop --pruner or --objective")
+        if reeval_share:
+            raise CnntuneError("--reeval-share ranks configurations by accuracy alone; with two objectives pick "
+                               "within a budget instead: cnntune best --max-params N")
     if engine == "keras-tuner":
         if sampler is not None:
             raise CnntuneError("--sampler is an Optuna engine option; with --engine keras-tuner pick the tuner with "
@@ -79,6 +95,22 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
         raise CnntuneError("--max-epochs sets the most epochs a pruner lets a trial train; without a pruner, pin "
                            "epochs=N instead")
     return SearchSettings(**common, sampler=sampler or "tpe", pruner=pruner, max_epochs=max_epochs)
+
+
+def parse_objective(objective: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"accuracy"`` (default), ``"accuracy,params"`` or ``"accuracy,latency"`` as a tuple of names.
+
+    Raises:
+        CnntuneError: anything else.
+    """
+    if objective is None:
+        return ("accuracy",)
+    names = tuple(s.strip() for s in (objective.split(",") if isinstance(objective, str) else objective))
+    valid = [("accuracy",), *(("accuracy", other) for other in OBJECTIVES if other != "accuracy")]
+    if names not in valid:
+        raise CnntuneError(f"--objective must be one of {', '.join(','.join(v) for v in valid)}. "
+                           f"Received: {objective!r}")
+    return names
 
 
 def with_fidelity(exp: Experiment, settings: SearchSettings) -> SearchSettings:

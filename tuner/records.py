@@ -35,6 +35,7 @@ class TrialRecord:
     best_epoch: int | None = None
     epochs_run: int | None = None
     backend: str | None = None
+    latency_ms: float | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
     tags: dict[str, Any] = field(default_factory=dict)
 
@@ -42,7 +43,8 @@ class TrialRecord:
     def from_trial(cls, trial) -> "TrialRecord":
         """Reads an ``optuna.trial.FrozenTrial``."""
         attrs = trial.user_attrs
-        value = trial.value if trial.values is not None else None
+        # A two-objective trial (accuracy, size or latency) has several values; accuracy is the first.
+        value = trial.values[0] if trial.values else None
         if value is None:
             value = attrs.get("val_accuracy")
         params = dict(attrs.get("config") or trial.params)
@@ -69,6 +71,7 @@ class TrialRecord:
             best_epoch=attrs.get("best_epoch"),
             epochs_run=attrs.get("epochs_run"),
             backend=attrs.get("backend"),
+            latency_ms=attrs.get("latency_ms"),
             history=dict(attrs.get("history") or {}),
             tags=tags,
         )

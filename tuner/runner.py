@@ -227,6 +227,25 @@ def _restore(model, ckpt: _checkpoint.Checkpoint) -> None:
             variable.assign(value)
 
 
+LATENCY_BATCH = 32
+LATENCY_REPEATS = 5
+
+
+def latency_ms(model, images) -> float:
+    """Milliseconds per image of ``model`` predicting a batch of ``LATENCY_BATCH`` images, on this machine: the
+    median of ``LATENCY_REPEATS`` timed batches after one untimed warm-up batch (which compiles the function)."""
+    import numpy as np
+
+    batch = np.asarray(images[:LATENCY_BATCH])
+    model.predict_on_batch(batch)
+    times = []
+    for _ in range(LATENCY_REPEATS):
+        t0 = time.perf_counter()
+        model.predict_on_batch(batch)
+        times.append(time.perf_counter() - t0)
+    return round(1000.0 * float(np.median(times)) / len(batch), 4)
+
+
 def run_trial(
     space: ModuleType,
     params: dict[str, Any],
@@ -244,6 +263,7 @@ def run_trial(
     continue_from: str | os.PathLike | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     resume_from: str | os.PathLike | None = None,
+    measure_latency: bool = False,
 ) -> TrialOutcome:
     """Builds, fits and evaluates one configuration.
 
@@ -269,6 +289,7 @@ def run_trial(
         resume_from: a checkpoint folder of the same configuration to resume from: weights, optimizer state, history
             and best epoch are restored and training continues with the epoch after the checkpoint's (it replaces
             ``initial_epoch`` and ``continue_from``); the history then holds the checkpoint's epochs and this run's.
+        measure_latency: also time the final model (raw images in) on validation images: ``extra["latency_ms"]``.
 
     Returns:
         A ``TrialOutcome``; validation accuracy is the best epoch's, and the saved model is that epoch's.
@@ -358,6 +379,10 @@ def run_trial(
         model.save(path)
         saved = str(path)
     n_params = int(model.count_params())
+    extra = dict(plan.attrs) if plan is not None else (
+        {"feature_cache": "off"} if hasattr(space, "feature_extractor") else {})
+    if measure_latency:
+        extra["latency_ms"] = latency_ms(model, data.x_val if len(data.x_val) else data.x_train)
     outcome = TrialOutcome(
         val_accuracy=float(best.best) if math.isfinite(best.best) else 0.0,
         test_accuracy=test_acc,
@@ -368,8 +393,7 @@ def run_trial(
         seconds=time.perf_counter() - start,
         model_path=saved,
         backend=keras.backend.backend(),
-        extra=dict(plan.attrs) if plan is not None else (
-            {"feature_cache": "off"} if hasattr(space, "feature_extractor") else {}),
+        extra=extra,
     )
     del model
     return outcome

@@ -11,7 +11,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tuner.errors import StorageError
 
@@ -195,12 +195,21 @@ def load_study(storage, name: str | None, url: str | None = None):
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def create_or_load_study(storage, name: str, sampler=None, pruner=None):
+def create_or_load_study(storage, name: str, sampler=None, pruner=None, directions: Sequence[str] = ("maximize",)):
+    """Creates the study, or loads it when it exists (then with the directions it was created with).
+
+    Raises:
+        StorageError: the existing study optimizes other directions.
+    """
     import optuna
 
-    return optuna.create_study(
-        storage=storage, study_name=name, sampler=sampler, pruner=pruner, direction="maximize", load_if_exists=True
-    )
+    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
+                                directions=list(directions), load_if_exists=True)
+    found = [d.name.lower() for d in study.directions]
+    if found != list(directions):
+        raise StorageError(f"study {name!r} optimizes {', '.join(found)}, not {', '.join(directions)}; use "
+                           "another --study")
+    return study
 
 
 def study_meta(study) -> dict[str, Any]:

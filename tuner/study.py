@@ -41,6 +41,8 @@ __all__ = [
     "jsonable",
     "new_meta",
     "open_study",
+    "SIZE_ATTRS",
+    "pareto_front",
     "read_records",
     "study_meta",
     "write_meta",
@@ -120,6 +122,23 @@ def budget_place(records: Sequence[TrialRecord], number: int) -> int:
     return holders.index(mine)
 
 
+# The trial attribute each second objective reads (``search --objective accuracy,KEY``).
+SIZE_ATTRS = {"params": "n_params", "latency": "latency_ms"}
+
+
+def pareto_front(records: Sequence[TrialRecord], objective: str = "params") -> list[TrialRecord]:
+    """The completed, non-replay trials no other trial beats on both validation accuracy (higher) and size or
+    latency (lower), smallest first; trials without the measure are left out. Ties keep the earlier trial."""
+    attr = SIZE_ATTRS[objective]
+    pool = [r for r in candidates(records) if getattr(r, attr) is not None]
+    pool.sort(key=lambda r: (getattr(r, attr), -r.val_accuracy, r.number))
+    front: list[TrialRecord] = []
+    for r in pool:
+        if not front or r.val_accuracy > front[-1].val_accuracy:
+            front.append(r)
+    return front
+
+
 def budget_used(records: Sequence[TrialRecord]) -> int:
     """Searched trials of the budget the study already holds."""
     retried = {r.tags["retry_of"] for r in records if "retry_of" in r.tags}
@@ -168,6 +187,8 @@ class SearchSettings:
         heartbeat_grace: seconds without a heartbeat after which a running trial's worker counts as dead and the
             trial is retried (database storages); ``None``: ``tuner.store.GRACE_PERIOD``.
         isolate: each trial runs in a child process (``tuner.isolate``).
+        objective: what the study optimizes: ``("accuracy",)``, or accuracy and the model's size
+            (``"params"``) or its latency per image (``"latency"``), minimized, as a two-objective study.
     """
 
     engine: str
@@ -184,9 +205,10 @@ class SearchSettings:
     reeval_top: int = 3
     heartbeat_grace: int | None = None
     isolate: bool = False
+    objective: tuple[str, ...] = ("accuracy",)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "objective": list(self.objective)}  # as JSON stores it, so that it compares equal
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], study: str) -> "SearchSettings":
@@ -209,6 +231,7 @@ class SearchSettings:
             warm_start=int(raw.get("warm_start", 0)), max_epochs=raw.get("max_epochs"),
             reeval_share=float(raw.get("reeval_share", 0.0)), reeval_top=int(raw.get("reeval_top", 3)),
             heartbeat_grace=raw.get("heartbeat_grace"), isolate=bool(raw.get("isolate", False)),
+            objective=tuple(raw.get("objective") or ("accuracy",)),
         )
 
 

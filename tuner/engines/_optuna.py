@@ -16,13 +16,13 @@ from tuner.errors import CnntuneError, SpaceError
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve
 from tuner.plan import SearchPlan
 from tuner.records import TrialRecord
-from tuner.study import done_baselines, is_replay, read_records
+from tuner.study import SIZE_ATTRS, done_baselines, is_replay, read_records
 
 __all__ = ["SAMPLERS", "OptunaHP", "check_options", "grid_values", "make_sampler", "prepare", "run", "start_trial",
            "trial_config", "tunable"]
 
 NAME = "optuna"
-SAMPLERS = ("tpe", "random", "grid")
+SAMPLERS = ("tpe", "random", "grid", "nsga2")
 
 
 class OptunaHP(HyperParameters):
@@ -112,6 +112,8 @@ def make_sampler(name: str, space, pins: Mapping[str, Any], seed: int | None, *,
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
         return optuna.samplers.GridSampler(grid_values(space, pins), seed=seed)
+    if name == "nsga2":  # Optuna's genetic sampler for two-objective studies (TPE handles them too)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     raise SpaceError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
 
 
@@ -192,6 +194,7 @@ def run(plan: SearchPlan) -> None:
     if n_trials <= 0:
         return
     configs = {b.name: b.config for b in plan.baselines}
+    objectives = plan.settings.objective
 
     def objective(trial) -> float:
         baseline = trial.user_attrs.get("baseline")
@@ -203,7 +206,12 @@ def run(plan: SearchPlan) -> None:
             raise _BudgetFull(trial.number)
         given = configs.get(baseline, {}) if baseline else dict(trial.user_attrs.get("given") or {})
         params = resolve(exp.space, OptunaHP(trial, exp.pins if baseline else pins, given))
-        return plan.objective(trial, params, dict(trial.user_attrs))
+        accuracy = plan.objective(trial, params, dict(trial.user_attrs))
+        if len(objectives) == 1:
+            return accuracy
+        # The second objective, as the objective recorded it (parameters, or milliseconds per image).
+        other = trial.user_attrs.get(SIZE_ATTRS[objectives[1]])
+        return accuracy, float("inf") if other is None else float(other)
 
     def after_trial(st, frozen) -> None:
         if plan.trial_finished(TrialRecord.from_trial(frozen)):
