@@ -24,12 +24,19 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed-$(EXTRAS)
 
-# Debian's docker-compose validates deploy/compose.yaml in tests/test_deploy.py (it accepts the GPU reservation
-# syntax); installed where apt can, else those checks skip and say why.
+# Debian's packages the tests use, installed where apt can (as root), else those tests skip and say why:
+# docker-compose validates deploy/compose.yaml in tests/test_deploy.py (it accepts the GPU reservation syntax);
+# chromium renders `cnntune dashboard` in tests/test_dashboard.py (playwright drives it: no browser download).
+# Each package is installed on its own, so one that apt cannot find does not keep the other out.
 tools:
-	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
-	  && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; } \
-	  || echo "docker-compose is not installed: its checks in tests/test_deploy.py will skip"
+	@missing=""; \
+	command -v docker-compose >/dev/null || missing="docker-compose"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -q >/dev/null; then \
+	  for pkg in $$missing; do DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$pkg >/dev/null || true; done; \
+	fi; \
+	command -v docker-compose >/dev/null || echo "docker-compose is not installed: its checks in tests/test_deploy.py will skip"; \
+	[ -x /usr/bin/chromium ] || echo "chromium is not installed: the browser test in tests/test_dashboard.py will skip"
 
 test: install tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

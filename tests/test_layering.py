@@ -30,7 +30,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("tuner.plan", "tuner._workers"),  # what a search process does; the worker processes it starts
     ("tuner.engines",),  # who proposes the next configuration
     ("tuner.options",),  # the search's options, each engine's own
-    ("tuner._search", "tuner._results", "tuner._export", "tuner._replay", "tuner.reeval", "tuner.reproduce"),
+    ("tuner._search", "tuner._results", "tuner._export", "tuner._replay", "tuner.reeval", "tuner.reproduce",
+     "tuner.dashboard"),
     ("tuner.api",),  # the facade
     ("tuner.display", "tuner.cli"),  # printing and the command line
 ]

@@ -214,10 +214,13 @@ def dashboard(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 exposes the dashboard to "
                              "the network, which it serves without a login (prefer an SSH tunnel)."),
     port: int = typer.Option(8080, "--port", help="Port to listen on (0: any free port)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Let Optuna print its own warnings (e.g. while it "
+                                 "computes importances)."),
 ) -> None:
     """Serve optuna-dashboard on the study store until Ctrl-C: cnntune dashboard --study c25."""
     from tuner.dashboard import open_dashboard
 
+    set_verbose(verbose)
     with _guard():
         board = open_dashboard(storage=storage, study=study, host=host, port=port)
     where = "" if f"//{host}:" in board.url else f", listening on {host}"
