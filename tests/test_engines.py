@@ -165,8 +165,10 @@ def test_the_trial_of_a_killed_worker_is_retried(store, monkeypatch):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            states = [t.state for t in optuna.load_study(study_name="k", storage=store).get_trials(deepcopy=False)]
-            if optuna.trial.TrialState.RUNNING in states:
+            # Running, and training: its configuration is recorded (a trial just created may still be checking
+            # its place in the budget).
+            trials = optuna.load_study(study_name="k", storage=store).get_trials(deepcopy=False)
+            if any(t.state == optuna.trial.TrialState.RUNNING and "config" in t.user_attrs for t in trials):
                 break
             time.sleep(0.2)
         proc.kill()  # SIGKILL: no chance to record anything
