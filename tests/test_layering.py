@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("tuner.engines",),  # who proposes the next configuration
     ("tuner.options",),  # the search's options, each engine's own
     ("tuner._search", "tuner._results", "tuner._export", "tuner._replay", "tuner.reeval", "tuner.reproduce",
-     "tuner.dashboard"),
+     "tuner.dashboard",
+     "tuner._report", "tuner._report_sections", "tuner._report_figures", "tuner._report_doc"),  # the report
     ("tuner.api",),  # the facade
     ("tuner.display", "tuner.cli"),  # printing and the command line
 ]

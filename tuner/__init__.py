@@ -1,9 +1,9 @@
 """cnntune: automated search for Keras convolutional networks.
 
-The public API (``search``, ``worker``, ``trials``, ``best``, ``export``, ``reevaluate``; ``reproduce`` is the module
-``tuner.reproduce``; all of them in ``tuner.api``) returns plain records and never prints. Its names are loaded on
-first use: ``import tuner.hp`` or ``import search_spaces`` (which need only this package's errors) load neither the
-API nor Optuna, and importing this package never imports TensorFlow or Keras.
+The public API (``search``, ``worker``, ``trials``, ``best``, ``export``, ``reevaluate``, ``report``; ``reproduce``
+is the module ``tuner.reproduce``; all of them in ``tuner.api``) returns plain records and never prints. Its names are
+loaded on first use: ``import tuner.hp`` or ``import search_spaces`` (which need only this package's errors) load
+neither the API nor Optuna, and importing this package never imports TensorFlow or Keras.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = [
     "DataError",
     "Display",
     "ReevalReport",
+    "ReportResult",
     "SearchResult",
     "SpaceError",
     "StorageError",
@@ -29,6 +30,7 @@ __all__ = [
     "export",
     "read_export_metadata",
     "reevaluate",
+    "report",
     "search",
     "trials",
     "worker",

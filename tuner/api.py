@@ -4,6 +4,7 @@
 |---|---|
 | ``search``, ``worker``, ``SearchResult`` | ``tuner._search`` (options, the plan, the engines) |
 | ``trials``, ``best``, ``StudyView``, ``BestReport``, ``Comparison`` | ``tuner._results`` |
+| ``report``, ``ReportResult`` | ``tuner._report`` (Markdown, HTML and figures) |
 | ``export``, ``export_target``, ``read_export_metadata`` | ``tuner._export`` |
 | ``reproduce``, ``write_reproduction``, ``Reproduction`` | ``tuner.reproduce`` |
 | ``reevaluate``, ``ReevalReport`` | ``tuner.reeval`` |
@@ -20,6 +21,7 @@ from search_spaces import summaries as spaces
 from tuner._export import export, export_target, read_export_metadata
 from tuner.reeval import ReevalReport, reevaluate
 from tuner.reproduce import Reproduction, reproduce, write_reproduction
+from tuner._report import ReportResult, report
 from tuner._results import BestReport, Comparison, StudyView, best, trials
 from tuner._search import SearchResult, search, worker
 
@@ -27,6 +29,7 @@ __all__ = [
     "BestReport",
     "Comparison",
     "ReevalReport",
+    "ReportResult",
     "Reproduction",
     "SearchResult",
     "StudyView",
@@ -35,6 +38,7 @@ __all__ = [
     "export_target",
     "read_export_metadata",
     "reevaluate",
+    "report",
     "reproduce",
     "search",
     "space_detail",

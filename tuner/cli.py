@@ -206,6 +206,24 @@ def trials_cmd(
             render_trials(out, view, wide=wide)
 
 
+@app.command("report")
+def report_cmd(
+    study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    out_dir: str = typer.Option(..., "--out", help="Folder for report.md, report.html (self-contained) and the "
+                                "figures (PNG); created if missing, an earlier report's files there are overwritten."),
+) -> None:
+    """Write a study up: baselines vs best, training curves, history, importances, Pareto front, state."""
+    from tuner import api
+
+    with _guard():
+        result = api.report(study=study, storage=storage, out=out_dir)
+    for name, reason in result.failed.items():
+        err.print(f"warning: figure {name} not drawn: {reason}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"wrote {result.markdown} and {result.html} ({len(result.figures)} figures) for study {result.study}",
+              markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def dashboard(
     study: Optional[str] = typer.Option(None, "--study", help="Open this study's page (it must exist; default: the "
