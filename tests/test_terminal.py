@@ -80,3 +80,20 @@ def test_trials_as_json_and_csv_hold_the_full_records(store):
     assert float(table[2]["val_accuracy"]) == pytest.approx(view.records[2].val_accuracy)
     one_line_error(run_cli("trials", "--study", "t", "--storage", store, "--format", "xml"), "--format")
     assert ROOT.is_dir()
+
+
+def test_a_large_study_shows_the_baselines_the_best_and_the_latest_unless_all(store):
+    def accuracy(params, seed):
+        return (0.9 if seed == 7 else 0.3 + seed / 1000, 0.4)  # trial 7 is the best
+
+    tuner.search(["space=basenet", *SYN], trials=60, storage=store, study="big", runner=FakeRunner(accuracy))
+
+    def rows(output: str) -> list[int]:
+        return [int(w[0]) for w in (line.split() for line in output.splitlines()) if len(w) > 1 and w[0].isdigit()
+                and w[1] == "complete"]
+
+    result = run_cli("trials", "--study", "big", "--storage", store)
+    numbers = rows(result.output)
+    assert len(numbers) == 50 and "50 of 61 trials" in result.output
+    assert numbers[:2] == [0, 7] and numbers[2:] == list(range(13, 61))  # baseline, best, then the latest 48
+    assert rows(run_cli("trials", "--study", "big", "--storage", store, "--all").output) == list(range(61))

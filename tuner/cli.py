@@ -12,7 +12,6 @@ from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from tuner._quiet import set_verbose
 from tuner._signals import interruptible
@@ -31,6 +30,8 @@ app = typer.Typer(
 
 STORAGE_HELP = "Optuna storage URL (sqlite:///file.db, postgresql://..., mysql+pymysql://..., journal:PATH)."
 STUDY_HELP = "Study name (default: the space's name; for reading commands, the only study in the storage)."
+MIXED_BACKENDS = typer.Option(False, "--allow-mixed-backends", help="Add trials to a study whose completed trials "
+                              "trained on another Keras backend (KERAS_BACKEND) than this one.")
 
 out = Console()
 err = Console(stderr=True)
@@ -45,26 +46,12 @@ def spaces(name: Optional[str] = typer.Argument(None, help="Show one space's cho
 
 def _spaces(name: Optional[str]) -> None:
     from tuner import api
-    from tuner.display import render_spaces
+    from tuner.display import render_space_detail, render_spaces
 
     if name is None:
         render_spaces(out, api.spaces())
-        return
-    detail = api.space_detail(name)
-    table = Table(title=f"space {detail['name']}: choice points")
-    for col in ("name", "kind", "values", "default", "active when"):
-        table.add_column(col, overflow="fold")
-    for p in detail["params"].values():
-        cond = " and ".join(f"{c.name} in {list(c.values)}" for c in p.conditions)
-        table.add_row(p.name, p.kind, p.summary(), str(p.default), cond)
-    out.print(table)
-    base = Table(title="baselines")
-    for col in ("name", "study reported %", "params", "note"):
-        base.add_column(col, overflow="fold")
-    for b in detail["baselines"]:
-        base.add_row(b.name, "-" if b.reported is None else f"{b.reported:.2f}",
-                     " ".join(f"{k}={v}" for k, v in b.params.items()), b.note)
-    out.print(base)
+    else:
+        render_space_detail(out, api.space_detail(name))
 
 
 @app.command()
@@ -111,6 +98,7 @@ def search(
                                  "after every trial, a crash fails only that trial."),
     objective: Optional[str] = typer.Option(None, "--objective", help="accuracy (default), accuracy,params or "
                                             "accuracy,latency: a two-objective study; best --max-params N picks."),
+    allow_mixed_backends: bool = MIXED_BACKENDS,
     verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
                                  "messages and warnings."),
 ) -> None:
@@ -126,7 +114,7 @@ def search(
                             chief=chief, skip_bad_images=skip_bad_images, warm_start=warm_start,
                             max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top,
                             workers=workers, gpus=gpus, heartbeat_grace=heartbeat_grace, isolate=isolate,
-                            objective=objective)
+                            objective=objective, allow_mixed_backends=allow_mixed_backends)
     _summary(result, quiet)
 
 
@@ -141,6 +129,7 @@ def worker(
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after SECONDS."),
     heartbeat_grace: Optional[float] = typer.Option(None, "--heartbeat-grace", help="Seconds without a heartbeat "
                                                     "before a worker counts as dead (default: the study's)."),
+    allow_mixed_backends: bool = MIXED_BACKENDS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
                                  "messages and warnings."),
@@ -153,7 +142,7 @@ def worker(
     with _guard(), interruptible():
         result = api.worker(study=study, storage=storage, engine=engine, chief=chief, worker_id=worker_id,
                             max_failures=max_failures, display=display, timeout=timeout,
-                            heartbeat_grace=heartbeat_grace)
+                            heartbeat_grace=heartbeat_grace, allow_mixed_backends=allow_mixed_backends)
     _summary(result, quiet)
 
 
@@ -187,10 +176,12 @@ def trials_cmd(
     wide: bool = typer.Option(False, "--wide", help="Every hyperparameter of every trial, not only those that "
                               "differ from the hand-chosen configuration."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json (full records, for scripts)."),
+    all_rows: bool = typer.Option(False, "--all", help="Every trial in the table (by default, past 50 trials: the "
+                                  "baselines, the best and the latest)."),
 ) -> None:
     """Table of a study's trials."""
     from tuner import api
-    from tuner.display import render_trials, trials_rows, write_trials_csv
+    from tuner.display import TRIALS_SHOWN, render_trials, trials_rows, write_trials_csv
 
     with _guard():
         if fmt not in TRIAL_FORMATS:
@@ -203,7 +194,7 @@ def trials_cmd(
         elif fmt == "csv":
             write_trials_csv(sys.stdout, view)
         else:
-            render_trials(out, view, wide=wide)
+            render_trials(out, view, wide=wide, limit=None if all_rows else TRIALS_SHOWN)
 
 
 @app.command("report")

@@ -15,8 +15,8 @@ from rich.table import Table
 
 from tuner.records import Display, TrialRecord
 
-__all__ = ["RichDisplay", "fmt_params", "render_best", "render_reeval", "render_reproduction", "render_spaces",
-           "render_trials"]
+__all__ = ["RichDisplay", "fmt_params", "render_best", "render_reeval", "render_reproduction", "render_space_detail",
+           "render_spaces", "render_trials"]
 
 
 def _pct(v: float | None) -> str:
@@ -105,22 +105,45 @@ class RichDisplay(Display):
             self.epoch_task = None
 
 
-def render_trials(console: Console, view, wide: bool = False) -> None:
+TRIALS_SHOWN = 50
+
+
+def shown_trials(view, limit: int | None = TRIALS_SHOWN) -> list:
+    """The rows of a trials table: every trial, or past ``limit`` the baselines, the best trial and the latest
+    trials up to ``limit`` rows, in trial order (a table of thousands of rows helps nobody and takes seconds)."""
+    records = view.records
+    if limit is None or len(records) <= limit:
+        return list(records)
+    keep = {r.number for r in records if r.baseline} | ({view.best} if view.best is not None else set())
+    for r in reversed(records):
+        if len(keep) >= limit:
+            break
+        keep.add(r.number)
+    return [r for r in records if r.number in keep]
+
+
+def render_trials(console: Console, view, wide: bool = False, limit: int | None = TRIALS_SHOWN) -> None:
     """The trials of a study as a table that fits the terminal: each trial's hyperparameters that differ from the
-    space's hand-chosen configuration (``wide``: all of them)."""
+    space's hand-chosen configuration (``wide``: all of them); at most ``limit`` rows (``shown_trials``)."""
     meta = view.meta
     fixed = set((meta.get("pins") or {}).keys())
     compact = not wide and bool(view.defaults)
+    rows = shown_trials(view, limit)
+    notes = ["hyperparameters: the values that differ from the hand-chosen configuration (--wide: all)"] if compact \
+        else []
+    if len(rows) < len(view.records):
+        notes.append(f"{len(rows)} of {len(view.records):,} trials: the baselines, the best and the latest "
+                     "(--all: every trial; --format csv|json: every record)")
     # Column rules instead of a full grid: the space goes to the hyperparameters, which then wrap between values.
     table = Table(title=f"study {view.study}: {meta.get('space', '?')} on {_data_label(meta)}", box=box.SIMPLE_HEAD,
-                  collapse_padding=True, pad_edge=False,
-                  caption="hyperparameters: the values that differ from the hand-chosen configuration (--wide: all)"
-                  if compact else None)
+                  collapse_padding=True, pad_edge=False, caption="\n".join(notes) or None)
+    # --wide also names each trial's Keras backend (a study may mix them with --allow-mixed-backends).
+    backend = (("backend", "left"),) if wide else ()
     for col, just in (("#", "right"), ("state", "left"), ("baseline", "left"), ("val %", "right"),
-                      ("test %", "right"), ("params", "right"), ("s", "right")):
+                      ("test %", "right"), ("params", "right"), ("s", "right"), *backend):
         table.add_column(col, justify=just, overflow="fold", no_wrap=col != "state")
     table.add_column("hyperparameters", overflow="fold", ratio=1, min_width=16)
-    for r in view.records:
+    for r in rows:
         # The trial `best` reports and exports (tuner.study.best_record), never a replay.
         style = "bold green" if r.number == view.best else ("red" if r.state == "fail" else None)
         state = r.state if r.state != "fail" or not r.reason else f"fail: {r.reason}"
@@ -133,7 +156,7 @@ def render_trials(console: Console, view, wide: bool = False) -> None:
         table.add_row(
             str(r.number), state, r.baseline or "", _pct(r.val_accuracy), _pct(r.test_accuracy),
             f"{r.n_params:,}" if r.n_params else "-", f"{r.seconds:.0f}" if r.seconds else "-",
-            shown, style=style,
+            *([r.backend or "-"] if wide else []), shown, style=style,
         )
     console.print(table)
 
@@ -189,7 +212,7 @@ def render_best(console: Console, report) -> None:
     tag = f" (baseline {b.baseline})" if b.baseline else ""
     console.print(f"[bold]best trial[/] {b.number}{tag} of study {report.study}: "
                   f"val {_pct(b.val_accuracy)}%, test {_pct(b.test_accuracy)}%, {b.n_params or 0:,} params, "
-                  f"seed {b.seed}, epoch {b.best_epoch}")
+                  f"seed {b.seed}, epoch {b.best_epoch}" + (f", trained on {b.backend}" if b.backend else ""))
     console.print(f"  {fmt_params(b.params)}")
     row = report.picked_by_mean
     if row is not None:
@@ -223,6 +246,24 @@ def render_spaces(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(row["name"], str(row["choices"]), str(row["baselines"]), row["data"], row["description"])
     console.print(table)
+
+
+def render_space_detail(console: Console, detail: dict[str, Any]) -> None:
+    """One space's choice points (kind, values, default, condition) and its baselines."""
+    table = Table(title=f"space {detail['name']}: choice points")
+    for col in ("name", "kind", "values", "default", "active when"):
+        table.add_column(col, overflow="fold")
+    for p in detail["params"].values():
+        cond = " and ".join(f"{c.name} in {list(c.values)}" for c in p.conditions)
+        table.add_row(p.name, p.kind, p.summary(), str(p.default), cond)
+    console.print(table)
+    base = Table(title="baselines")
+    for col in ("name", "study reported %", "params", "note"):
+        base.add_column(col, overflow="fold")
+    for b in detail["baselines"]:
+        base.add_row(b.name, "-" if b.reported is None else f"{b.reported:.2f}",
+                     " ".join(f"{k}={v}" for k, v in b.params.items()), b.note)
+    console.print(base)
 
 
 def _num(v: float | None, digits: int = 2) -> str:

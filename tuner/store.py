@@ -62,7 +62,8 @@ GRACE_PERIOD = 90
 MAX_RETRY = 2
 
 
-def open_storage(url: str | None = None, *, heartbeat: bool = False, grace: float | None = None):
+def open_storage(url: str | None = None, *, heartbeat: bool = False, grace: float | None = None,
+                 existing: bool = False):
     """Opens an Optuna storage from a URL.
 
     Accepts any SQLAlchemy URL Optuna accepts (``sqlite:///file.db``, ``postgresql://...``, ``mysql+pymysql://...``)
@@ -74,6 +75,7 @@ def open_storage(url: str | None = None, *, heartbeat: bool = False, grace: floa
             process is failed after ``grace`` seconds and retried (``MAX_RETRY`` times at most).
         grace: seconds without a heartbeat before a running trial counts as dead; default ``GRACE_PERIOD`` (or the
             ``CNNTUNE_GRACE_PERIOD`` variable).
+        existing: the store exists already (reading commands): its tables are not created or checked for.
 
     Returns:
         An ``optuna.storages.BaseStorage``.
@@ -105,7 +107,8 @@ def open_storage(url: str | None = None, *, heartbeat: bool = False, grace: floa
         with warnings.catch_warnings():
             # Heartbeats are marked experimental in Optuna; that is not the user's concern.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat, grace))
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_table_creation=existing,
+                                              **_heartbeat_kwargs(heartbeat, grace))
     except StorageError:
         raise
     except Exception as exc:  # SQLAlchemy/driver errors vary; all of them mean the same to a user
@@ -167,9 +170,11 @@ def artifacts_root(url: str | None, study_name: str, override: str | os.PathLike
 
 
 def study_names(storage) -> list[str]:
+    """The names of a storage's studies. Optuna's study summaries would read every trial of every study to count
+    them: on a 5,000-trial study that doubled the time of `trials` and `best`."""
     import optuna
 
-    return [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
+    return list(optuna.study.get_all_study_names(storage))
 
 
 def load_study(storage, name: str | None, url: str | None = None):

@@ -7,7 +7,8 @@ One place decides what a trial *counts as*, for every command and both engines:
 * **replays**: reproduction and re-evaluation runs repeat known configurations, so they are never search results;
 * the **best**: the completed, non-replay trial with the highest finite validation accuracy (ties go to the earlier
   trial, so a baseline wins a tie against a search result);
-* the **metadata schema** stored on the study (what it trains on and the search settings a worker reuses).
+* the **metadata schema** stored on the study (what it trains on and the search settings a worker reuses);
+* the **backend**: a study's trials train on one Keras backend unless told otherwise (``check_backends``).
 
 Nothing here imports Keras; Optuna is imported where a study is opened.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,13 +31,16 @@ from tuner.store import DEFAULT_STORAGE, META_KEY, load_study, open_storage, sql
 
 __all__ = [
     "FINISHED",
+    "KERAS_BACKENDS",
     "SearchSettings",
     "best_record",
     "budget_place",
     "budget_used",
     "candidates",
+    "check_backends",
     "check_same_experiment",
     "counts_toward_budget",
+    "current_backend",
     "holds_budget",
     "done_baselines",
     "is_replay",
@@ -66,7 +72,7 @@ def open_study(storage: str | None, study: str | None):
     file = sqlite_file(url)
     if file is not None and not file.is_file():
         raise StorageError(f"no study store at {file}; run `cnntune search` here first or pass --storage")
-    return url, load_study(open_storage(url), study, url)
+    return url, load_study(open_storage(url, existing=True), study, url)
 
 
 def read_records(study) -> list[TrialRecord]:
@@ -163,6 +169,52 @@ def best_record(records: Sequence[TrialRecord], replays: bool = False) -> TrialR
     if not done:
         return None
     return max(done, key=lambda r: (r.val_accuracy, -r.number))
+
+
+# -- the backend -----------------------------------------------------------------------------------------------------
+# Keras 3's backends; a runner that records another name (a custom training loop, a test double) is not compared.
+KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
+
+
+def current_backend() -> str:
+    """The Keras backend this process trains with, found without importing Keras (reading commands stay light).
+
+    Keras' own answer when it is imported already; else what Keras reads when it is imported: ``KERAS_BACKEND``,
+    else ``backend`` in ``$KERAS_HOME/keras.json`` (default ``~/.keras``, or ``/tmp/.keras`` when the home folder is
+    not writable), else ``tensorflow``.
+    """
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "config"):
+        return str(keras.config.backend())
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.path.expanduser("~")
+    folder = os.environ.get("KERAS_HOME") or os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    try:
+        with open(os.path.join(os.path.expanduser(folder), "keras.json")) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):  # missing, unreadable or not a JSON object: Keras' default
+        backend = None
+    return str(backend or "tensorflow")
+
+
+def check_backends(name: str, records: Iterable[TrialRecord], backend: str, allow: bool = False) -> None:
+    """Refuses to add trials on ``backend`` to a study whose completed trials trained on another Keras backend.
+
+    The same configuration and seed start from other random weights and run other kernels on another backend, so
+    such trials differ in something no hyperparameter records, and the study would rank them as if it did not.
+
+    Raises:
+        CnntuneError: one line naming the backends and ``--allow-mixed-backends``, unless ``allow``.
+    """
+    if allow:
+        return
+    other = sorted({r.backend for r in records if r.state == "complete" and r.backend in KERAS_BACKENDS
+                    and r.backend != backend})
+    if other:
+        raise CnntuneError(f"study {name!r} holds trials trained on the {'/'.join(other)} backend, this process "
+                           f"trains on {backend}: set KERAS_BACKEND={other[0]}, use another --study, or pass "
+                           "--allow-mixed-backends to mix them")
 
 
 # -- the metadata schema ---------------------------------------------------------------------------------------------
