@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("tuner", "tuner.errors", "tuner.spec", "tuner.hp", "tuner._signals", "tuner._quiet"),
     # Definitions, data, the store, and the pure strategy helpers over the vocabulary.
     ("search_spaces", "tuner.data", "tuner.records", "tuner.store", "tuner._features", "tuner.warm_start"),
-    ("tuner.experiment", "tuner.runner", "tuner.isolate", "tuner._checkpoint"),  # words -> experiment; one trial's training (in a process)
+    ("tuner.experiment", "tuner.runner", "tuner.isolate", "tuner._checkpoint",
+     "tuner._callbacks"),  # words -> experiment; one trial's training (in a process)
     ("tuner.study", "tuner.objective"),  # the study's rules; one trial recorded
     ("tuner.plan", "tuner._workers"),  # what a search process does; the worker processes it starts
     ("tuner.engines",),  # who proposes the next configuration
