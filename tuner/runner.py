@@ -11,10 +11,11 @@ import gc
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tuner import _callbacks, _checkpoint
 from tuner._quiet import quiet_libraries
@@ -22,7 +23,7 @@ from tuner._signals import deferred
 from tuner.errors import CnntuneError
 from tuner.spec import ModelSpec
 
-__all__ = ["FitOptions", "TrialDiverged", "TrialOutcome", "fit_options", "model_spec", "run_trial"]
+__all__ = ["FitOptions", "TrialDiverged", "TrialOutcome", "fit_options", "long_lived", "model_spec", "run_trial"]
 
 # Keep TensorFlow's start-up chatter and library warnings out of the terminal (before Keras is imported), unless
 # --verbose; a TF_CPP_MIN_LOG_LEVEL the user set is kept.
@@ -84,6 +85,28 @@ def model_spec(data, options: dict[str, Any] | None = None) -> ModelSpec:
 
 
 EpochHook = _callbacks.EpochHook
+
+
+@contextmanager
+def long_lived() -> Iterator[None]:
+    """Keeps the objects alive when a search starts its trials out of the garbage collector's full collections.
+
+    Each trial starts with a full collection (``clear_session``) that frees the previous trial's model. With
+    TensorFlow, Keras, Optuna and the data loaded, such a collection walks about half a million objects that are
+    never garbage: 0.3-0.4 s on 2 busy CPU cores, against 2-3 s for a whole BaseNet trial of 3 epochs. Frozen
+    (``gc.freeze``), they are skipped and a collection walks only what the trials made (0.02-0.04 s). Reference counting still frees frozen objects; cycles
+    among them are collected after the search (the freeze is undone). The young generations are collected first, so
+    that recent garbage is not kept; a freeze made by someone else is left as it is.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect(1)
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _load_weights(model, path: str | os.PathLike, head_only: bool) -> None:
@@ -174,9 +197,9 @@ def run_trial(
     import keras
 
     start = time.perf_counter()
-    # A fresh graph per trial: without it, Keras keeps every past model alive and memory grows per trial.
+    # A fresh graph per trial: without it, Keras keeps every past model alive and memory grows per trial. It runs a
+    # full garbage collection too (free_memory): a second one would find nothing more and cost as much again.
     keras.backend.clear_session()
-    gc.collect()
     keras.utils.set_random_seed(int(seed))
 
     opts = fit_options(params)

@@ -16,6 +16,7 @@ from tuner.errors import CnntuneError, SpaceError
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve
 from tuner.plan import SearchPlan
 from tuner.records import TrialRecord
+from tuner.runner import long_lived
 from tuner.study import SIZE_ATTRS, done_baselines, is_replay, read_records
 
 __all__ = ["SAMPLERS", "OptunaHP", "check_options", "grid_values", "make_sampler", "prepare", "run", "start_trial",
@@ -217,7 +218,9 @@ def run(plan: SearchPlan) -> None:
         if plan.trial_finished(TrialRecord.from_trial(frozen)):
             st.stop()
 
-    study.optimize(objective, n_trials=n_trials, catch=(Exception,), callbacks=[after_trial], gc_after_trial=True)
+    # No garbage collection after each trial (Optuna's gc_after_trial): the runner collects as the next trial starts.
+    with long_lived():
+        study.optimize(objective, n_trials=n_trials, catch=(Exception,), callbacks=[after_trial])
 
 
 def start_trial(study):
