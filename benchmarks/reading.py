@@ -49,12 +49,15 @@ def _template(folder: Path):
 def build(url: str, name: str, n: int, template) -> None:
     import optuna
 
+    from tuner.store import open_storage
+
+    storage = open_storage(url)  # the driver cnntune installs (psycopg2), as the commands will open it
     study_attrs, trial, baselines = template
     with contextlib.suppress(KeyError):
-        if len(optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)) == n:
+        if len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)) == n:
             return  # built by an earlier run (adding 5,000 trials takes minutes)
-        optuna.delete_study(study_name=name, storage=url)
-    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
+        optuna.delete_study(study_name=name, storage=storage)
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     for key, value in study_attrs.items():
         study.set_user_attr(key, value)
     rng = random.Random(0)
