@@ -86,6 +86,7 @@ def callback_classes():
             self.best = best
             self.early_stopping = early_stopping
             self.resume = resume
+            self.writer = None if folder is None else _checkpoint.Writer(folder)
 
         def on_train_begin(self, logs=None):
             # After EarlyStopping's own on_train_begin, which resets its state.
@@ -95,11 +96,12 @@ def callback_classes():
 
         def on_epoch_end(self, epoch, logs=None):
             best = self.best
-            if self.folder is not None and best.diverged_at is None:
+            if self.writer is not None and best.diverged_at is None:
                 current = best.best_epoch == epoch + 1  # then the best weights are this epoch's: stored once
                 es = self.early_stopping
-                _checkpoint.write(self.folder, _checkpoint.Checkpoint(
-                    epoch=epoch + 1, config=self.config, history=best.history,
+                # Written in the background: every value handed over is a copy the next epochs do not change.
+                self.writer.write(_checkpoint.Checkpoint(
+                    epoch=epoch + 1, config=self.config, history={k: list(v) for k, v in best.history.items()},
                     best=best.best if math.isfinite(best.best) else None, best_epoch=best.best_epoch,
                     weights=best.best_weights if current else self.model.get_weights(),
                     optimizer=[v.numpy() for v in self.model.optimizer.variables],
@@ -109,7 +111,17 @@ def callback_classes():
                         "wait": int(es.wait), "best_epoch": int(es.best_epoch),
                         "best": None if es.best is None else float(es.best)},
                 ))
-            raise_if_interrupted()  # a signal that came during this epoch's validation stops here, checkpoint written
+            try:
+                raise_if_interrupted()  # a signal that came during this epoch's validation stops here
+            except KeyboardInterrupt:
+                self.finish(raise_error=False)  # with this epoch's checkpoint on disk
+                raise
+
+        def finish(self, raise_error: bool = True) -> None:
+            """Waits for the last checkpoint to be on disk (``_checkpoint.Writer.wait``); the runner calls it when
+            training ends, however it ends, so that nothing writes into the folder once the trial is over."""
+            if self.writer is not None:
+                self.writer.wait(raise_error)
 
     return BestEpoch, EpochCheckpoint
 

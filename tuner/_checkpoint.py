@@ -5,7 +5,8 @@ weights, the optimizer's variables, the states of the model's random layers and,
 epoch's weights, as NumPy arrays; and a JSON record (member ``meta``) with the epochs trained, the trial's
 configuration, the history so far, the best score and its epoch, and the early-stopping state. It is written to a
 temporary file in the same folder and renamed over the previous one (``os.replace``), so a reader, or a process
-killed while writing, finds the previous checkpoint or the new one, never a part of one.
+killed while writing, finds the previous checkpoint or the new one, never a part of one. The runner writes through a
+``Writer``, in a background thread, so that the next epoch trains meanwhile.
 
 Raw arrays rather than a ``.keras`` archive: a checkpoint is written after every epoch, and serializing the model's
 configuration each time costs several times more than dumping its arrays (BaseNet, 25k parameters, on CPU: about
@@ -22,12 +23,13 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["FILE", "Checkpoint", "adopt", "discard", "read", "read_meta", "same_config", "write"]
+__all__ = ["FILE", "Checkpoint", "Writer", "adopt", "discard", "read", "read_meta", "same_config", "write"]
 
 FILE = "checkpoint.npz"
 _FORMAT = "cnntune-checkpoint-v1"  # bump when the meaning of a stored array or field changes
@@ -117,6 +119,45 @@ def write(folder: str | os.PathLike, ckpt: Checkpoint) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return folder / FILE
+
+
+class Writer:
+    """Writes one trial's checkpoints in a background thread, so that the next epoch trains while the last one is
+    serialized and synced to disk (``write``: 5-8 ms a BaseNet epoch, about 20 ms for the final model's 690k
+    parameters, on epochs of 0.7-8 s; seconds for a large model on a fast GPU).
+
+    ``write`` first waits for the previous checkpoint to be on disk, then hands this one over: the file on disk is at
+    most one write behind, and each file is whole as before (written aside, synced, renamed). The caller hands over
+    values it will not change afterwards (``get_weights()`` returns copies). ``wait`` returns once the last
+    checkpoint is on disk and raises the error of a write that failed, so that a trial whose checkpoints cannot be
+    written still fails, one epoch later at most. The thread is not a daemon: the interpreter lets it finish.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def write(self, ckpt: Checkpoint) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(ckpt,), name="cnntune-checkpoint")
+        self._thread.start()
+
+    def _run(self, ckpt: Checkpoint) -> None:
+        try:
+            write(self.folder, ckpt)
+        except BaseException as exc:  # handed to the trial's thread by wait()
+            self._error = exc
+
+    def wait(self, raise_error: bool = True) -> None:
+        """Blocks until the last checkpoint handed over is written; raises its error unless ``raise_error`` is
+        false (the trial is already stopping for another reason)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None and raise_error:
+            raise error
 
 
 def read_meta(folder: str | os.PathLike) -> dict[str, Any] | None:

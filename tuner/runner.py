@@ -94,9 +94,10 @@ def long_lived() -> Iterator[None]:
     Each trial starts with a full collection (``clear_session``) that frees the previous trial's model. With
     TensorFlow, Keras, Optuna and the data loaded, such a collection walks about half a million objects that are
     never garbage: 0.3-0.4 s on 2 busy CPU cores, against 2-3 s for a whole BaseNet trial of 3 epochs. Frozen
-    (``gc.freeze``), they are skipped and a collection walks only what the trials made (0.02-0.04 s). Reference counting still frees frozen objects; cycles
-    among them are collected after the search (the freeze is undone). The young generations are collected first, so
-    that recent garbage is not kept; a freeze made by someone else is left as it is.
+    (``gc.freeze``), they are skipped and a collection walks only what the trials made (0.02-0.04 s). Reference
+    counting still frees frozen objects; cycles among them are collected after the search (the freeze is undone).
+    The young generations are collected first, so that recent garbage is not kept; a freeze made by someone else is
+    left as it is.
     """
     if gc.get_freeze_count():
         yield
@@ -239,21 +240,27 @@ def run_trial(
         early = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=opts.patience)
         callbacks.append(early)
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
-    callbacks.append(checkpoint_cls(folder, params, best, early, resume))
+    checkpoint = checkpoint_cls(folder, params, best, early, resume)
+    callbacks.append(checkpoint)
 
     # A Ctrl-C or SIGTERM during training lets the batch in flight finish and stops at its end (tuner._signals).
-    with deferred():
-        model.fit(
-            x_train,
-            y_train,
-            validation_data=(x_val, y_val) if has_val else None,
-            epochs=opts.epochs,
-            initial_epoch=int(initial_epoch),
-            batch_size=opts.batch_size,
-            shuffle=True,
-            verbose=0,
-            callbacks=callbacks,
-        )
+    try:
+        with deferred():
+            model.fit(
+                x_train,
+                y_train,
+                validation_data=(x_val, y_val) if has_val else None,
+                epochs=opts.epochs,
+                initial_epoch=int(initial_epoch),
+                batch_size=opts.batch_size,
+                shuffle=True,
+                verbose=0,
+                callbacks=callbacks,
+            )
+    except BaseException:
+        checkpoint.finish(raise_error=False)  # the last checkpoint is on disk before the trial is recorded
+        raise
+    checkpoint.finish()
     if best.diverged_at is not None:
         raise TrialDiverged(best.diverged_at, best.history)
     if best.best_weights is not None:
