@@ -12,7 +12,7 @@ EPOCHS ?= 2
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: install tools test demo clean container-test
+.PHONY: install tools test test-backends demo clean container-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,27 @@ tools:
 
 test: install tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The other Keras backends, JAX and PyTorch, installed into the same venv: the smoke subset of tests/test_backends.py
+# (marker `backends`) runs once per backend, then the matrix (marker `backend_matrix`) exports a model on each of the
+# three backends and loads it on each. A backend that fails to import fails here, and the matrix fails rather than
+# skips (CNNTUNE_REQUIRE_BACKENDS).
+# torch for CPU: PyPI's Linux torch wheel is the CUDA build (~3 GB of NVIDIA libraries a CPU run never loads), so a
+# CPU wheel pip finds without an index (its find-links) comes first, else PyTorch's CPU index (TORCH_INDEX).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+BACKEND_TESTS = $(BIN)/python -m pytest tests/test_backends.py $(PYTEST_ARGS)
+
+$(VENV)/.installed-backends-$(EXTRAS): pyproject.toml $(VENV)/.installed-$(EXTRAS)
+	$(BIN)/python -m pip install --quiet --no-index --no-deps torch 2>/dev/null \
+	  || $(BIN)/python -m pip install --quiet torch --index-url $(TORCH_INDEX)
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS),jax,torch]"
+	touch $@
+
+test-backends: $(VENV)/.installed-backends-$(EXTRAS)
+	$(BIN)/python -c "import jax, tensorflow, torch"
+	KERAS_BACKEND=jax $(BACKEND_TESTS) -m backends
+	KERAS_BACKEND=torch $(BACKEND_TESTS) -m backends
+	CNNTUNE_REQUIRE_BACKENDS=1 $(BACKEND_TESTS) -m backend_matrix
 
 # The demo runs where `make` was typed, so relative paths in DATA (data_dir=...) mean what they say; its study store,
 # model files and exported model go to DEMO_DIR.

@@ -170,6 +170,14 @@ def scaled_optimizer(optimizer, scale: float, variables):
                 learning_rate = learning_rate * self.cnntune_scale
             return super().update_step(gradient, variable, learning_rate)
 
+        if hasattr(base, "_parallel_update_step"):
+            # Under PyTorch, Keras' built-in optimizers update all variables in one fused call and never call
+            # update_step; Keras' own per-variable loop keeps the backbone's scale (the trainer runs it without
+            # gradient tracking).
+            def _backend_update_step(self, grads, trainable_variables, learning_rate):
+                for grad, variable in zip(grads, trainable_variables):
+                    self.update_step(grad, variable, learning_rate)
+
     return BackboneScaled.from_config(optimizer.get_config())
 
 

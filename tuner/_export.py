@@ -73,12 +73,59 @@ def export(path: str | Path, *, study: str | None = None, storage: str | None = 
     }
     # Written beside the target, patched, then renamed: a reader never sees a half-written model.
     tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(rec.model_path, tmp)
+    _copy_portable(rec.model_path, tmp)
     with zipfile.ZipFile(tmp, "a") as zf:
         zf.writestr(METADATA_NAME, json.dumps(info, indent=2))
     tmp.replace(target)
     target.with_suffix(".json").write_text(json.dumps(info, indent=2))
     return target
+
+
+def _portable(config: Any) -> bool:
+    """Rewrites, in place, what a saved model's config says about the backend that trained it, so that the file
+    loads and runs alike on every backend. Returns whether anything changed.
+
+    * Under PyTorch, ``keras.optimizers.Adam()`` is an instance of
+      ``keras.src.backend.torch.optimizers.torch_adam.Adam`` (the same for SGD, RMSprop, ...), and Keras saves that
+      module: on another backend the file then loads PyTorch's optimizer class (which fails to train there), and
+      without torch installed it does not load at all. Such a class becomes the ``keras.optimizers`` class of the
+      same name, which picks the loading backend's own again.
+    * ``compile(jit_compile="auto")`` is saved as the training backend's answer: ``True`` under JAX, which on PyTorch
+      means ``torch.compile`` for every predict (about 30 s on 2 CPU cores, and a C++ compiler needed). It goes back
+      to ``"auto"``, what the spaces compile with, for the loading backend to decide.
+    """
+    changed = False
+    if isinstance(config, dict):
+        module = config.get("module")
+        if isinstance(module, str) and module.startswith("keras.src.backend.") and ".optimizers." in module:
+            config["module"] = "keras.optimizers"
+            changed = True
+        compiled = config.get("compile_config")
+        if isinstance(compiled, dict) and isinstance(compiled.get("jit_compile"), bool):
+            compiled["jit_compile"] = "auto"
+            changed = True
+        for value in config.values():
+            changed = _portable(value) or changed
+    elif isinstance(config, list):
+        for value in config:
+            changed = _portable(value) or changed
+    return changed
+
+
+def _copy_portable(source: str | Path, dest: Path) -> None:
+    """Copies a ``.keras`` file, its ``config.json`` made loadable on every backend (``_portable``)."""
+    with zipfile.ZipFile(source) as zin:
+        config = json.loads(zin.read("config.json"))
+        if not _portable(config):
+            shutil.copyfile(source, dest)
+            return
+        with zipfile.ZipFile(dest, "w") as zout:
+            for info in zin.infolist():
+                if info.filename == "config.json":
+                    zout.writestr(info, json.dumps(config))
+                    continue
+                with zin.open(info) as src, zout.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def read_export_metadata(path: str | Path) -> dict[str, Any]:

@@ -8,10 +8,10 @@ A space opts in with two optional functions (the trial runner calls them; see ``
 * ``head(params, spec, n_features) -> compiled keras.Model`` on the feature vectors.
 
 The features of each split are stored with ``np.save`` under a cache folder, one file per
-(dataset fingerprint, split, image shape, backbone identity, Keras version): a changed image, another split seed,
-other weights (by content) or another image size give another file name, so a stale file is never read. Files are
-written atomically, so workers sharing the folder never see half a file. The model a trial saves is one model,
-extractor + trained head, taking raw uint8 images.
+(dataset fingerprint, split, image shape, backbone identity, Keras version and backend): a changed image, another
+split seed, other weights (by content) or another image size give another file name, so a stale file is never
+read. Files are written atomically, so workers sharing the folder never see half a file. The model a trial saves is
+one model, extractor + trained head, taking raw uint8 images.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ def cache_path(cache_dir: str | os.PathLike, data, split: str, identity: str) ->
     import keras
 
     shape = "x".join(str(d) for d in data.input_shape)
+    # The backend too: under weights=none the same seed draws other random weights on another backend, so its
+    # features belong to another backbone.
     key = {"format": _FORMAT, "dataset": data.fingerprint, "split": split, "shape": shape, "backbone": identity,
-           "keras": keras.__version__}
+           "keras": keras.__version__, "backend": keras.backend.backend()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     backbone = identity.split("/")[0]
     return Path(cache_dir) / f"{data.name}_{split}_{backbone}_{shape}_{digest}.npy"

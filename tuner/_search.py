@@ -31,7 +31,9 @@ from tuner.study import (
     SearchSettings,
     best_record,
     budget_used,
+    check_backends,
     check_same_experiment,
+    current_backend,
     pareto_front,
     done_baselines,
     new_meta,
@@ -104,6 +106,7 @@ def search(
     isolate: bool = False,
     worker_timeout: float | None = None,
     objective: str | Sequence[str] | None = None,
+    allow_mixed_backends: bool = False,
 ) -> SearchResult:
     """Searches a space; resumes the study when it exists.
 
@@ -149,12 +152,14 @@ def search(
         objective: ``"accuracy"`` (default), or ``"accuracy,params"`` / ``"accuracy,latency"``: a two-objective
             study (validation accuracy up, parameters or milliseconds per image down); the result then holds the
             Pareto front.
+        allow_mixed_backends: add trials to a study whose completed trials trained on another Keras backend than
+            this process's (``tuner.study.check_backends``); refused otherwise.
 
     Returns:
         A ``SearchResult`` with the trials this call ran and the study's best trial.
 
     Raises:
-        CnntuneError: bad input, or ``max_failures`` consecutive failed trials.
+        CnntuneError: bad input, a study of another Keras backend, or ``max_failures`` consecutive failed trials.
     """
     display = display or Display()
     settings = check_settings(engine=engine, trials=trials, seed=seed, baselines=baselines, max_failures=max_failures,
@@ -164,7 +169,8 @@ def search(
                          objective=objective)
     kv = split_words(words)
     url = storage or DEFAULT_STORAGE
-    pool = worker_pool(workers, gpus, url=url, engine=settings.engine, chief=chief) if worker_id is None else None
+    pool = worker_pool(workers, gpus, url=url, engine=settings.engine, chief=chief,
+                       allow_mixed_backends=allow_mixed_backends) if worker_id is None else None
     heartbeat = url.startswith(_HEARTBEAT_SCHEMES)
     store = open_storage(url, heartbeat=heartbeat, grace=settings.heartbeat_grace)
     name = study or kv.get("space")
@@ -184,13 +190,14 @@ def search(
     with interruptible():
         return _run(settings, exp, name=name, url=url, store=store, meta=meta, heartbeat=heartbeat,
                     timeout=worker_timeout if worker_id else timeout, artifacts=artifacts, display=display,
-                    skip_bad_images=skip_bad_images, chief=chief, worker_id=worker_id, runner=runner, pool=pool)
+                    skip_bad_images=skip_bad_images, chief=chief, worker_id=worker_id, runner=runner, pool=pool,
+                    allow_mixed_backends=allow_mixed_backends)
 
 
 def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, store, meta: dict[str, Any],
          heartbeat: bool, timeout: float | None, artifacts: str | None, display: Display, skip_bad_images: bool,
          chief: str | None, worker_id: str | None, runner: Runner | None,
-         pool: WorkerPool | None = None) -> SearchResult:
+         pool: WorkerPool | None = None, allow_mixed_backends: bool = False) -> SearchResult:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -199,6 +206,10 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     data = load_data(exp, skip_bad_images=skip_bad_images)
     study_obj = create_or_load_study(store, name, directions=[OBJECTIVES[o] for o in settings.objective])
     art = Artifacts.of(meta, url, name, artifacts)
+    records = read_records(study_obj)
+    # Before the settings are rewritten: a refused search changes nothing. Keras is not imported for it (with
+    # --workers or --isolate this process may never train).
+    check_backends(name, records, current_backend(), allow_mixed_backends)
     if not meta:
         meta = new_meta(exp, data, art.root, skip_bad_images=skip_bad_images)
         meta["settings"] = settings.to_dict()
@@ -208,7 +219,6 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
         write_meta(study_obj, meta)
 
     runs = baseline_runs(exp) if settings.baselines else []
-    records = read_records(study_obj)
     done = done_baselines(records)
     pending = [b for b in runs if b.name not in done]
     waiting = sum(1 for r in records if r.state == "waiting")
@@ -300,6 +310,7 @@ def worker(
     runner: Runner | None = None,
     timeout: float | None = None,
     heartbeat_grace: float | None = None,
+    allow_mixed_backends: bool = False,
 ) -> SearchResult:
     """Joins an existing study and runs its trials until the study's ``--trials`` budget is reached.
 
@@ -320,6 +331,7 @@ def worker(
         runner: trains one configuration; default ``tuner.runner.run_trial``.
         timeout: start no new trial after this many seconds.
         heartbeat_grace: default: the study's (``search --heartbeat-grace``).
+        allow_mixed_backends: join a study whose completed trials trained on another Keras backend.
 
     Raises:
         CnntuneError: no such study, a study without stored settings, or a Keras Tuner worker without a chief.
@@ -342,6 +354,6 @@ def worker(
         chief=chief, worker_id=worker_id or f"worker-{os.getpid()}", runner=runner,
         warm_start=settings.warm_start, max_epochs=settings.max_epochs, reeval_share=settings.reeval_share,
         reeval_top=settings.reeval_top, isolate=settings.isolate, worker_timeout=timeout,
-        objective=settings.objective,
+        objective=settings.objective, allow_mixed_backends=allow_mixed_backends,
         heartbeat_grace=settings.heartbeat_grace if heartbeat_grace is None else heartbeat_grace,
     )

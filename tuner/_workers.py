@@ -68,17 +68,20 @@ class WorkerPool:
         size: how many workers; ``0`` creates the study and starts none.
         url: the study's storage URL.
         gpus: per worker, the ``CUDA_VISIBLE_DEVICES`` it gets, or ``None``.
+        allow_mixed_backends: the workers pass ``--allow-mixed-backends`` on (``tuner.study.check_backends``).
     """
 
     size: int
     url: str
     gpus: list[str | None] = field(default_factory=list)
     exit_codes: dict[str, int] = field(default_factory=dict)
+    allow_mixed_backends: bool = False
 
     def command(self, study: str, name: str, timeout: float | None) -> list[str]:
         """The ``cnntune worker`` command line of worker ``name``."""
         cmd = [sys.executable, "-m", "tuner.cli", "worker", "--study", study, "--storage", self.url,
                "--worker-id", name]
+        cmd += ["--allow-mixed-backends"] if self.allow_mixed_backends else []
         return cmd + (["--timeout", f"{timeout:.0f}"] if timeout is not None else [])
 
     def run(self, study: str, *, timeout: float | None, display: Display) -> None:
@@ -150,7 +153,7 @@ def _stop(procs) -> None:
 
 
 def worker_pool(workers: int | None, gpus: str | Sequence[str] | None, *, url: str, engine: str,
-                chief: str | None) -> WorkerPool | None:
+                chief: str | None, allow_mixed_backends: bool = False) -> WorkerPool | None:
     """The pool ``search --workers/--gpus`` asks for, or ``None`` when this process runs the trials itself.
 
     Raises:
@@ -171,4 +174,4 @@ def worker_pool(workers: int | None, gpus: str | Sequence[str] | None, *, url: s
                            f"--storage journal:{journal} (Optuna's journal file), across hosts a PostgreSQL or "
                            "MySQL URL")
     per_worker: list[str | None] = [ids[i % len(ids)] for i in range(size)] if ids else [None] * size
-    return WorkerPool(size=size, url=url, gpus=per_worker)
+    return WorkerPool(size=size, url=url, gpus=per_worker, allow_mixed_backends=allow_mixed_backends)
