@@ -83,11 +83,22 @@ def test_every_space_builds_and_runs_on_raw_images(name):
 
 
 @pytest.mark.backends
+def test_every_augmentation_layer_runs_on_this_backend():
+    space = search_spaces.augmentation
+    params = H.resolve(space, H.Defaults({"zoom_range": 0.2, "rotation_range": 20, "horizontal_flip": True}))
+    model = space.build(params, ModelSpec(input_shape=(32, 32, 3), num_classes=5))
+    stem = _keras().Model(model.input, model.get_layer("aug_flip").output)
+    images = np.random.default_rng(1).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    moved, kept = _np(stem(images, training=True)), _np(stem(images, training=False))
+    assert moved.shape == kept.shape == (4, 32, 32, 3) and not np.allclose(moved, kept)
+
+
+@pytest.mark.backends
 def test_optuna_search_exports_a_model_that_predicts_raw_images(store, tmp_path, monkeypatch):
     keras = _keras()
     backend = keras.backend.backend()
     # Zoom and rotation pinned off: under JAX, XLA takes ~30 s per trial to compile their training step on 2 cores
-    # (they run on every backend in the test above); the other choice points are searched.
+    # (the layers run on every backend in the test above); the other choice points are searched.
     words = ["space=improved", *SYN, "zoom_range=0", "rotation_range=0"]
     tuner.search(words, trials=2, storage=store, study="opt", baselines=False)
     view = tuner.trials(study="opt", storage=store)
