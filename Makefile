@@ -48,7 +48,7 @@ test: install tools
 # torch for CPU: PyPI's Linux torch wheel is the CUDA build (~3 GB of NVIDIA libraries a CPU run never loads), so a
 # CPU wheel pip finds without an index (its find-links) comes first, else PyTorch's CPU index (TORCH_INDEX).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-BACKEND_TESTS = $(BIN)/python -m pytest tests/test_backends.py $(PYTEST_ARGS)
+BACKEND_TESTS = $(BIN)/python -m pytest tests/test_backends.py tests/test_device_data.py tests/test_accel.py $(PYTEST_ARGS)
 
 $(VENV)/.installed-backends-$(EXTRAS): pyproject.toml $(VENV)/.installed-$(EXTRAS)
 	$(BIN)/python -m pip install --quiet --no-index --no-deps torch 2>/dev/null \

@@ -22,11 +22,11 @@ PACKAGES = ("tuner", "search_spaces")
 LAYERS: list[tuple[str, ...]] = [
     # The vocabulary and the contract; the package itself, whose import loads only tuner.errors (its API names
     # resolve on first use).
-    ("tuner", "tuner.errors", "tuner.spec", "tuner.hp", "tuner._signals", "tuner._quiet"),
+    ("tuner", "tuner.errors", "tuner.spec", "tuner.hp", "tuner._signals", "tuner._quiet", "tuner.accel"),
     # Definitions, data, the store, and the pure strategy helpers over the vocabulary.
     ("search_spaces", "tuner.data", "tuner.records", "tuner.store", "tuner._features", "tuner.warm_start"),
     ("tuner.experiment", "tuner.runner", "tuner.isolate", "tuner._checkpoint",
-     "tuner._callbacks"),  # words -> experiment; one trial's training (in a process)
+     "tuner._callbacks", "tuner._device_data"),  # words -> experiment; one trial's training (in a process)
     ("tuner.study", "tuner.objective"),  # the study's rules; one trial recorded
     ("tuner.plan", "tuner._workers"),  # what a search process does; the worker processes it starts
     ("tuner.engines",),  # who proposes the next configuration

@@ -49,6 +49,9 @@ def cache_path(cache_dir: str | os.PathLike, data, split: str, identity: str) ->
     # features belong to another backbone.
     key = {"format": _FORMAT, "dataset": data.fingerprint, "split": split, "shape": shape, "backbone": identity,
            "keras": keras.__version__, "backend": keras.backend.backend()}
+    policy = keras.config.dtype_policy().name
+    if policy != "float32":  # a mixed-precision backbone computes other features (float32 keys are unchanged)
+        key["policy"] = policy
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     backbone = identity.split("/")[0]
     return Path(cache_dir) / f"{data.name}_{split}_{backbone}_{shape}_{digest}.npy"

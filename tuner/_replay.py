@@ -52,7 +52,7 @@ def is_done(rec: TrialRecord) -> bool:
 
 
 def run_replays(study_obj, exp, data, artifacts: Artifacts, runs: Sequence[ReplayRun], display: Display,
-                runner: Runner | None = None) -> list[TrialRecord]:
+                runner: Runner | None = None, accel: dict[str, Any] | None = None) -> list[TrialRecord]:
     """Trains each run as a new trial of ``study_obj`` and records it; returns the finished trials.
 
     A run that raises is recorded as failed with its reason and the next run goes on; Ctrl-C records the current
@@ -66,11 +66,12 @@ def run_replays(study_obj, exp, data, artifacts: Artifacts, runs: Sequence[Repla
         runs: what to train.
         display: progress receiver.
         runner: trains one configuration; default ``tuner.runner.run_trial``.
+        accel: the runner's ``precision``/``jit`` keywords (``tuner.accel.accel_of``).
     """
     from optuna.trial import TrialState
 
     objective = Objective(exp, data, model_dir=artifacts.root, feature_cache=artifacts.feature_cache, seed=0,
-                          display=display, runner=runner)
+                          display=display, runner=runner, accel=accel)
     done: list[TrialRecord] = []
     with interruptible():
         for run in runs:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from tuner._signals import interruptible
 from tuner.engines import ENGINES, get_engine, trial_config, wait_for_chief
+from tuner.accel import accel_of
 from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import Experiment, from_meta, load_data, split_words
 from tuner.objective import Objective, Runner
@@ -107,6 +108,10 @@ def search(
     worker_timeout: float | None = None,
     objective: str | Sequence[str] | None = None,
     allow_mixed_backends: bool = False,
+    mixed_precision: str | None = None,
+    jit: bool | None = None,
+    trials_per_gpu: int | None = None,
+    device_data: str | None = None,
 ) -> SearchResult:
     """Searches a space; resumes the study when it exists.
 
@@ -154,6 +159,14 @@ def search(
             Pareto front.
         allow_mixed_backends: add trials to a study whose completed trials trained on another Keras backend than
             this process's (``tuner.study.check_backends``); refused otherwise.
+        mixed_precision: ``bfloat16`` or ``float16``: train under Keras's mixed-precision policy; ``None``/``off``:
+            float32. Stored for workers, recorded per trial (``tuner.accel``).
+        jit: ``True``/``False`` sets every model's ``jit_compile`` (XLA, ``torch.compile``); ``None``: Keras's
+            ``"auto"``. Stored for workers, recorded per trial when set.
+        trials_per_gpu: run this many workers on each GPU of ``gpus`` (default ``"all"``), each taking a share of
+            its memory (``tuner.accel.share_gpu_env``), so that small models keep a GPU busy.
+        device_data: ``auto`` (default: on for JAX and PyTorch on a GPU), ``on`` or ``off``: each trial's data
+            copied to the accelerator once and batched there (``tuner._device_data``); stored for workers.
 
     Returns:
         A ``SearchResult`` with the trials this call ran and the study's best trial.
@@ -166,11 +179,12 @@ def search(
                          timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief,
                          warm_start=warm_start, max_epochs=max_epochs, reeval_share=reeval_share,
                          reeval_top=reeval_top, heartbeat_grace=heartbeat_grace, isolate=isolate,
-                         objective=objective)
+                         objective=objective, mixed_precision=mixed_precision, jit=jit, device_data=device_data)
     kv = split_words(words)
     url = storage or DEFAULT_STORAGE
     pool = worker_pool(workers, gpus, url=url, engine=settings.engine, chief=chief,
-                       allow_mixed_backends=allow_mixed_backends) if worker_id is None else None
+                       allow_mixed_backends=allow_mixed_backends,
+                       trials_per_gpu=trials_per_gpu) if worker_id is None else None
     heartbeat = url.startswith(_HEARTBEAT_SCHEMES)
     store = open_storage(url, heartbeat=heartbeat, grace=settings.heartbeat_grace)
     name = study or kv.get("space")
@@ -236,7 +250,7 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     objective = Objective(exp, data, model_dir=art.model_dir(settings.engine), feature_cache=art.feature_cache,
                           seed=settings.seed, display=display, prune=(settings.pruner or "none") != "none",
                           engine=None if settings.engine == "optuna" else settings.engine, runner=runner,
-                          latency="latency" in settings.objective)
+                          latency="latency" in settings.objective, accel=accel_of(settings.to_dict()))
     # The re-evaluation phase is the main search process's; workers and a serving chief only search.
     reeval = settings.reeval_share if worker_id is None and not serving else 0.0
     plan = SearchPlan(study=study_obj, experiment=exp, data=data, objective=objective, settings=settings,
@@ -355,5 +369,6 @@ def worker(
         warm_start=settings.warm_start, max_epochs=settings.max_epochs, reeval_share=settings.reeval_share,
         reeval_top=settings.reeval_top, isolate=settings.isolate, worker_timeout=timeout,
         objective=settings.objective, allow_mixed_backends=allow_mixed_backends,
+        mixed_precision=settings.precision, jit=settings.jit, device_data=settings.device_data,
         heartbeat_grace=settings.heartbeat_grace if heartbeat_grace is None else heartbeat_grace,
     )

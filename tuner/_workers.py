@@ -1,7 +1,8 @@
-"""Many workers on one host: ``search --workers N`` and ``search --gpus 0,1,2,3``.
+"""Many workers on one host: ``search --workers N``, ``search --gpus 0,1,2,3`` and ``--trials-per-gpu K``.
 
 The search process creates the study (settings, queued baselines) and starts ``N`` ``cnntune worker`` processes on
-it, one per listed GPU with ``CUDA_VISIBLE_DEVICES`` set to that GPU alone; it relays their output line by line,
+it, one per listed GPU (K per GPU with ``--trials-per-gpu``, each with a share of its memory) with
+``CUDA_VISIBLE_DEVICES`` set to that GPU alone; it relays their output line by line,
 tagged with the worker's name, and waits for them. The study's storage is the only thing they share: the budget is
 kept exact by the places of ``tuner.study.budget_place``, a dead worker's trial is retried through the storage's
 heartbeats. Nothing here imports Optuna or Keras.
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from tuner.accel import share_gpu_env
 from tuner.errors import CnntuneError
 from tuner.records import Display
 from tuner.store import redact, sqlite_file
@@ -95,6 +97,7 @@ class WorkerPool:
         """
         procs: dict[str, subprocess.Popen] = {}
         readers: list[threading.Thread] = []
+        sharing = _per_gpu(self.gpus)
         try:
             for i in range(self.size):
                 name = f"w{i}"
@@ -102,6 +105,7 @@ class WorkerPool:
                 gpu = self.gpus[i] if i < len(self.gpus) else None
                 if gpu is not None:
                     env["CUDA_VISIBLE_DEVICES"] = gpu
+                    env.update(share_gpu_env(sharing[gpu], os.environ))  # several workers on one GPU: a share each
                 display.message(f"starting worker {name}" + (f" on GPU {gpu}" if gpu is not None else ""))
                 proc = subprocess.Popen(self.command(study, name, timeout), env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -153,12 +157,22 @@ def _stop(procs) -> None:
 
 
 def worker_pool(workers: int | None, gpus: str | Sequence[str] | None, *, url: str, engine: str,
-                chief: str | None, allow_mixed_backends: bool = False) -> WorkerPool | None:
-    """The pool ``search --workers/--gpus`` asks for, or ``None`` when this process runs the trials itself.
+                chief: str | None, allow_mixed_backends: bool = False,
+                trials_per_gpu: int | None = None) -> WorkerPool | None:
+    """The pool ``search --workers/--gpus/--trials-per-gpu`` asks for, or ``None`` when this process runs the
+    trials itself. ``trials_per_gpu`` K starts K workers per GPU of ``gpus`` (default ``all``), GPU by GPU in turn.
 
     Raises:
         CnntuneError: a negative count, the Keras Tuner engine, or several writers on a SQLite file.
     """
+    if trials_per_gpu is not None:
+        if trials_per_gpu < 1:
+            raise CnntuneError(f"--trials-per-gpu must be at least 1. Received: {trials_per_gpu}")
+        if workers is not None:
+            raise CnntuneError("--trials-per-gpu K starts K workers per GPU; drop --workers (or drop "
+                               "--trials-per-gpu and let --workers N take the GPUs in turn)")
+        gpus = "all" if gpus is None else gpus
+        workers = trials_per_gpu * len(parse_gpus(gpus))
     if gpus is None and workers in (None, 1):
         return None
     if workers is not None and workers < 0:
@@ -175,3 +189,12 @@ def worker_pool(workers: int | None, gpus: str | Sequence[str] | None, *, url: s
                            "MySQL URL")
     per_worker: list[str | None] = [ids[i % len(ids)] for i in range(size)] if ids else [None] * size
     return WorkerPool(size=size, url=url, gpus=per_worker, allow_mixed_backends=allow_mixed_backends)
+
+
+def _per_gpu(gpus: list[str | None]) -> dict[str, int]:
+    """How many workers each GPU gets."""
+    counts: dict[str, int] = {}
+    for gpu in gpus:
+        if gpu is not None:
+            counts[gpu] = counts.get(gpu, 0) + 1
+    return counts

@@ -99,6 +99,14 @@ def search(
     objective: Optional[str] = typer.Option(None, "--objective", help="accuracy (default), accuracy,params or "
                                             "accuracy,latency: a two-objective study; best --max-params N picks."),
     allow_mixed_backends: bool = MIXED_BACKENDS,
+    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="bfloat16 or float16: train "
+                                                  "under Keras's mixed-precision policy (GPUs); off (default)."),
+    jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="Compile training steps with XLA (TensorFlow, "
+                                       "JAX) or torch.compile, or not (default: Keras's choice)."),
+    trials_per_gpu: Optional[int] = typer.Option(None, "--trials-per-gpu", help="K workers per GPU of --gpus "
+                                                 "(default all), each with a share of its memory."),
+    device_data: Optional[str] = typer.Option(None, "--device-data", help="auto (default: on for JAX and PyTorch "
+                                              "on a GPU), on or off: the data copied to the GPU once, batched there."),
     verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
                                  "messages and warnings."),
 ) -> None:
@@ -114,7 +122,9 @@ def search(
                             chief=chief, skip_bad_images=skip_bad_images, warm_start=warm_start,
                             max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top,
                             workers=workers, gpus=gpus, heartbeat_grace=heartbeat_grace, isolate=isolate,
-                            objective=objective, allow_mixed_backends=allow_mixed_backends)
+                            objective=objective, allow_mixed_backends=allow_mixed_backends,
+                            mixed_precision=mixed_precision, jit=jit, trials_per_gpu=trials_per_gpu,
+                            device_data=device_data)
     _summary(result, quiet)
 
 

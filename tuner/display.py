@@ -212,7 +212,8 @@ def render_best(console: Console, report) -> None:
     tag = f" (baseline {b.baseline})" if b.baseline else ""
     console.print(f"[bold]best trial[/] {b.number}{tag} of study {report.study}: "
                   f"val {_pct(b.val_accuracy)}%, test {_pct(b.test_accuracy)}%, {b.n_params or 0:,} params, "
-                  f"seed {b.seed}, epoch {b.best_epoch}" + (f", trained on {b.backend}" if b.backend else ""))
+                  f"seed {b.seed}, epoch {b.best_epoch}" + (f", trained on {b.backend}" if b.backend else "")
+                  + (f" in mixed {b.tags['precision']}" if b.tags.get("precision") else ""))
     console.print(f"  {fmt_params(b.params)}")
     row = report.picked_by_mean
     if row is not None:

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from tuner import _checkpoint
 from tuner._signals import raise_if_interrupted
+from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
 from tuner.records import Display
 from tuner.runner import TrialDiverged, fit_options, run_trial
@@ -160,11 +161,15 @@ class Objective:
         runner: trains one configuration; default ``tuner.runner.run_trial``.
         latency: also measure the trained model's milliseconds per image (``latency_ms``), for a study whose
             second objective is latency.
+        accel: the runner's ``precision`` and ``jit`` keywords (``tuner.accel.accel_of``); empty: Keras's defaults.
+
+    Raises:
+        CnntuneError: ``accel`` holds a keyword that ``runner`` does not take.
     """
 
     def __init__(self, exp: Experiment, data, *, model_dir: Path, feature_cache: Path, seed: int, display: Display,
                  prune: bool = False, engine: str | None = None, runner: Runner | None = None,
-                 latency: bool = False):
+                 latency: bool = False, accel: dict[str, Any] | None = None):
         self.exp = exp
         self.data = data
         self.model_dir = Path(model_dir)
@@ -176,6 +181,10 @@ class Objective:
         self.runner = runner or run_trial
         self.can_checkpoint = _accepts(self.runner, "checkpoint_dir") and _accepts(self.runner, "resume_from")
         self.latency = latency and _accepts(self.runner, "measure_latency")
+        self.accel = dict(accel or {})
+        missing = [key for key in self.accel if not _accepts(self.runner, key)]
+        if missing:
+            raise CnntuneError(f"this trial runner does not take {', '.join(missing)}; drop --mixed-precision, --jit and --device-data")
 
     def model_path(self, number: int) -> Path:
         return self.model_dir / f"trial_{number:04d}.keras"
@@ -236,6 +245,7 @@ class Objective:
         folder = self.checkpoint_dir(trial.number) if self.resumable(attrs) else None
         if self.latency:
             continued["measure_latency"] = True
+        continued.update(self.accel)
         try:
             if folder is not None:  # inside: an interrupt while taking over keeps the checkpoint for the next retry
                 resumed = self._take_over(trial, attrs, params, folder, pruning)

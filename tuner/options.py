@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
+from tuner._device_data import check_device_data
+from tuner.accel import check_precision
 from tuner.engines import get_engine
 from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
@@ -33,7 +35,9 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
               sampler: str | None, pruner: str | None, kt_tuner: str | None, chief: str | None,
               warm_start: int | None, max_epochs: int | None, reeval_share: float | None,
               reeval_top: int | None, heartbeat_grace: float | None = None,
-              isolate: bool = False, objective: str | Sequence[str] | None = None) -> SearchSettings:
+              isolate: bool = False, objective: str | Sequence[str] | None = None,
+              mixed_precision: str | None = None, jit: bool | None = None,
+              device_data: str | None = None) -> SearchSettings:
     """The run's settings, each option checked and given to the engine it belongs to; ``None`` is the default.
 
     Raises:
@@ -64,7 +68,9 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
     common = dict(engine=engine, trials=int(trials), seed=int(seed), baselines=bool(baselines),
                   max_failures=int(max_failures), warm_start=int(warm_start), reeval_share=float(reeval_share),
                   reeval_top=int(reeval_top), isolate=bool(isolate), objective=objectives,
-                  heartbeat_grace=None if heartbeat_grace is None else int(heartbeat_grace))
+                  heartbeat_grace=None if heartbeat_grace is None else int(heartbeat_grace),
+                  precision=check_precision(mixed_precision), jit=None if jit is None else bool(jit),
+                  device_data=check_device_data(device_data))
     if len(objectives) > 1:
         if engine != "optuna":
             raise CnntuneError(f"--objective {','.join(objectives)} is a two-objective Optuna study; drop --engine "

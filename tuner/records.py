@@ -48,7 +48,8 @@ class TrialRecord:
         if value is None:
             value = attrs.get("val_accuracy")
         params = dict(attrs.get("config") or trial.params)
-        tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start", "over_budget") if k in attrs}
+        tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start", "over_budget",
+                                      "precision", "jit", "device_data") if k in attrs}
         # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces.
         if "failed_trial" in (getattr(trial, "system_attrs", None) or {}):
             tags["retry_of"] = trial.system_attrs["failed_trial"]

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from tuner._replay import ReplayRun, SeedStats, diff_se, is_done, pct, run_replays, seed_stats
 from tuner.errors import CnntuneError, StorageError
+from tuner.accel import accel_of
 from tuner.experiment import from_meta, load_data
 from tuner.objective import Runner
 from tuner.plan import Artifacts
@@ -204,7 +205,9 @@ def reevaluate(
         display.search_begin(study=st.study_name, space=exp.space_name, data=exp.data.label(), trials=len(runs),
                              baselines=0)
         try:
-            ran = run_replays(st, exp, data, Artifacts.of(meta, url, st.study_name), runs, display, runner)
+            # the study's precision and JIT: its top configurations retrain as they were searched
+            ran = run_replays(st, exp, data, Artifacts.of(meta, url, st.study_name), runs, display, runner,
+                              accel=accel_of(meta.get("settings")))
         finally:
             display.search_end()
         records = read_records(st)

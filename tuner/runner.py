@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator, Sequence
 from tuner import _callbacks, _checkpoint
 from tuner._quiet import quiet_libraries
 from tuner._signals import deferred
+from tuner._device_data import device_batches, wanted
+from tuner.accel import apply_jit, precision_policy
 from tuner.errors import CnntuneError
 from tuner.spec import ModelSpec
 
@@ -124,6 +126,19 @@ def _load_weights(model, path: str | os.PathLike, head_only: bool) -> None:
     del saved
 
 
+def _fit_inputs(feed: bool, x_train, y_train, x_val, y_val, opts: FitOptions, seed: int,
+                initial_epoch: int) -> dict[str, Any]:
+    """``fit``'s data keywords: the arrays (Keras batches and shuffles them on the host), or device-resident
+    batches shuffled per epoch from ``(seed, epoch)`` (``tuner._device_data``)."""
+    if not feed:
+        return dict(x=x_train, y=y_train, validation_data=None if x_val is None else (x_val, y_val),
+                    batch_size=opts.batch_size, shuffle=True)
+    val = None if x_val is None else device_batches(x_val, y_val, opts.batch_size, shuffle=False)
+    train = device_batches(x_train, y_train, opts.batch_size, shuffle=True, seed=seed,
+                           initial_epoch=int(initial_epoch))
+    return dict(x=train, validation_data=val, shuffle=False)
+
+
 LATENCY_BATCH = 32
 LATENCY_REPEATS = 5
 
@@ -161,6 +176,9 @@ def run_trial(
     checkpoint_dir: str | os.PathLike | None = None,
     resume_from: str | os.PathLike | None = None,
     measure_latency: bool = False,
+    precision: str = "float32",
+    jit: bool | None = None,
+    device_data: str | None = None,
 ) -> TrialOutcome:
     """Builds, fits and evaluates one configuration.
 
@@ -187,6 +205,12 @@ def run_trial(
             and best epoch are restored and training continues with the epoch after the checkpoint's (it replaces
             ``initial_epoch`` and ``continue_from``); the history then holds the checkpoint's epochs and this run's.
         measure_latency: also time the final model (raw images in) on validation images: ``extra["latency_ms"]``.
+        precision: ``float32``, or ``bfloat16`` / ``float16`` to train under Keras's mixed-precision policy
+            (``tuner.accel``); recorded as ``extra["precision"]`` when not float32.
+        jit: ``True``/``False`` sets the model's ``jit_compile``; ``None`` leaves Keras's ``"auto"``. When given, the
+            value the model trained with is ``extra["jit"]``.
+        device_data: ``auto`` (default: on for JAX and PyTorch on a GPU), ``on`` or ``off``: the data copied to
+            the device once and batched there (``tuner._device_data``); recorded as ``extra["device_data"]`` when on.
 
     Returns:
         A ``TrialOutcome``; validation accuracy is the best epoch's, and the saved model is that epoch's.
@@ -203,100 +227,103 @@ def run_trial(
     keras.backend.clear_session()
     keras.utils.set_random_seed(int(seed))
 
-    opts = fit_options(params)
-    resume = None
-    if resume_from is not None:
-        resume = _checkpoint.read(resume_from)
-        if resume is None:
-            raise CnntuneError(f"no checkpoint to resume from in {resume_from}")
-        if not _checkpoint.same_config(resume.config, params):
-            raise CnntuneError(f"the checkpoint in {resume_from} is of another configuration; not resumed")
-        initial_epoch = resume.epoch
-    spec = model_spec(data, spec_options)
-    # A frozen backbone's features are computed once and cached; the trial then trains only the head on them.
-    plan = None
-    if feature_cache is not False and hasattr(space, "feature_extractor"):
-        from tuner import _features  # NumPy: loaded when a trial runs, not when the CLI starts
+    with precision_policy(precision):  # models built and trained in this trial; restored after
+        opts = fit_options(params)
+        resume = None
+        if resume_from is not None:
+            resume = _checkpoint.read(resume_from)
+            if resume is None:
+                raise CnntuneError(f"no checkpoint to resume from in {resume_from}")
+            if not _checkpoint.same_config(resume.config, params):
+                raise CnntuneError(f"the checkpoint in {resume_from} is of another configuration; not resumed")
+            initial_epoch = resume.epoch
+        spec = model_spec(data, spec_options)
+        # A frozen backbone's features are computed once and cached; the trial then trains only the head on them.
+        plan = None
+        if feature_cache is not False and hasattr(space, "feature_extractor"):
+            from tuner import _features  # NumPy: loaded when a trial runs, not when the CLI starts
 
-        plan = _features.head_only(space, params, spec, data, None if feature_cache is True else feature_cache)
-    if plan is not None:
-        model = plan.head
-        (x_train, y_train), (x_val, y_val), (x_test, y_test) = (plan.arrays[s] for s in ("train", "val", "test"))
-    else:
-        model = space.build(params, spec)
-        x_train, y_train, x_val, y_val, x_test, y_test = (data.x_train, data.y_train, data.x_val, data.y_val,
-                                                          data.x_test, data.y_test)
-    if resume is not None:
-        _callbacks.restore(model, resume)
-    elif continue_from is not None:
-        _load_weights(model, continue_from, head_only=plan is not None)
-    has_val = len(x_val) > 0
-    monitor = "val_accuracy" if has_val else "accuracy"
-    best_epoch_cls, checkpoint_cls = _callbacks.callback_classes()
-    best = best_epoch_cls(monitor, on_epoch, should_stop, resume)
-    callbacks: list[Any] = [best, *extra_callbacks]
-    early = None
-    if opts.early_stopping:
-        early = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=opts.patience)
-        callbacks.append(early)
-    folder = None if checkpoint_dir is None else Path(checkpoint_dir)
-    checkpoint = checkpoint_cls(folder, params, best, early, resume)
-    callbacks.append(checkpoint)
+            plan = _features.head_only(space, params, spec, data, None if feature_cache is True else feature_cache)
+        if plan is not None:
+            model = plan.head
+            (x_train, y_train), (x_val, y_val), (x_test, y_test) = (plan.arrays[s] for s in ("train", "val", "test"))
+        else:
+            model = space.build(params, spec)
+            x_train, y_train, x_val, y_val, x_test, y_test = (data.x_train, data.y_train, data.x_val, data.y_val,
+                                                              data.x_test, data.y_test)
+        if resume is not None:
+            _callbacks.restore(model, resume)
+        elif continue_from is not None:
+            _load_weights(model, continue_from, head_only=plan is not None)
+        jit_compile = apply_jit(model, jit) if jit is not None else None
+        feed = wanted(device_data)  # the arrays copied to the accelerator once, batches gathered there
+        has_val = len(x_val) > 0
+        monitor = "val_accuracy" if has_val else "accuracy"
+        best_epoch_cls, checkpoint_cls = _callbacks.callback_classes()
+        best = best_epoch_cls(monitor, on_epoch, should_stop, resume)
+        callbacks: list[Any] = [best, *extra_callbacks]
+        early = None
+        if opts.early_stopping:
+            early = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=opts.patience)
+            callbacks.append(early)
+        folder = None if checkpoint_dir is None else Path(checkpoint_dir)
+        checkpoint = checkpoint_cls(folder, params, best, early, resume)
+        callbacks.append(checkpoint)
 
-    # A Ctrl-C or SIGTERM during training lets the batch in flight finish and stops at its end (tuner._signals).
-    try:
-        with deferred():
-            model.fit(
-                x_train,
-                y_train,
-                validation_data=(x_val, y_val) if has_val else None,
-                epochs=opts.epochs,
-                initial_epoch=int(initial_epoch),
-                batch_size=opts.batch_size,
-                shuffle=True,
-                verbose=0,
-                callbacks=callbacks,
-            )
-    except BaseException:
-        checkpoint.finish(raise_error=False)  # the last checkpoint is on disk before the trial is recorded
-        raise
-    checkpoint.finish()
-    if best.diverged_at is not None:
-        raise TrialDiverged(best.diverged_at, best.history)
-    if best.best_weights is not None:
-        model.set_weights(best.best_weights)
+        # A Ctrl-C or SIGTERM during training lets the batch in flight finish and stops at its end (tuner._signals).
+        try:
+            with deferred():
+                model.fit(**_fit_inputs(feed, x_train, y_train, x_val if has_val else None, y_val, opts, seed,
+                                        initial_epoch),
+                          epochs=opts.epochs, initial_epoch=int(initial_epoch), verbose=0, callbacks=callbacks)
+        except BaseException:
+            checkpoint.finish(raise_error=False)  # the last checkpoint is on disk before the trial is recorded
+            raise
+        checkpoint.finish()
+        if best.diverged_at is not None:
+            raise TrialDiverged(best.diverged_at, best.history)
+        if best.best_weights is not None:
+            model.set_weights(best.best_weights)
 
-    test_acc = None
-    if evaluate_test and len(x_test):
-        results = model.evaluate(x_test, y_test, batch_size=max(opts.batch_size, 256), verbose=0,
-                                 return_dict=True)
-        test_acc = float(results["accuracy"])
-    if plan is not None:
-        model = plan.compose(model)  # one model: backbone + trained head, raw images in
-    if hasattr(space, "saveable"):
-        model = space.saveable(model)  # e.g. training-only optimizer classes swapped for built-in ones
-    saved = None
-    if model_path is not None:
-        path = Path(model_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-        saved = str(path)
-    n_params = int(model.count_params())
-    extra = dict(plan.attrs) if plan is not None else (
-        {"feature_cache": "off"} if hasattr(space, "feature_extractor") else {})
-    if measure_latency:
-        extra["latency_ms"] = latency_ms(model, data.x_val if len(data.x_val) else data.x_train)
-    outcome = TrialOutcome(
-        val_accuracy=float(best.best) if math.isfinite(best.best) else 0.0,
-        test_accuracy=test_acc,
-        n_params=n_params,
-        history=best.history,
-        best_epoch=best.best_epoch,
-        epochs_run=best.epochs_run,
-        seconds=time.perf_counter() - start,
-        model_path=saved,
-        backend=keras.backend.backend(),
-        extra=extra,
-    )
-    del model
-    return outcome
+        test_acc = None
+        if evaluate_test and len(x_test):
+            test_batch = max(opts.batch_size, 256)
+            test_data = (dict(x=device_batches(x_test, y_test, test_batch, shuffle=False)) if feed else
+                         dict(x=x_test, y=y_test, batch_size=test_batch))
+            results = model.evaluate(**test_data, verbose=0, return_dict=True)
+            test_acc = float(results["accuracy"])
+        if plan is not None:
+            model = plan.compose(model)  # one model: backbone + trained head, raw images in
+        if hasattr(space, "saveable"):
+            model = space.saveable(model)  # e.g. training-only optimizer classes swapped for built-in ones
+        saved = None
+        if model_path is not None:
+            path = Path(model_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            model.save(path)
+            saved = str(path)
+        n_params = int(model.count_params())
+        extra = dict(plan.attrs) if plan is not None else (
+            {"feature_cache": "off"} if hasattr(space, "feature_extractor") else {})
+        if precision != "float32":
+            extra["precision"] = precision
+        if jit is not None:
+            extra["jit"] = jit_compile
+        if feed:
+            extra["device_data"] = True
+        if measure_latency:
+            extra["latency_ms"] = latency_ms(model, data.x_val if len(data.x_val) else data.x_train)
+        outcome = TrialOutcome(
+            val_accuracy=float(best.best) if math.isfinite(best.best) else 0.0,
+            test_accuracy=test_acc,
+            n_params=n_params,
+            history=best.history,
+            best_epoch=best.best_epoch,
+            epochs_run=best.epochs_run,
+            seconds=time.perf_counter() - start,
+            model_path=saved,
+            backend=keras.backend.backend(),
+            extra=extra,
+        )
+        del model
+        return outcome

@@ -241,6 +241,10 @@ class SearchSettings:
         isolate: each trial runs in a child process (``tuner.isolate``).
         objective: what the study optimizes: ``("accuracy",)``, or accuracy and the model's size
             (``"params"``) or its latency per image (``"latency"``), minimized, as a two-objective study.
+        precision: ``float32``, or ``bfloat16`` / ``float16``: trials train under Keras's mixed-precision policy.
+        jit: the models' ``jit_compile``; ``None``: Keras's ``"auto"`` (``tuner.accel``).
+        device_data: ``auto``, ``on`` or ``off``: the data copied to the accelerator and batched there
+            (``tuner._device_data``).
     """
 
     engine: str
@@ -258,6 +262,9 @@ class SearchSettings:
     heartbeat_grace: int | None = None
     isolate: bool = False
     objective: tuple[str, ...] = ("accuracy",)
+    precision: str = "float32"
+    jit: bool | None = None
+    device_data: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "objective": list(self.objective)}  # as JSON stores it, so that it compares equal
@@ -284,6 +291,8 @@ class SearchSettings:
             reeval_share=float(raw.get("reeval_share", 0.0)), reeval_top=int(raw.get("reeval_top", 3)),
             heartbeat_grace=raw.get("heartbeat_grace"), isolate=bool(raw.get("isolate", False)),
             objective=tuple(raw.get("objective") or ("accuracy",)),
+            precision=str(raw.get("precision") or "float32"), jit=raw.get("jit"),
+            device_data=str(raw.get("device_data") or "auto"),
         )
 
 
