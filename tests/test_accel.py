@@ -178,3 +178,24 @@ def test_jit_compiles_the_training_step_when_asked(tmp_path):
     out = run_trial(space, params, load_dataset("synthetic"), seed=2, model_path=None, jit=True)
     assert out.extra["jit"] is True
     assert len(out.history["val_accuracy"]) == 1
+
+
+@pytest.mark.backends
+def test_random_zoom_and_rotation_compile_on_jax_instead_of_running_eagerly():
+    import keras
+    import numpy as np
+
+    from search_spaces import get_space
+    from tuner.accel import apply_jit
+    from tuner.hp import Defaults, resolve
+    from tuner.spec import ModelSpec
+
+    space = get_space("improved")
+    params = resolve(space, Defaults({"zoom_range": 0.2, "rotation_range": 10}))
+    model = space.build(params, ModelSpec(input_shape=(32, 32, 3), num_classes=3))
+    keras_choice = bool(model.jit_compile)  # Keras's "auto": False for these layers on every backend
+    assert apply_jit(model, None) is (True if keras.backend.backend() == "jax" else keras_choice)
+    x = np.random.default_rng(0).integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
+    history = model.fit(x, np.arange(8) % 3, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert apply_jit(model, False) is False

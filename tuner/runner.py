@@ -255,7 +255,7 @@ def run_trial(
             _callbacks.restore(model, resume)
         elif continue_from is not None:
             _load_weights(model, continue_from, head_only=plan is not None)
-        jit_compile = apply_jit(model, jit) if jit is not None else None
+        jit_compile = apply_jit(model, jit)
         feed = wanted(device_data)  # the arrays copied to the accelerator once, batches gathered there
         has_val = len(x_val) > 0
         monitor = "val_accuracy" if has_val else "accuracy"
