@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
     # resolve on first use).
     ("tuner", "tuner.errors", "tuner.spec", "tuner.hp", "tuner._signals", "tuner._quiet", "tuner.accel"),
     # Definitions, data, the store, and the pure strategy helpers over the vocabulary.
-    ("search_spaces", "tuner.data", "tuner.records", "tuner.store", "tuner._features", "tuner.warm_start"),
+    ("search_spaces", "tuner.data", "tuner.records", "tuner.store", "tuner._features", "tuner.warm_start",
+     "tuner._rdb_read"),
     ("tuner.experiment", "tuner.runner", "tuner.isolate", "tuner._checkpoint",
      "tuner._callbacks", "tuner._device_data"),  # words -> experiment; one trial's training (in a process)
     ("tuner.study", "tuner.objective"),  # the study's rules; one trial recorded

@@ -63,14 +63,15 @@ class BestReport:
     single_run_best: TrialRecord | None = None
 
 
-def trials(*, study: str | None = None, storage: str | None = None) -> StudyView:
-    """All trials of a study, in order.
+def trials(*, study: str | None = None, storage: str | None = None, history: bool = True) -> StudyView:
+    """All trials of a study, in order; ``history=False`` leaves the per-epoch histories out (faster on large
+    studies).
 
     Raises:
         StorageError: no store, an unknown study, or several studies and no name.
     """
     _, st = open_study(storage, study)
-    records = read_records(st)
+    records = read_records(st, history=history)
     top, _ = pick(records)
     meta = study_meta(st)
     return StudyView(st.study_name, meta, records, None if top is None else top.number, _hand_chosen(meta))
@@ -118,7 +119,7 @@ def _pp(a: float | None, b: float | None) -> float | None:
 
 
 def best(*, study: str | None = None, storage: str | None = None, replays: bool = False,
-         max_params: int | None = None, max_latency_ms: float | None = None) -> BestReport:
+         max_params: int | None = None, max_latency_ms: float | None = None, history: bool = True) -> BestReport:
     """The best trial by validation accuracy and its improvement over each baseline of the study.
 
     Args:
@@ -130,12 +131,13 @@ def best(*, study: str | None = None, storage: str | None = None, replays: bool 
             a ``--objective accuracy,params`` search).
         max_latency_ms: the most accurate trial at most this many milliseconds per image (trials that measured it:
             ``--objective accuracy,latency``).
+        history: read the trials' per-epoch histories (``False``: faster on large studies).
 
     Raises:
         StorageError: unknown study, a study without a completed trial, or none within the limits.
     """
     _, st = open_study(storage, study)
-    records = read_records(st)
+    records = read_records(st, history=history)
     if max_params is not None or max_latency_ms is not None:
         top, by_mean = _within(st.study_name, records, replays, max_params, max_latency_ms), None
     else:

@@ -196,7 +196,7 @@ def trials_cmd(
     with _guard():
         if fmt not in TRIAL_FORMATS:
             raise CnntuneError(f"--format must be one of {', '.join(TRIAL_FORMATS)}. Received: {fmt!r}")
-        view = api.trials(study=study, storage=storage)
+        view = api.trials(study=study, storage=storage, history=fmt == "json")  # only json prints histories
         if fmt == "json":
             import json
 
@@ -289,7 +289,7 @@ def best(
                                    "alone: use one of them")
             _best_reeval(study, storage, export, trial, reeval, seeds, quiet)
             return
-        report = api.best(study=study, storage=storage, replays=include_replays, max_params=max_params,
+        report = api.best(study=study, storage=storage, replays=include_replays, max_params=max_params, history=False,
                           max_latency_ms=max_latency_ms)
         render_best(out, report)
         if export is None:

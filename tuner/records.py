@@ -42,23 +42,31 @@ class TrialRecord:
     @classmethod
     def from_trial(cls, trial) -> "TrialRecord":
         """Reads an ``optuna.trial.FrozenTrial``."""
-        attrs = trial.user_attrs
+        return cls.from_parts(trial.number, trial.state, trial.values, trial.user_attrs,
+                              getattr(trial, "system_attrs", None) or {}, trial.params)
+
+    @classmethod
+    def from_parts(cls, number: int, state, values, attrs: dict[str, Any], system_attrs: dict[str, Any],
+                   params: dict[str, Any] | None = None) -> "TrialRecord":
+        """A trial from its stored parts: number, state (``TrialState`` or its name), objective values, user and
+        system attributes, and Optuna's parameters (read only when the trial has no ``config`` attribute)."""
         # A two-objective trial (accuracy, size or latency) has several values; accuracy is the first.
-        value = trial.values[0] if trial.values else None
+        value = values[0] if values else None
         if value is None:
             value = attrs.get("val_accuracy")
-        params = dict(attrs.get("config") or trial.params)
+        params = dict(attrs.get("config") or params or {})
         tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start", "over_budget",
                                       "precision", "jit", "device_data") if k in attrs}
         # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces.
-        if "failed_trial" in (getattr(trial, "system_attrs", None) or {}):
-            tags["retry_of"] = trial.system_attrs["failed_trial"]
-        if state_name(trial.state) == "pruned" and attrs.get("val_accuracy") is not None:
+        if "failed_trial" in system_attrs:
+            tags["retry_of"] = system_attrs["failed_trial"]
+        state = state_name(state)
+        if state == "pruned" and attrs.get("val_accuracy") is not None:
             # Optuna stores the last reported epoch as a pruned trial's value; the record keeps the best epoch's.
             value = attrs["val_accuracy"]
         return cls(
-            number=trial.number,
-            state=state_name(trial.state),
+            number=number,
+            state=state,
             params=params,
             val_accuracy=value,
             test_accuracy=attrs.get("test_accuracy"),

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from tuner.errors import CnntuneError, StorageError
 from tuner.experiment import Experiment
+from tuner._rdb_read import rdb_records
 from tuner.records import TrialRecord
 from tuner.store import DEFAULT_STORAGE, META_KEY, load_study, open_storage, sqlite_file, study_meta
 
@@ -75,10 +76,13 @@ def open_study(storage: str | None, study: str | None):
     return url, load_study(open_storage(url, existing=True), study, url)
 
 
-def read_records(study) -> list[TrialRecord]:
+def read_records(study, *, history: bool = True) -> list[TrialRecord]:
     """Every trial of an ``optuna.Study`` as a ``TrialRecord``, in order; trials that a process created after the
-    budget was full ran nothing (``budget_place``) and are left out."""
-    records = (TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False))
+    budget was full ran nothing (``budget_place``) and are left out. An RDB storage's trials are read from its
+    tables (``tuner._rdb_read``); ``history=False`` then skips the per-epoch histories."""
+    records = rdb_records(study, history=history)
+    if records is None:
+        records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
     return [r for r in records if not r.tags.get("over_budget")]
 
 
