@@ -97,3 +97,18 @@ def test_a_large_study_shows_the_baselines_the_best_and_the_latest_unless_all(st
     assert len(numbers) == 50 and "50 of 61 trials" in result.output
     assert numbers[:2] == [0, 7] and numbers[2:] == list(range(13, 61))  # baseline, best, then the latest 48
     assert rows(run_cli("trials", "--study", "big", "--storage", store, "--all").output) == list(range(61))
+
+
+def test_tensorflow_cpp_lines_are_hidden_by_level_and_everything_else_is_kept():
+    from tuner._quiet import below_level
+
+    info = "I0000 00:00:1796096185.270556   31165 port.cc:153] oneDNN custom operations are on."
+    warning = "W0000 00:00:1758131045.228 3722035 computation_placer.cc:177] computation placer already registered"
+    error = "E0000 00:00:1758131045.203198 3722035 cuda_dnn.cc:8579] Unable to register cuDNN factory"
+    old = "2025-09-17 14:44:05.157831: I external/local_xla/xla/tsl/cuda/cudart_stub.cc:32] Could not find cuda"
+    banner = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+    assert [below_level(line, 2) for line in (info, warning, error, old, banner)] == [True, True, False, True, True]
+    assert [below_level(line, 0) for line in (info, warning, error, old, banner)] == [False] * 5
+    assert below_level(error, 3)
+    assert not below_level("Traceback (most recent call last):", 3)
+    assert not below_level("error: study 'x' not found", 3)
