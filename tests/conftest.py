@@ -104,3 +104,30 @@ def one_line_error(result, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], text
     return lines[0]
+
+
+# -- storages and devices --------------------------------------------------------------------------------------------
+SERVERS = {"postgresql": "CNNTUNE_TEST_POSTGRES_URL", "mysql": "CNNTUNE_TEST_MYSQL_URL"}
+
+
+def storage_url(kind: str, tmp_path: Path) -> str:
+    """A storage URL of ``kind``: ``journal`` and ``sqlite`` files under ``tmp_path``, or the PostgreSQL / MySQL
+    server its variable names (``.ci/run`` sets them; the test is skipped where none is set)."""
+    if kind == "journal":
+        return f"journal:{tmp_path / 'studies.journal'}"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'studies.db'}"
+    url = os.environ.get(SERVERS[kind])
+    if not url:
+        pytest.skip(f"{SERVERS[kind]} is not set: no {kind} server to test against")
+    return url
+
+
+def fake_nvidia_smi(tmp_path: Path, monkeypatch, gpus: int) -> None:
+    """Puts an ``nvidia-smi`` that lists ``gpus`` H200s (``-L``) first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\n" + "".join(f"echo 'GPU {i}: NVIDIA H200 (UUID: GPU-{i})'\n" for i in range(gpus)))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")

@@ -5,13 +5,12 @@ The ``backends`` tests train under each policy and with JIT on JAX and PyTorch t
 
 from __future__ import annotations
 
-import os
 import sys
 
 import pytest
 
 import tuner
-from conftest import SYN, FakeRunner, one_line_error, run_cli
+from conftest import SYN, FakeRunner, fake_nvidia_smi, one_line_error, run_cli
 from tuner.accel import accel_of, check_precision, share_gpu_env
 from tuner.errors import CnntuneError
 
@@ -58,12 +57,7 @@ def test_trials_per_gpu_starts_k_workers_per_gpu_each_with_its_share(tmp_path, m
     pool = worker_pool(None, "0,1", url=url, engine="optuna", chief=None, trials_per_gpu=2)
     assert pool.gpus == ["0", "1", "0", "1"]
     # Without --gpus: every GPU nvidia-smi lists (a fake one on PATH here).
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-a)'\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    fake_nvidia_smi(tmp_path, monkeypatch, 1)
     monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
     monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
     pool = worker_pool(None, None, url=url, engine="optuna", chief=None, trials_per_gpu=3)

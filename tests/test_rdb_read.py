@@ -4,25 +4,15 @@ SQLite, PostgreSQL and MySQL, for every state, objective value and attribute cnn
 from __future__ import annotations
 
 import math
-import os
 import uuid
 
 import pytest
 
+from conftest import storage_url
 from tuner._rdb_read import rdb_records
 from tuner.records import TrialRecord
 from tuner.store import open_storage
 
-SERVERS = {"postgresql": "CNNTUNE_TEST_POSTGRES_URL", "mysql": "CNNTUNE_TEST_MYSQL_URL"}
-
-
-def _url(kind: str, tmp_path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'r.db'}"
-    url = os.environ.get(SERVERS[kind])
-    if not url:
-        pytest.skip(f"{SERVERS[kind]} is not set: no {kind} server to test against")
-    return url
 
 
 def _attrs(n: int, **more) -> dict:
@@ -60,7 +50,7 @@ def _study(url: str, directions: list[str]):
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
 @pytest.mark.parametrize("directions", [["maximize"], ["maximize", "minimize"]])
 def test_table_reads_equal_optunas_reads(kind, directions, tmp_path):
-    st = _study(_url(kind, tmp_path), directions)
+    st = _study(storage_url(kind, tmp_path), directions)
     slow = [TrialRecord.from_trial(t) for t in st.get_trials(deepcopy=False)]
     fast = rdb_records(st)
     assert fast is not None  # the fast path was taken (a silent fallback after an Optuna upgrade fails here)

@@ -18,19 +18,8 @@ import uuid
 import pytest
 
 import tuner
-from conftest import SYN, FakeRunner, one_line_error, run_cli
+from conftest import SYN, FakeRunner, fake_nvidia_smi, one_line_error, run_cli, storage_url
 from tuner.store import heartbeat_timing, open_storage
-
-SERVERS = {"postgresql": "CNNTUNE_TEST_POSTGRES_URL", "mysql": "CNNTUNE_TEST_MYSQL_URL"}
-
-
-def _url(kind: str, tmp_path) -> str:
-    if kind == "journal":
-        return f"journal:{tmp_path / 'studies.journal'}"
-    url = os.environ.get(SERVERS[kind])
-    if not url:
-        pytest.skip(f"{SERVERS[kind]} is not set: no {kind} server to test against")
-    return url
 
 
 class SlowFake(FakeRunner):
@@ -47,7 +36,7 @@ def test_workers_and_a_search_finish_an_exact_shared_budget(kind, n_workers, tmp
     import optuna
 
     monkeypatch.chdir(tmp_path)
-    url = _url(kind, tmp_path)
+    url = storage_url(kind, tmp_path)
     name = f"budget-{uuid.uuid4().hex[:10]}"
     trials = 3 * n_workers + 1
     words = ["space=basenet", *SYN]
@@ -143,12 +132,7 @@ def test_gpus_give_each_worker_its_own_device(monkeypatch, tmp_path):
     assert worker_pool(None, None, url=url, engine="optuna", chief=None) is None
     assert worker_pool(1, None, url=url, engine="optuna", chief=None) is None
     # --gpus all reads nvidia-smi -L: a fake one on PATH.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-a)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-b)'\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    fake_nvidia_smi(tmp_path, monkeypatch, 2)
     assert parse_gpus("all") == ["0", "1"]
 
 
