@@ -79,8 +79,8 @@ def precision_policy(precision: str = "float32") -> Iterator[None]:
 
 # Layers Keras marks ``supports_jit = False`` for every backend (TensorFlow's image-transform op has no XLA kernel)
 # that are plain JAX operations on the JAX backend. Left eager there, a model with random zoom or rotation runs op by
-# op: the final model trained at 75 images/s on 2 CPU cores and needed 20 s for its first 3 batches, against 111
-# images/s and 4.3 s compiled (BENCHMARKS.md, "JIT on JAX"); on a GPU the gap is larger.
+# op: the final model trained at 73 images/s on 2 CPU cores and needed 21 s for its first 3 batches, against 109
+# images/s and 3.6 s compiled (BENCHMARKS.md, "JIT on JAX").
 JAX_COMPILABLE = ("RandomZoom", "RandomRotation")
 
 
