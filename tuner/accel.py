@@ -67,10 +67,14 @@ def accel_of(settings: dict[str, Any] | None) -> dict[str, Any]:
 def precision_policy(precision: str = "float32") -> Iterator[None]:
     """Keras's global dtype policy set to ``precision``'s for the models built inside; the previous policy is
     restored after, so that nothing else in the process trains or builds in mixed precision by accident."""
+    precision = check_precision(precision)
+    if precision == "float32":  # the default: the process's policy is left alone
+        yield
+        return
     import keras
 
     before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISIONS[check_precision(precision)])
+    keras.config.set_dtype_policy(PRECISIONS[precision])
     try:
         yield
     finally:
