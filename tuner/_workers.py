@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -97,7 +98,7 @@ class WorkerPool:
         """
         procs: dict[str, subprocess.Popen] = {}
         readers: list[threading.Thread] = []
-        sharing = _per_gpu(self.gpus)
+        sharing = Counter(gpu for gpu in self.gpus if gpu is not None)  # workers per GPU
         try:
             for i in range(self.size):
                 name = f"w{i}"
@@ -189,12 +190,3 @@ def worker_pool(workers: int | None, gpus: str | Sequence[str] | None, *, url: s
                            "MySQL URL")
     per_worker: list[str | None] = [ids[i % len(ids)] for i in range(size)] if ids else [None] * size
     return WorkerPool(size=size, url=url, gpus=per_worker, allow_mixed_backends=allow_mixed_backends)
-
-
-def _per_gpu(gpus: list[str | None]) -> dict[str, int]:
-    """How many workers each GPU gets."""
-    counts: dict[str, int] = {}
-    for gpu in gpus:
-        if gpu is not None:
-            counts[gpu] = counts.get(gpu, 0) + 1
-    return counts

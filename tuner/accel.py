@@ -49,8 +49,9 @@ def check_precision(value: str | None) -> str:
 
 
 def accel_of(settings: dict[str, Any] | None) -> dict[str, Any]:
-    """The runner keywords (``precision``, ``jit``, ``device_data``) of a study's stored settings (a ``SearchSettings.to_dict()``);
-    the defaults are left out, so that a runner that does not take them still works for ordinary studies."""
+    """The runner keywords (``precision``, ``jit``, ``device_data``) of a study's stored settings (a
+    ``SearchSettings.to_dict()``); the defaults are left out, so that a runner that does not take them still works for
+    ordinary studies."""
     settings = settings or {}
     out: dict[str, Any] = {}
     precision = check_precision(settings.get("precision"))

@@ -184,7 +184,8 @@ class Objective:
         self.accel = dict(accel or {})
         missing = [key for key in self.accel if not _accepts(self.runner, key)]
         if missing:
-            raise CnntuneError(f"this trial runner does not take {', '.join(missing)}; drop --mixed-precision, --jit and --device-data")
+            raise CnntuneError(f"this trial runner does not take {', '.join(missing)}; drop --mixed-precision, --jit "
+                               "and --device-data")
 
     def model_path(self, number: int) -> Path:
         return self.model_dir / f"trial_{number:04d}.keras"

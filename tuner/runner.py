@@ -207,8 +207,9 @@ def run_trial(
         measure_latency: also time the final model (raw images in) on validation images: ``extra["latency_ms"]``.
         precision: ``float32``, or ``bfloat16`` / ``float16`` to train under Keras's mixed-precision policy
             (``tuner.accel``); recorded as ``extra["precision"]`` when not float32.
-        jit: ``True``/``False`` sets the model's ``jit_compile``; ``None`` leaves Keras's ``"auto"``. When given, the
-            value the model trained with is ``extra["jit"]``.
+        jit: ``True``/``False`` sets the model's ``jit_compile``; ``None`` is Keras's ``"auto"``, which on JAX also
+            compiles random zoom and rotation (``tuner.accel.apply_jit``). When given, the value the model trained
+            with is ``extra["jit"]``.
         device_data: ``auto`` (default: on for JAX and PyTorch on a GPU), ``on`` or ``off``: the data copied to
             the device once and batched there (``tuner._device_data``); recorded as ``extra["device_data"]`` when on.
 
