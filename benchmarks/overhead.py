@@ -54,6 +54,18 @@ def words(space_name: str, params: dict, data_dir: str, image_size: int) -> list
             *(f"{k}={v}" for k, v in params.items())]
 
 
+def warm_up(space, params: dict, spec, data, batch: int) -> None:
+    """An untimed fit of a few batches: TensorFlow's one-time start-up costs, paid by whichever side trains first in
+    a process."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    few = slice(0, 4 * batch)
+    space.build(params, spec).fit(data.x_train[few], data.y_train[few], validation_data=(data.x_val[few],
+                                  data.y_val[few]), epochs=1, batch_size=batch, verbose=0)
+    keras.backend.clear_session()
+
+
 def run_side(side: str, space_name: str, trials: int, epochs: int, data_dir: str, image_size: int) -> dict:
     """Runs one side in this process; returns its timed seconds."""
     import keras
@@ -76,12 +88,7 @@ def run_side(side: str, space_name: str, trials: int, epochs: int, data_dir: str
         model.evaluate(data.x_test, data.y_test, batch_size=eval_batch, verbose=0)
         return max(history.history["val_accuracy"])
 
-    # Warm-up, untimed: TensorFlow's one-time start-up costs, paid by whichever side trains first in a process.
-    keras.utils.set_random_seed(0)
-    few = slice(0, 4 * batch)
-    space.build(params, spec).fit(data.x_train[few], data.y_train[few], validation_data=(data.x_val[few],
-                                  data.y_val[few]), epochs=1, batch_size=batch, verbose=0)
-    keras.backend.clear_session()
+    warm_up(space, params, spec, data, batch)
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
