@@ -32,13 +32,34 @@ def test_perturbations_stay_near_the_hand_chosen_configuration():
     assert len({tuple(sorted(c.items())) for c in configs}) == 20
 
 
+def test_warm_starts_cross_the_study_configurations():
+    """With the baselines mixed in, some start-up trials take BaseNet's values (its body, no augmentation, ...),
+    never a value outside the space, and never a baseline itself."""
+    defaults = resolve(IMPROVED, Defaults())
+    basenet = resolve(IMPROVED, Defaults(next(b for b in IMPROVED.BASELINES if b.name == "basenet").params))
+    plain = perturbations(IMPROVED, {}, 30, seed=1)
+    crossed = perturbations(IMPROVED, {}, 30, seed=1, mix=[basenet, defaults])
+    params = describe(IMPROVED)
+
+    def from_basenet(configs):
+        return sum(c["body"] == "basenet" and c.get("conv2_filters") == basenet["conv2_filters"] for c in configs)
+
+    assert from_basenet(plain) == 0 < from_basenet(crossed)
+    assert sum(c["normalize"] is False and c["zoom_range"] == 0 for c in crossed) > 0
+    for config in crossed:
+        assert config == resolve(IMPROVED, Defaults(config)) and config not in (basenet, defaults)
+        assert all(params[k].contains(v) for k, v in config.items())
+    assert crossed == perturbations(IMPROVED, {}, 30, seed=1, mix=[basenet, defaults])
+
+
 def test_warm_start_trials_come_right_after_the_baselines(store):
     runner = FakeRunner()
     tuner.search(["space=improved", *SYN], trials=5, storage=store, study="w", warm_start=3, seed=2, runner=runner)
     records = tuner.trials(study="w", storage=store).records
     assert [r.baseline for r in records[:2]] == ["basenet", "final"]
     assert [r.tags.get("warm_start") for r in records[2:]] == [0, 1, 2, None, None]
-    expected = perturbations(IMPROVED, {"epochs": 1}, 3, seed=2)
+    # Crossovers of the study's configurations: the baselines' values are mixed in.
+    expected = perturbations(IMPROVED, {"epochs": 1}, 3, seed=2, mix=[r.params for r in records[:2]])
     assert [r.params for r in records[2:5]] == expected
     # The warm starts are searched trials: they count toward the budget of 5.
     assert len(records) == 7
@@ -53,7 +74,8 @@ def test_keras_tuner_also_runs_the_warm_starts_after_the_baselines(store):
     records = tuner.trials(study="kw", storage=store).records
     assert [r.baseline for r in records] == ["basenet", None, None, None]
     assert [r.tags.get("warm_start") for r in records] == [None, 0, 1, None]
-    assert [r.params for r in records[1:3]] == perturbations(search_spaces.basenet, {"epochs": 1}, 2, seed=2)
+    assert [r.params for r in records[1:3]] == perturbations(search_spaces.basenet, {"epochs": 1}, 2, seed=2,
+                                                             mix=[records[0].params])
 
 
 def test_under_a_pruner_epochs_are_the_fidelity_not_a_choice(store):

@@ -258,7 +258,7 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
                       timeout=None if timeout is None else timeout * (1 - reeval), chief=chief,
                       worker_id=worker_id, heartbeat=heartbeat,
                       warm_starts=perturbations(exp.space, search_pins(exp, settings), settings.warm_start,
-                                                settings.seed))
+                                                settings.seed, mix=[b.config for b in baseline_runs(exp)]))
     if pool is not None:
         ENGINES[settings.engine].prepare(plan)
         if pool.size == 0:

@@ -6,51 +6,68 @@ Every space's defaults are the study's hand-chosen configuration, a known good p
 are *perturbations* of it: each choice point keeps its default, or with probability ``rate`` takes another value
 (a neighbouring one for numbers, on their log scale where they are sampled that way). The sampler's model takes over
 from there. Pure Python; seeded, so a search with the same seed starts from the same configurations.
+
+The study reached its hand-chosen configuration in steps (normalization, augmentation, a deeper body, BatchNorm,
+...), each tuned on its own data; on other data some steps may not pay for themselves. With ``mix`` (the study's
+other hand-chosen configurations, its baselines), each choice point first takes, with probability ``MIX``, the value
+of one of them instead of the default: the start-up trials are then crossovers of the study's configurations (the
+final model with BaseNet's body, without augmentation, ...), perturbed as above. Every value in them was chosen by
+hand for some model, so none is dead on arrival, and a cheaper body is among the first things tried.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from tuner.hp import Boolean, Choice, Fixed, Float, HyperParameters, Int, Param, resolve, same_value
 
-__all__ = ["RATE", "perturbations"]
+__all__ = ["MIX", "RATE", "perturbations"]
 
 # Share of the choice points a perturbation changes; about 3 of the ``improved`` space's 18.
 RATE = 0.2
+# Share of the choice points that take the value of another hand-chosen configuration (with ``mix``).
+MIX = 1 / 3
 # Spread of a numeric change: a fraction of the range (on the log scale for log-sampled numbers).
 _SPREAD = 0.25
 
 
 class _Perturbed(HyperParameters):
-    def __init__(self, rng: random.Random, rate: float, pins: Mapping[str, Any]):
+    def __init__(self, rng: random.Random, rate: float, pins: Mapping[str, Any],
+                 mix: Sequence[Mapping[str, Any]] = ()):
         super().__init__()
         self.rng = rng
         self.rate = rate
         self.pins = dict(pins)
+        self.mix = list(mix)
         self.changed: list[str] = []
 
     def _value(self, param: Param) -> Any:
         if param.name in self.pins:
             return self.pins[param.name]
-        if isinstance(param, Fixed) or not param.is_tunable or self.rng.random() >= self.rate:
+        if isinstance(param, Fixed) or not param.is_tunable:
             return param.default
-        value = _neighbour(param, self.rng)
+        start = param.default
+        if self.mix and self.rng.random() < MIX:
+            other = self.rng.choice(self.mix)
+            if param.name in other and param.contains(other[param.name]):
+                start = other[param.name]
+        value = start if self.rng.random() >= self.rate else _neighbour(param, start, self.rng)
         if not same_value(value, param.default):
             self.changed.append(param.name)
         return value
 
 
-def _neighbour(param: Param, rng: random.Random) -> Any:
+def _neighbour(param: Param, start: Any, rng: random.Random) -> Any:
+    """Another value of ``param`` near ``start``."""
     if isinstance(param, Choice):
-        others = [v for v in param.values if not same_value(v, param.default)]
-        return rng.choice(others) if others else param.default
+        others = [v for v in param.values if not same_value(v, start)]
+        return rng.choice(others) if others else start
     if isinstance(param, Boolean):
-        return not param.default
+        return not start
     if isinstance(param, (Int, Float)):
-        low, high, default = float(param.min_value), float(param.max_value), float(param.default)
+        low, high, default = float(param.min_value), float(param.max_value), float(start)
         if param.sampling == "log" and low > 0:
             low, high, default = math.log(low), math.log(high), math.log(max(default, low))
             value = math.exp(min(max(rng.gauss(default, _SPREAD * (high - low)), low), high))
@@ -61,11 +78,11 @@ def _neighbour(param: Param, rng: random.Random) -> Any:
         step = param.step or 1
         value = param.min_value + round((value - param.min_value) / step) * step
         return int(min(max(value, param.min_value), param.max_value))
-    return param.default
+    return start
 
 
 def perturbations(space, pins: Mapping[str, Any], count: int, seed: int | None,
-                  rate: float = RATE) -> list[dict[str, Any]]:
+                  rate: float = RATE, mix: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """``count`` distinct configurations near the space's defaults (pins kept), each differing in at least one choice.
 
     Args:
@@ -73,7 +90,9 @@ def perturbations(space, pins: Mapping[str, Any], count: int, seed: int | None,
         pins: values that never change.
         count: how many configurations.
         seed: seeds the draws.
-        rate: probability that a choice point leaves its default.
+        rate: probability that a choice point moves to a neighbouring value.
+        mix: the study's other hand-chosen configurations (its baselines' values); each choice point starts from
+            one of their values with probability ``MIX`` (crossovers), from the default otherwise.
 
     Returns:
         Resolved configurations (active choice points only), fewer than ``count`` when the space has no more.
@@ -81,13 +100,14 @@ def perturbations(space, pins: Mapping[str, Any], count: int, seed: int | None,
     rng = random.Random(seed)
     base = resolve(space, _Perturbed(rng, 0.0, pins))
     seen = [base]
+    others = [dict(c) for c in mix]  # the baselines themselves run anyway
     out: list[dict[str, Any]] = []
     for _ in range(50 * max(count, 1)):
         if len(out) >= count:
             break
-        hp = _Perturbed(rng, rate, pins)
+        hp = _Perturbed(rng, rate, pins, mix)
         config = resolve(space, hp)
-        if hp.changed and not any(_same_config(config, other) for other in seen):
+        if hp.changed and not any(_same_config(config, other) for other in seen + others):
             seen.append(config)
             out.append(config)
     return out
