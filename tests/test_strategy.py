@@ -174,3 +174,25 @@ def test_reevaluation_fits_the_time_left_or_says_why_it_did_not_run(store):
                           runner=Slow())
     assert "no time left to re-evaluate" in result.message and "best --reeval" in result.message
     assert not [r for r in tuner.trials(study="t", storage=store).records if "reeval_of" in r.tags]
+
+
+def test_reevaluation_retrains_the_top_two_when_the_top_three_do_not_fit(store):
+    # Calls in order: the baseline, then 3 searched trials, then the re-evaluation runs.
+    scripted = [(0.50, 5.0), (0.90, 20.0), (0.80, 20.0), (0.70, 200.0)]
+
+    class Scripted(FakeRunner):
+        def __call__(self, *args, **kwargs):
+            out = super().__call__(*args, **kwargs)
+            n = len(self.calls) - 1
+            out.val_accuracy, out.seconds = scripted[n] if n < len(scripted) else (0.6, 1.0)
+            return out
+
+    runner = Scripted()
+    # 200 s budget, a quarter kept: one round of the top 3 takes 240 s, of the top 2 40 s (3 seeds fit).
+    result = tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="k", timeout=200,
+                          reeval_share=0.25, reeval_top=3, runner=runner)
+    assert result.message == ""
+    records = tuner.trials(study="k", storage=store).records
+    originals = {r.number: r.val_accuracy for r in records if not r.tags.get("reeval_of")}
+    reeval = [r.tags["reeval_of"] for r in records if "reeval_of" in r.tags]
+    assert sorted(originals[n] for n in set(reeval)) == [0.80, 0.90] and len(reeval) == 2 * 3

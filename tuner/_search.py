@@ -295,18 +295,21 @@ def _reevaluate_top(name: str, url: str, settings: SearchSettings, left: float |
                     runner: Runner | None) -> tuple[list[TrialRecord], str]:
     """The re-evaluation phase: the top configurations retrained with new seeds (``tuner.reeval``), as many seeds
     as the time left allows (each run estimated by its original's seconds), up to 3; ``_REEVAL_SEEDS`` without a
-    timeout. Returns the runs and, when there was no time for one round, why nothing ran."""
+    timeout. When one round of the top ``reeval_top`` does not fit, the top 2 or more that do are retrained.
+    Returns the runs and, when there was no time for one round of the top 2, why nothing ran."""
     records = read_records(open_study(url, name)[1])
     top = top_configs(records, settings.reeval_top)
     if len(top) < 2:
         return [], ""
     seeds = _REEVAL_SEEDS
     if left is not None:
-        round_seconds = sum(r.seconds or 0.0 for r in top) or 1.0
-        seeds = min(3, math.floor(left / round_seconds))
-        if seeds < 1:
+        rounds = {k: sum(r.seconds or 0.0 for r in top[:k]) or 1.0 for k in range(2, len(top) + 1)}
+        fits = [k for k, seconds in rounds.items() if seconds <= left]
+        if not fits:
             return [], (f"no time left to re-evaluate the top {len(top)} configurations ({left:.0f} s left, a round "
-                        f"takes about {round_seconds:.0f} s); `cnntune best --reeval {len(top)}` does it")
+                        f"of the top 2 takes about {rounds[2]:.0f} s); `cnntune best --reeval {len(top)}` does it")
+        top = top[:max(fits)]
+        seeds = min(3, math.floor(left / rounds[len(top)]))
     report = reevaluate(study=name, storage=url, top=len(top), seeds=seeds, display=display, runner=runner)
     return report.ran, ""
 
