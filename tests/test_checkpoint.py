@@ -307,18 +307,19 @@ def _checkpoints(store_dir: Path, study: str) -> list[str]:
 def test_a_retried_baseline_and_a_retried_trial_take_over_their_predecessors_checkpoints(store, tmp_path):
     words = ["space=basenet", "data=synthetic", "epochs=4"]
     runner = CheckpointingFake(interrupt=[1])
+    # Trial numbers below are those of a study without queued warm starts.
     with pytest.raises(KeyboardInterrupt):  # the baseline (trial 0) is interrupted at epoch 2
-        tuner.search(words, trials=2, storage=store, study="r", runner=runner)
+        tuner.search(words, trials=2, storage=store, study="r", runner=runner, warm_start=0)
     assert _checkpoints(tmp_path, "r") == ["trial_0000"]
     runner.interrupt = {3}  # rerun: the retried baseline completes, the next searched trial is interrupted
     with pytest.raises(KeyboardInterrupt):
-        tuner.search(words, trials=2, storage=store, study="r", runner=runner)
+        tuner.search(words, trials=2, storage=store, study="r", runner=runner, warm_start=0)
     folder = tmp_path / "cnntune_artifacts" / "r" / "checkpoints"
     assert runner.kwargs[1]["checkpoint_dir"] == folder / "trial_0001"
     assert runner.kwargs[1]["resume_from"] == folder / "trial_0001"
     assert runner.kwargs[2]["resume_from"] is None
     assert _checkpoints(tmp_path, "r") == ["trial_0002"]  # trial 1 finished: its checkpoint went
-    tuner.search(words, trials=2, storage=store, study="r", runner=runner)
+    tuner.search(words, trials=2, storage=store, study="r", runner=runner, warm_start=0)
     assert runner.kwargs[3]["resume_from"] == folder / "trial_0003"
     trials = _study(store, "r")
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]

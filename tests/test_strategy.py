@@ -149,11 +149,12 @@ def _planted(params, seed):
 def test_the_reevaluation_phase_makes_best_pick_by_the_mean(store):
     words = ["space=basenet", *SYN, "optimizer=adam", "batch_size=32"]
     runner = FakeRunner(accuracy=_planted)
+    # The sampler's start-up (no warm starts) draws the planted lucky learning rate.
     result = tuner.search(words, trials=6, storage=store, study="r", seed=3, reeval_share=0.3, reeval_top=3,
-                          runner=runner)
+                          warm_start=0, runner=runner)
     records = tuner.trials(study="r", storage=store).records
     reeval = [r for r in records if "reeval_of" in r.tags]
-    searched = [r for r in records if not r.tags and r.baseline is None]
+    searched = [r for r in records if "reeval_of" not in r.tags and r.baseline is None]
     assert len(searched) == 6 and len(reeval) == 3 * 2  # no timeout: 2 new seeds for each of the top 3
     report = tuner.best(study="r", storage=store)
     lucky = max(records, key=lambda r: (r.val_accuracy, -r.number))
@@ -196,3 +197,30 @@ def test_reevaluation_retrains_the_top_two_when_the_top_three_do_not_fit(store):
     originals = {r.number: r.val_accuracy for r in records if not r.tags.get("reeval_of")}
     reeval = [r.tags["reeval_of"] for r in records if "reeval_of" in r.tags]
     assert sorted(originals[n] for n in set(reeval)) == [0.80, 0.90] and len(reeval) == 2 * 3
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, (8, 0.0)),  # no --timeout: no share of it to keep
+    ({"timeout": 1500}, (8, 0.25)),
+    ({"timeout": 1500, "sampler": "tpe"}, (8, 0.25)),
+    ({"timeout": 1500, "sampler": "random"}, (0, 0.0)),  # another sampler: the user's own strategy
+    ({"timeout": 1500, "engine": "keras-tuner"}, (0, 0.0)),
+    ({"timeout": 1500, "objective": "accuracy,params"}, (0, 0.0)),
+    ({"timeout": 1500, "warm_start": 0, "reeval_share": 0.1}, (0, 0.1)),  # given values win
+])
+def test_the_default_strategy_starts_from_the_study_and_picks_by_the_mean(options, expected):
+    from tuner.options import check_settings
+
+    given = {"engine": "optuna", "timeout": None, "sampler": None, "warm_start": None, "reeval_share": None,
+             **options}
+    settings = check_settings(trials=10, seed=0, baselines=True, max_failures=5, pruner=None, kt_tuner=None,
+                              chief=None, max_epochs=None, reeval_top=None, **given)
+    assert (settings.warm_start, settings.reeval_share) == expected
+
+
+def test_by_default_the_searched_trials_start_as_warm_starts_within_the_budget(store):
+    tuner.search(["space=improved", *SYN], trials=3, storage=store, study="d", seed=1, runner=FakeRunner())
+    records = tuner.trials(study="d", storage=store).records
+    # 3 of the default 8 warm starts fit the budget of 3; none is left queued.
+    assert [r.tags.get("warm_start") for r in records] == [None, None, 0, 1, 2]
+    assert [r.state for r in records] == ["complete"] * 5

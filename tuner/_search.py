@@ -257,8 +257,9 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
                       baselines=runs, artifacts=art, display=display,
                       timeout=None if timeout is None else timeout * (1 - reeval), chief=chief,
                       worker_id=worker_id, heartbeat=heartbeat,
-                      warm_starts=perturbations(exp.space, search_pins(exp, settings), settings.warm_start,
-                                                settings.seed, mix=[b.config for b in baseline_runs(exp)]))
+                      warm_starts=perturbations(exp.space, search_pins(exp, settings),
+                                                min(settings.warm_start, settings.trials), settings.seed,
+                                                mix=[b.config for b in baseline_runs(exp)]))
     if pool is not None:
         ENGINES[settings.engine].prepare(plan)
         if pool.size == 0:

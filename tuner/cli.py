@@ -78,13 +78,13 @@ def search(
     max_failures: int = typer.Option(5, "--max-failures", help="Stop after N consecutive failed trials (0: never)."),
     chief: Optional[str] = typer.Option(None, "--chief", help="Keras Tuner engine: serve the oracle on HOST:PORT "
                                         "for `cnntune worker` processes."),
-    warm_start: Optional[int] = typer.Option(None, "--warm-start", help="The first N searched trials perturb the "
-                                             "space's hand-chosen configuration (0: the sampler's start-up)."),
+    warm_start: Optional[int] = typer.Option(None, "--warm-start", help="The first N searched trials start from the "
+                                             "study's hand-chosen configurations (default 8 with TPE; 0: off)."),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="With a pruner: epochs are not searched; "
                                              "every trial may train up to N (default: the space's maximum)."),
     reeval_share: Optional[float] = typer.Option(None, "--reeval-share", help="Share of --timeout kept to retrain "
                                                  "the top configurations with new seeds; best then picks by the "
-                                                 "mean (0: off)."),
+                                                 "mean (default 0.25 with TPE; 0: off)."),
     reeval_top: Optional[int] = typer.Option(None, "--reeval-top", help="How many configurations the "
                                              "re-evaluation ranks (default 3)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Start N worker processes on the study and wait "
