@@ -120,8 +120,11 @@ def test_ctrl_c_stops_the_dashboard_quietly(study, tmp_path):
     store, _ = study
     log = tmp_path / "dashboard.log"
     with log.open("w") as sink:
+        # As a command in a terminal's foreground gets it: a test run started in the background (``cmd &`` in a
+        # script) inherits SIGINT ignored, and Python then keeps ignoring it.
         proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "dashboard", "--storage", store, "--port", "0"],
-                                cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+                                cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         url = _wait_for_url(log, proc, time.monotonic() + 30)
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/dashboard", url), url  # no --study: the list of studies
