@@ -232,7 +232,8 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
         meta["settings"] = settings.to_dict()  # the settings a worker joining the study reuses: the latest search's
         write_meta(study_obj, meta)
 
-    runs = baseline_runs(exp) if settings.baselines else []
+    study_configs = baseline_runs(exp)  # the warm starts cross them even when they do not run
+    runs = study_configs if settings.baselines else []
     done = done_baselines(records)
     pending = [b for b in runs if b.name not in done]
     waiting = sum(1 for r in records if r.state == "waiting")
@@ -259,7 +260,7 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
                       worker_id=worker_id, heartbeat=heartbeat,
                       warm_starts=perturbations(exp.space, search_pins(exp, settings),
                                                 min(settings.warm_start, settings.trials), settings.seed,
-                                                mix=[b.config for b in baseline_runs(exp)]))
+                                                mix=[b.config for b in study_configs]))
     if pool is not None:
         ENGINES[settings.engine].prepare(plan)
         if pool.size == 0:

@@ -99,15 +99,14 @@ def perturbations(space, pins: Mapping[str, Any], count: int, seed: int | None,
     """
     rng = random.Random(seed)
     base = resolve(space, _Perturbed(rng, 0.0, pins))
-    seen = [base]
-    others = [dict(c) for c in mix]  # the baselines themselves run anyway
+    seen = [base, *mix]  # the baselines themselves are trials already
     out: list[dict[str, Any]] = []
     for _ in range(50 * max(count, 1)):
         if len(out) >= count:
             break
         hp = _Perturbed(rng, rate, pins, mix)
         config = resolve(space, hp)
-        if hp.changed and not any(_same_config(config, other) for other in seen + others):
+        if hp.changed and not any(_same_config(config, other) for other in seen):
             seen.append(config)
             out.append(config)
     return out
