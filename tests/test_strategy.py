@@ -199,6 +199,48 @@ def test_reevaluation_retrains_the_top_two_when_the_top_three_do_not_fit(store):
     assert sorted(originals[n] for n in set(reeval)) == [0.80, 0.90] and len(reeval) == 2 * 3
 
 
+class _Clock:
+    """``time.monotonic`` that a runner moves forward: epochs "take" seconds without sleeping."""
+
+    def __init__(self):
+        import time
+
+        self.real, self.ahead = time.monotonic, 0.0
+
+    def monotonic(self) -> float:
+        return self.real() + self.ahead
+
+
+@pytest.mark.parametrize("share, searched_epochs", [(0.25, 1), (0.0, 10)])
+def test_a_kept_share_stops_the_last_trial_at_the_search_phase_end(store, monkeypatch, share, searched_epochs):
+    import tuner.objective
+
+    clock = _Clock()
+    monkeypatch.setattr(tuner.objective, "time", clock)
+
+    class Epochs(FakeRunner):  # each epoch takes 100 s of the clock; the runner asks should_stop after each
+        def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, should_stop=None, **kwargs):
+            out = super().__call__(space, params, data, seed=seed, model_path=model_path)
+            run = 0
+            for run in range(1, 11):
+                clock.ahead += 100.0
+                if should_stop(run, {"val_accuracy": out.val_accuracy}):
+                    break
+            out.epochs_run, out.seconds = run, 100.0 * run
+            return out
+
+    # 1,000 s with a quarter kept: the search phase ends 750 s in, while the baseline trains its 10 epochs (1,000 s).
+    tuner.search(["space=basenet", "data=synthetic", "epochs=10"], trials=1, storage=store, study="s", timeout=1000,
+                 reeval_share=share, runner=Epochs())
+    baseline, searched = [r for r in tuner.trials(study="s", storage=store).records if "reeval_of" not in r.tags]
+    assert baseline.state == "complete" and baseline.epochs_run == 10  # the hand-chosen configuration always finishes
+    assert searched.epochs_run == searched_epochs
+    if share:
+        assert searched.state == "pruned" and searched.reason == "stopped at epoch 1: the search's time was up"
+    else:  # without a kept share, --timeout only stops new trials from starting
+        assert searched.state == "complete"
+
+
 @pytest.mark.parametrize("options, expected", [
     ({}, (8, 0.0)),  # no --timeout: no share of it to keep
     ({"timeout": 1500}, (8, 0.25)),

@@ -261,6 +261,8 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
                       warm_starts=perturbations(exp.space, search_pins(exp, settings),
                                                 min(settings.warm_start, settings.trials), settings.seed,
                                                 mix=[b.config for b in study_configs]))
+    if reeval and plan.timeout is not None and settings.engine == "optuna":
+        objective.stop_at = plan.started + plan.timeout  # a long last trial cannot take the re-evaluation's share
     if pool is not None:
         ENGINES[settings.engine].prepare(plan)
         if pool.size == 0:

@@ -6,7 +6,8 @@ trial's user attributes; it maps every way a trial can end to one record:
 * completed: ``val_accuracy``, ``test_accuracy``, ``n_params``, ``history``, ``best_epoch``, ``epochs_run``,
   ``seconds``, ``model_path``, ``backend`` (and the runner's extras, e.g. ``feature_cache``); returns the validation
   accuracy;
-* pruned: the same, plus ``fail_reason = "pruned at epoch N"``; raises ``optuna.TrialPruned``;
+* pruned: the same, plus ``fail_reason = "pruned at epoch N"`` (or, stopped at the objective's ``stop_at``, ``"stopped
+  at epoch N: the search's time was up"``); raises ``optuna.TrialPruned``;
 * diverged: ``fail_reason = "diverged at epoch N"`` and the history so far; re-raises;
 * Ctrl-C / SIGTERM: ``fail_reason = "interrupted"``; re-raises (the study resumes by retrying it);
 * out of memory (TensorFlow, JAX/XLA, PyTorch, Python): ``fail_reason = "out of memory at batch size N"``; re-raises;
@@ -26,6 +27,7 @@ Keras Tuner engine records through one). ``attrs`` are the trial's identifying a
 from __future__ import annotations
 
 import inspect
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -61,15 +63,19 @@ class EpochPruning:
         enabled: ``False`` reports nothing and never stops (baselines, ``--pruner none``).
         epochs: the trial's epochs; the last one is never "pruned" (the trial is complete by then).
         then: called after each epoch with ``(epoch, logs)`` (progress display).
+        stop_at: a ``time.monotonic()`` time after which the trial stops at the end of its epoch, pruner or not;
+            ``None``: never.
     """
 
     def __init__(self, trial, enabled: bool, epochs: int,
-                 then: Callable[[int, dict[str, float]], None] | None = None):
+                 then: Callable[[int, dict[str, float]], None] | None = None, stop_at: float | None = None):
         self.trial = trial
         self.enabled = enabled
         self.epochs = epochs
         self.then = then
+        self.stop_at = stop_at
         self.pruned_at: int | None = None
+        self.reason = ""
 
     def on_epoch(self, epoch: int, logs: dict[str, float]) -> None:
         if self.then is not None:
@@ -80,10 +86,16 @@ class EpochPruning:
                 self.trial.report(float(value), epoch)
 
     def should_stop(self, epoch: int, logs: dict[str, Any]) -> bool:
-        if self.enabled and epoch < self.epochs and self.trial.should_prune():
-            self.pruned_at = epoch
-            return True
-        return False
+        if epoch >= self.epochs:
+            return False
+        if self.enabled and self.trial.should_prune():
+            self.reason = f"pruned at epoch {epoch}"
+        elif self.stop_at is not None and time.monotonic() >= self.stop_at:
+            self.reason = f"stopped at epoch {epoch}: the search's time was up"
+        else:
+            return False
+        self.pruned_at = epoch
+        return True
 
     def replay(self, history: dict[str, list[float]], last_epoch: int) -> None:
         """Reports the epochs a resumed trial's predecessor trained (``history``, ending at ``last_epoch``), so that
@@ -163,6 +175,10 @@ class Objective:
             second objective is latency.
         accel: the runner's ``precision`` and ``jit`` keywords (``tuner.accel.accel_of``); empty: Keras's defaults.
 
+    ``stop_at`` (set after construction, ``None`` by default): a ``time.monotonic()`` time after which a searched
+    trial stops at the end of its epoch and is recorded as pruned (Optuna engine; baselines always finish). A search
+    that keeps a share of its ``--timeout`` for the re-evaluation sets it, so that a long last trial cannot take it.
+
     Raises:
         CnntuneError: ``accel`` holds a keyword that ``runner`` does not take.
     """
@@ -182,6 +198,7 @@ class Objective:
         self.can_checkpoint = _accepts(self.runner, "checkpoint_dir") and _accepts(self.runner, "resume_from")
         self.latency = latency and _accepts(self.runner, "measure_latency")
         self.accel = dict(accel or {})
+        self.stop_at: float | None = None
         missing = [key for key in self.accel if not _accepts(self.runner, key)]
         if missing:
             raise CnntuneError(f"this trial runner does not take {', '.join(missing)}; drop --mixed-precision, --jit "
@@ -241,7 +258,9 @@ class Objective:
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             display.epoch_end(number=trial.number, epoch=epoch, epochs=epochs, logs=logs)
 
-        pruning = EpochPruning(trial, self.prune and not attrs.get("baseline"), epochs, then=on_epoch)
+        searched = not attrs.get("baseline")
+        pruning = EpochPruning(trial, self.prune and searched, epochs, then=on_epoch,
+                               stop_at=self.stop_at if searched else None)
         continued = {k: attrs[k] for k in ("initial_epoch", "continue_from") if attrs.get(k) is not None}
         folder = self.checkpoint_dir(trial.number) if self.resumable(attrs) else None
         if self.latency:
@@ -284,8 +303,8 @@ class Objective:
         if pruning.pruned_at is not None:
             import optuna  # only the Optuna engine prunes
 
-            trial.set_user_attr("fail_reason", f"pruned at epoch {pruning.pruned_at}")
-            raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
+            trial.set_user_attr("fail_reason", pruning.reason)
+            raise optuna.TrialPruned(pruning.reason)
         return out.val_accuracy
 
     @staticmethod
