@@ -211,14 +211,14 @@ class _Clock:
         return self.real() + self.ahead
 
 
-@pytest.mark.parametrize("share, searched_epochs", [(0.25, 1), (0.0, 10)])
-def test_a_kept_share_stops_the_last_trial_at_the_search_phase_end(store, monkeypatch, share, searched_epochs):
+def _clocked_runner(monkeypatch):
+    """A ``FakeRunner`` whose 10 epochs each take 100 s of a fake clock; it asks ``should_stop`` after each."""
     import tuner.objective
 
     clock = _Clock()
     monkeypatch.setattr(tuner.objective, "time", clock)
 
-    class Epochs(FakeRunner):  # each epoch takes 100 s of the clock; the runner asks should_stop after each
+    class Epochs(FakeRunner):
         def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, should_stop=None, **kwargs):
             out = super().__call__(space, params, data, seed=seed, model_path=model_path)
             run = 0
@@ -229,9 +229,14 @@ def test_a_kept_share_stops_the_last_trial_at_the_search_phase_end(store, monkey
             out.epochs_run, out.seconds = run, 100.0 * run
             return out
 
+    return Epochs()
+
+
+@pytest.mark.parametrize("share, searched_epochs", [(0.25, 1), (0.0, 10)])
+def test_a_kept_share_stops_the_last_trial_at_the_search_phase_end(store, monkeypatch, share, searched_epochs):
     # 1,000 s with a quarter kept: the search phase ends 750 s in, while the baseline trains its 10 epochs (1,000 s).
     tuner.search(["space=basenet", "data=synthetic", "epochs=10"], trials=1, storage=store, study="s", timeout=1000,
-                 reeval_share=share, runner=Epochs())
+                 reeval_share=share, runner=_clocked_runner(monkeypatch))
     baseline, searched = [r for r in tuner.trials(study="s", storage=store).records if "reeval_of" not in r.tags]
     assert baseline.state == "complete" and baseline.epochs_run == 10  # the hand-chosen configuration always finishes
     assert searched.epochs_run == searched_epochs
@@ -239,6 +244,14 @@ def test_a_kept_share_stops_the_last_trial_at_the_search_phase_end(store, monkey
         assert searched.state == "pruned" and searched.reason == "stopped at epoch 1: the search's time was up"
     else:  # without a kept share, --timeout only stops new trials from starting
         assert searched.state == "complete"
+
+
+def test_the_search_phase_end_does_not_stop_the_only_trial(store, monkeypatch):
+    # No baselines: past the search phase's end (750 s) at epoch 8, the first trial is the search's only model.
+    tuner.search(["space=basenet", "data=synthetic", "epochs=10"], trials=1, storage=store, study="s", timeout=1000,
+                 reeval_share=0.25, baselines=False, runner=_clocked_runner(monkeypatch))
+    records = [r for r in tuner.trials(study="s", storage=store).records if "reeval_of" not in r.tags]
+    assert [(r.state, r.epochs_run) for r in records] == [("complete", 10)]
 
 
 @pytest.mark.parametrize("options, expected", [

@@ -63,7 +63,8 @@ class EpochPruning:
         enabled: ``False`` reports nothing and never stops (baselines, ``--pruner none``).
         epochs: the trial's epochs; the last one is never "pruned" (the trial is complete by then).
         then: called after each epoch with ``(epoch, logs)`` (progress display).
-        stop_at: a ``time.monotonic()`` time after which the trial stops at the end of its epoch, pruner or not;
+        stop_at: a ``time.monotonic()`` time after which the trial stops at the end of its epoch, pruner or not,
+            once its study holds a complete trial (a search that stops at its time still has a model to pick);
             ``None``: never.
     """
 
@@ -90,12 +91,20 @@ class EpochPruning:
             return False
         if self.enabled and self.trial.should_prune():
             self.reason = f"pruned at epoch {epoch}"
-        elif self.stop_at is not None and time.monotonic() >= self.stop_at:
+        elif self.stop_at is not None and time.monotonic() >= self.stop_at and self._study_has_a_model():
             self.reason = f"stopped at epoch {epoch}: the search's time was up"
         else:
             return False
         self.pruned_at = epoch
         return True
+
+    def _study_has_a_model(self) -> bool:
+        study = getattr(self.trial, "study", None)
+        if study is None:
+            return True
+        import optuna
+
+        return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
     def replay(self, history: dict[str, list[float]], last_epoch: int) -> None:
         """Reports the epochs a resumed trial's predecessor trained (``history``, ending at ``last_epoch``), so that
@@ -176,7 +185,8 @@ class Objective:
         accel: the runner's ``precision`` and ``jit`` keywords (``tuner.accel.accel_of``); empty: Keras's defaults.
 
     ``stop_at`` (set after construction, ``None`` by default): a ``time.monotonic()`` time after which a searched
-    trial stops at the end of its epoch and is recorded as pruned (Optuna engine; baselines always finish). A search
+    trial stops at the end of its epoch and is recorded as pruned once the study holds a complete trial (Optuna
+    engine; baselines always finish, and so does the first trial of a search without them). A search
     that keeps a share of its ``--timeout`` for the re-evaluation sets it, so that a long last trial cannot take it.
 
     Raises:
