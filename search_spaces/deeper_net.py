@@ -50,6 +50,9 @@ DESCRIPTION = "Study 2.3: deeper conv bodies (extra 3x3 / third 5x5 / pool place
 DEFAULT_DATA = "cifar100_25"
 EPOCHS = 15
 FIXED = dict(_blocks.AUGMENTED)
+# The choice points that set the model's shape (and most of its cost): warm starts continue the study on each of
+# its bodies (tuner.warm_start.study_trend).
+STRUCTURE = ("body",)
 DEFAULT_BODY = "third5x5_pool_end"
 # The 6-56-106 net; an added 3x3 defaults to the width of the 5x5 it follows.
 DEFAULT_FILTERS = {"conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106, "conv1_3x3_filters": 6,

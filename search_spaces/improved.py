@@ -43,6 +43,9 @@ DESCRIPTION = "All study choices jointly (input, augmentation, body, widths, BN,
 DEFAULT_DATA = "cifar100_25"
 FINAL = _blocks.FINAL
 FIXED: dict = {}  # nothing fixed: every key is declared
+# The choice points that set the model's shape (and most of its cost): warm starts continue the study on each of
+# its bodies (tuner.warm_start.study_trend).
+STRUCTURE = ("body",)
 FILTERS = {"conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106, "conv1_3x3_filters": 6,
            "conv2_3x3_filters": 56}
 

@@ -10,7 +10,7 @@ import search_spaces
 import tuner
 from conftest import SYN, FakeRunner, one_line_error, run_cli
 from tuner.hp import Defaults, describe, resolve
-from tuner.warm_start import perturbations
+from tuner.warm_start import perturbations, study_trend
 
 IMPROVED = search_spaces.improved
 
@@ -50,6 +50,27 @@ def test_warm_starts_cross_the_study_configurations():
         assert config == resolve(IMPROVED, Defaults(config)) and config not in (basenet, defaults)
         assert all(params[k].contains(v) for k, v in config.items())
     assert crossed == perturbations(IMPROVED, {}, 30, seed=1, mix=[basenet, defaults])
+
+
+def test_the_first_warm_starts_continue_the_study_on_each_of_its_bodies():
+    """BaseNet -> final widened the second conv 16 -> 56 and trained 15 -> 20 epochs: the study continued widens it
+    to 196 (clipped to the range's 128) and trains 25 epochs, on BaseNet's body first, then on the final body; every
+    other choice is the hand-chosen one."""
+    defaults = resolve(IMPROVED, Defaults())
+    study = [resolve(IMPROVED, Defaults(b.params)) for b in IMPROVED.BASELINES]
+    continued = study_trend(IMPROVED, {}, study)
+    moved = {"zoom_range": 0.4, "conv2_filters": 128, "epochs": 25}
+    assert [{k: v for k, v in c.items() if defaults.get(k) != v} for c in continued] == [
+        {**moved, "body": "basenet"}, moved]
+    assert continued[0].keys() < defaults.keys()  # BaseNet's body has no third conv
+    for config in continued:
+        assert config == resolve(IMPROVED, Defaults(config))
+    assert perturbations(IMPROVED, {}, 5, seed=3, mix=study)[:2] == continued
+    # Pins never move; a study that moved nothing (one configuration, the defaults) is not continued.
+    assert all(c["epochs"] == 3 for c in study_trend(IMPROVED, {"epochs": 3}, study))
+    assert study_trend(IMPROVED, {}, [defaults]) == []
+    basenet = search_spaces.basenet
+    assert study_trend(basenet, {}, [resolve(basenet, Defaults())]) == []
 
 
 def test_warm_start_trials_come_right_after_the_baselines(store):

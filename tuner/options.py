@@ -25,8 +25,8 @@ __all__ = ["OBJECTIVES", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHARE", "DEFAULT_REEV
            "check_engine_options", "check_settings", "parse_objective", "with_fidelity"]
 
 # The default strategy (BENCHMARKS.md, "Search quality"): under Optuna's TPE the first searched trials start from the
-# study (crossovers of its hand-chosen configurations), and with a --timeout a quarter of it is kept to retrain the
-# top configurations with new seeds, so that the pick is not one lucky run. No pruner: on the ``improved`` space
+# study (the study continued one step, then crossovers of its hand-chosen configurations), and with a --timeout a
+# quarter of it is kept to retrain the top configurations with new seeds, so that the pick is not one lucky run. No pruner: on the ``improved`` space
 # early accuracy ranks poorly before epoch 6. Another sampler or engine, or two objectives, gets neither default.
 DEFAULT_PRUNER = "none"
 DEFAULT_WARM_START = 8

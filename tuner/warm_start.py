@@ -13,6 +13,14 @@ other hand-chosen configurations, its baselines), each choice point first takes,
 of one of them instead of the default: the start-up trials are then crossovers of the study's configurations (the
 final model with BaseNet's body, without augmentation, ...), perturbed as above. Every value in them was chosen by
 hand for some model, so none is dead on arrival, and a cheaper body is among the first things tried.
+
+The study's configurations are also a path: from its first (BaseNet) to its last (the hand-chosen one), each numeric
+choice it moved (a width from 16 to 56 filters, the epochs from 15 to 20) moved in a direction that paid. Hand tuning
+stops somewhere along that path; the next step a person would try is one more step the same way. So with ``mix``,
+the first warm starts are *the study continued* (``study_trend``): the hand-chosen configuration with each such
+choice moved once more by the same step (the same ratio on a log scale), clipped to its range, every other choice
+as chosen by hand; and, for each choice point a space names in ``STRUCTURE`` (the body), the same on each of the
+study's structures, the first (cheapest) first. The crossovers follow.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 from tuner.hp import Boolean, Choice, Fixed, Float, HyperParameters, Int, Param, resolve, same_value
 
-__all__ = ["MIX", "RATE", "perturbations"]
+__all__ = ["MIX", "RATE", "perturbations", "study_trend"]
 
 # Share of the choice points a perturbation changes; about 3 of the ``improved`` space's 18.
 RATE = 0.2
@@ -59,6 +67,66 @@ class _Perturbed(HyperParameters):
         return value
 
 
+class _Continued(HyperParameters):
+    """Each numeric choice point one more step along the path from ``start`` to its default; the rest default."""
+
+    def __init__(self, start: Mapping[str, Any], pins: Mapping[str, Any]):
+        super().__init__()
+        self.start = dict(start)
+        self.pins = dict(pins)
+
+    def _value(self, param: Param) -> Any:
+        if param.name in self.pins:
+            return self.pins[param.name]
+        if isinstance(param, Fixed) or not param.is_tunable or not isinstance(param, (Int, Float)):
+            return param.default
+        before, after = self.start.get(param.name), param.default
+        if not isinstance(before, (int, float)) or isinstance(before, bool) or same_value(before, after):
+            return param.default
+        if param.sampling == "log" and before > 0 and after > 0:
+            value = after * (after / before)
+        else:
+            value = after + (after - before)
+        return _on_grid(param, value)
+
+
+def _on_grid(param: Param, value: float) -> Any:
+    """``value`` clipped to ``param``'s range (and rounded to its steps for integers)."""
+    value = min(max(value, float(param.min_value)), float(param.max_value))
+    if isinstance(param, Float):
+        return value
+    step = param.step or 1
+    value = param.min_value + round((value - param.min_value) / step) * step
+    return int(min(max(value, param.min_value), param.max_value))
+
+
+def study_trend(space, pins: Mapping[str, Any], study: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The study continued one step, on each of its structures (see the module's docstring).
+
+    Args:
+        space: the space module; its defaults are the study's last (hand-chosen) configuration.
+        pins: values that never change.
+        study: the study's configurations in its order (the first is where its path starts).
+
+    Returns:
+        Resolved configurations, the ones on the study's earlier structures first; none when the study moved no
+        numeric choice point.
+    """
+    if not study:
+        return []
+    trend = resolve(space, _Continued(study[0], pins))
+    if _same_config(trend, resolve(space, _Continued({}, pins))):
+        return []
+    out: list[dict[str, Any]] = []
+    for config in study:
+        keep = {k: config[k] for k in getattr(space, "STRUCTURE", ()) if k in config and k not in pins}
+        if keep:
+            config = resolve(space, _Continued(study[0], {**pins, **keep}))
+            if not any(_same_config(config, other) for other in (*out, trend)):
+                out.append(config)
+    return [*out, trend]
+
+
 def _neighbour(param: Param, start: Any, rng: random.Random) -> Any:
     """Another value of ``param`` near ``start``."""
     if isinstance(param, Choice):
@@ -70,14 +138,8 @@ def _neighbour(param: Param, start: Any, rng: random.Random) -> Any:
         low, high, default = float(param.min_value), float(param.max_value), float(start)
         if param.sampling == "log" and low > 0:
             low, high, default = math.log(low), math.log(high), math.log(max(default, low))
-            value = math.exp(min(max(rng.gauss(default, _SPREAD * (high - low)), low), high))
-        else:
-            value = min(max(rng.gauss(default, _SPREAD * (high - low)), low), high)
-        if isinstance(param, Float):
-            return value
-        step = param.step or 1
-        value = param.min_value + round((value - param.min_value) / step) * step
-        return int(min(max(value, param.min_value), param.max_value))
+            return _on_grid(param, math.exp(rng.gauss(default, _SPREAD * (high - low))))
+        return _on_grid(param, rng.gauss(default, _SPREAD * (high - low)))
     return start
 
 
@@ -91,8 +153,9 @@ def perturbations(space, pins: Mapping[str, Any], count: int, seed: int | None,
         count: how many configurations.
         seed: seeds the draws.
         rate: probability that a choice point moves to a neighbouring value.
-        mix: the study's other hand-chosen configurations (its baselines' values); each choice point starts from
-            one of their values with probability ``MIX`` (crossovers), from the default otherwise.
+        mix: the study's hand-chosen configurations (its baselines' values, in the study's order); the first warm
+            starts are then the study continued (``study_trend``), and in the rest each choice point starts from one
+            of their values with probability ``MIX`` (crossovers), from the default otherwise.
 
     Returns:
         Resolved configurations (active choice points only), fewer than ``count`` when the space has no more.
@@ -101,6 +164,10 @@ def perturbations(space, pins: Mapping[str, Any], count: int, seed: int | None,
     base = resolve(space, _Perturbed(rng, 0.0, pins))
     seen = [base, *mix]  # the baselines themselves are trials already
     out: list[dict[str, Any]] = []
+    for config in study_trend(space, pins, mix) if mix else ():
+        if len(out) < count and not any(_same_config(config, other) for other in seen):
+            seen.append(config)
+            out.append(config)
     for _ in range(50 * max(count, 1)):
         if len(out) >= count:
             break
