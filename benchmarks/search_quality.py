@@ -19,6 +19,10 @@ interrupted benchmark keeps what it measured; ``--table`` prints the Markdown ta
     .venv/bin/python benchmarks/search_quality.py --strategies plain cnntune --seeds 0 1 --minutes 25 \\
         --out benchmarks/search_quality.jsonl
 
+``--retrain KEY=VALUE,...`` only retrains the given configurations (the final model's with those choices changed)
+with the same seeds, to see what the space holds beyond what the searches found, e.g.
+``--retrain body=basenet,conv1_filters=16,conv2_filters=128,dense_units=473,learning_rate=0.0031,epochs=50``.
+
 Not a test: each run takes ``--minutes`` plus the retraining. The figures go into BENCHMARKS.md.
 """
 
@@ -144,11 +148,34 @@ def _cnntune(seed: int, seconds: float, options: dict[str, Any], storage: str, a
 
 def _options(strategy: str) -> dict[str, Any]:
     _, _, spec = strategy.partition(":")
-    options: dict[str, Any] = {}
+    return _pairs(spec)
+
+
+def _pairs(spec: str) -> dict[str, Any]:
+    """``KEY=VALUE,...`` with numbers, ``true``/``false`` and ``none`` read as such, anything else a string."""
+    out: dict[str, Any] = {}
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
-        options[key] = None if value == "none" else json.loads(value) if value[:1].isdigit() else value
-    return options
+        words = {"none": None, "true": True, "false": False}
+        out[key] = words[value] if value in words else json.loads(value) if value[:1].isdigit() else value
+    return out
+
+
+def retrain_configs(args, data, final: list[float]) -> list[dict[str, Any]]:
+    """Each ``--retrain`` configuration (the final model's with the given choices changed) over the same seeds."""
+    import search_spaces
+    from tuner.hp import Defaults, resolve
+
+    rows = []
+    final_mean, _ = _stats(final)
+    for spec in args.retrain:
+        params = resolve(search_spaces.improved, Defaults({**_final_params(), **_pairs(spec)}))
+        test = _retrain(params, data)
+        mean, spread = _stats(test)
+        rows.append({"retrain": spec, "test": test, "mean": mean, "spread": spread,
+                     "gain_pct": round(100 * (mean - final_mean) / final_mean, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -214,6 +241,9 @@ def main() -> None:
     parser.add_argument("--out", default="search_quality.jsonl", help="JSON lines, appended to")
     parser.add_argument("--table", action="store_true", help="only print the table of --out")
     parser.add_argument("--keep", default=None, help="keep each run's study store in this folder (for analysis)")
+    parser.add_argument("--retrain", nargs="+", default=None, metavar="KEY=VALUE,...",
+                        help="only retrain these configurations (the final model's with the given choices changed) "
+                             "with the same seeds, against the final model")
     args = parser.parse_args()
     out = Path(args.out)
     if args.table:
@@ -222,6 +252,9 @@ def main() -> None:
     data = _data(args)
     final = _final(args, data)
     print(f"final model retrained: {final}", flush=True)
+    if args.retrain:
+        retrain_configs(args, data, final)
+        return
     for seed in args.seeds:
         for strategy in args.strategies:
             row = run(args, strategy, seed, data, final)
