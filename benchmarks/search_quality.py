@@ -151,13 +151,15 @@ def _options(strategy: str) -> dict[str, Any]:
     return _pairs(spec)
 
 
+_WORDS = {"none": None, "true": True, "false": False}
+
+
 def _pairs(spec: str) -> dict[str, Any]:
     """``KEY=VALUE,...`` with numbers, ``true``/``false`` and ``none`` read as such, anything else a string."""
     out: dict[str, Any] = {}
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
-        words = {"none": None, "true": True, "false": False}
-        out[key] = words[value] if value in words else json.loads(value) if value[:1].isdigit() else value
+        out[key] = _WORDS[value] if value in _WORDS else json.loads(value) if value[:1].isdigit() else value
     return out
 
 
@@ -168,8 +170,9 @@ def retrain_configs(args, data, final: list[float]) -> list[dict[str, Any]]:
 
     rows = []
     final_mean, _ = _stats(final)
+    final_params = _final_params()
     for spec in args.retrain:
-        params = resolve(search_spaces.improved, Defaults({**_final_params(), **_pairs(spec)}))
+        params = resolve(search_spaces.improved, Defaults({**final_params, **_pairs(spec)}))
         test = _retrain(params, data)
         mean, spread = _stats(test)
         rows.append({"retrain": spec, "test": test, "mean": mean, "spread": spread,

@@ -26,8 +26,9 @@ __all__ = ["OBJECTIVES", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHARE", "DEFAULT_REEV
 
 # The default strategy (BENCHMARKS.md, "Search quality"): under Optuna's TPE the first searched trials start from the
 # study (the study continued one step, then crossovers of its hand-chosen configurations), and with a --timeout a
-# quarter of it is kept to retrain the top configurations with new seeds, so that the pick is not one lucky run. No pruner: on the ``improved`` space
-# early accuracy ranks poorly before epoch 6. Another sampler or engine, or two objectives, gets neither default.
+# quarter of it is kept to retrain the top configurations with new seeds, so that the pick is not one lucky run. No
+# pruner: on the ``improved`` space early accuracy ranks poorly before epoch 6. Another sampler or engine, or two
+# objectives, gets neither default.
 DEFAULT_PRUNER = "none"
 DEFAULT_WARM_START = 8
 DEFAULT_REEVAL_SHARE = 0.25

@@ -29,7 +29,7 @@ import math
 import random
 from typing import Any, Mapping, Sequence
 
-from tuner.hp import Boolean, Choice, Fixed, Float, HyperParameters, Int, Param, resolve, same_value
+from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, resolve, same_value
 
 __all__ = ["MIX", "RATE", "perturbations", "study_trend"]
 
@@ -78,7 +78,7 @@ class _Continued(HyperParameters):
     def _value(self, param: Param) -> Any:
         if param.name in self.pins:
             return self.pins[param.name]
-        if isinstance(param, Fixed) or not param.is_tunable or not isinstance(param, (Int, Float)):
+        if not isinstance(param, (Int, Float)) or not param.is_tunable:
             return param.default
         before, after = self.start.get(param.name), param.default
         if not isinstance(before, (int, float)) or isinstance(before, bool) or same_value(before, after):
@@ -115,7 +115,7 @@ def study_trend(space, pins: Mapping[str, Any], study: Sequence[Mapping[str, Any
     if not study:
         return []
     trend = resolve(space, _Continued(study[0], pins))
-    if _same_config(trend, resolve(space, _Continued({}, pins))):
+    if _same_config(trend, resolve(space, Defaults(pins))):
         return []
     out: list[dict[str, Any]] = []
     for config in study:
@@ -164,18 +164,21 @@ def perturbations(space, pins: Mapping[str, Any], count: int, seed: int | None,
     base = resolve(space, _Perturbed(rng, 0.0, pins))
     seen = [base, *mix]  # the baselines themselves are trials already
     out: list[dict[str, Any]] = []
-    for config in study_trend(space, pins, mix) if mix else ():
+
+    def add(config: dict[str, Any]) -> None:
         if len(out) < count and not any(_same_config(config, other) for other in seen):
             seen.append(config)
             out.append(config)
+
+    for config in study_trend(space, pins, mix) if mix else ():
+        add(config)
     for _ in range(50 * max(count, 1)):
         if len(out) >= count:
             break
         hp = _Perturbed(rng, rate, pins, mix)
         config = resolve(space, hp)
-        if hp.changed and not any(_same_config(config, other) for other in seen):
-            seen.append(config)
-            out.append(config)
+        if hp.changed:
+            add(config)
     return out
 
 
