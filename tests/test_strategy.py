@@ -10,7 +10,8 @@ import search_spaces
 import tuner
 from conftest import SYN, FakeRunner, one_line_error, run_cli
 from tuner.hp import Defaults, describe, resolve
-from tuner.warm_start import perturbations, study_trend
+from tuner.study import best_record
+from tuner.warm_start import climb, perturbations, study_trend
 
 IMPROVED = search_spaces.improved
 
@@ -71,6 +72,46 @@ def test_the_first_warm_starts_continue_the_study_on_each_of_its_bodies():
     assert study_trend(IMPROVED, {}, [defaults]) == []
     basenet = search_spaces.basenet
     assert study_trend(basenet, {}, [resolve(basenet, Defaults())]) == []
+
+
+def test_climbing_moves_from_the_best_configuration_and_never_repeats_one():
+    defaults = resolve(IMPROVED, Defaults())
+    best = resolve(IMPROVED, Defaults({"body": "basenet", "conv1_filters": 16, "conv2_filters": 128, "epochs": 40}))
+    tried = [defaults, best]
+    pins = {"batch_size": 64}
+    steps = [climb(IMPROVED, pins, best, tried, seed=s) for s in range(30)]
+    assert steps[0] == climb(IMPROVED, pins, best, tried, seed=0)  # seeded
+    for config in steps:
+        assert config not in tried and config["batch_size"] == 64
+        assert config == resolve(IMPROVED, Defaults(config))
+    # Each step moves a few choice points of the best one, not of the defaults: most keep the best's values.
+    moved = [sum(config.get(k) != v for k, v in best.items() if k != "batch_size") for config in steps]
+    assert 1 <= sum(moved) / len(moved) <= 6
+    assert sum(c["body"] == "basenet" for c in steps) >= 20
+    assert sum(c.get("conv1_filters") == 16 for c in steps) >= 20
+    # Nothing left to try: no step.
+    only = {k: v for k, v in defaults.items() if k != "normalize"}
+    both = [resolve(IMPROVED, Defaults({**only, "normalize": n})) for n in (True, False)]
+    assert climb(IMPROVED, only, both[0], both, seed=0) is None
+
+
+def test_after_the_warm_starts_half_the_searched_trials_climb_from_the_best_so_far(store):
+    # The more filters in the second conv, the better: the climb follows them.
+    runner = FakeRunner(accuracy=lambda params, seed: (params["conv2_filters"] / 256, 0.3))
+    tuner.search(["space=improved", *SYN], trials=8, storage=store, study="c", warm_start=2, seed=4, runner=runner)
+    records = tuner.trials(study="c", storage=store).records
+    assert [r.tags.get("warm_start") for r in records[2:4]] == [0, 1]
+    climbed = ["climb_of" in r.tags for r in records[4:]]
+    assert climbed == [True, False, True, False, True, False]
+    for i, rec in enumerate(records):
+        if "climb_of" in rec.tags:
+            best = best_record(records[:i])
+            assert rec.tags["climb_of"] == best.number
+            assert 1 <= sum(rec.params.get(k) != v for k, v in best.params.items() if k != "epochs") <= 8
+    # Off: the sampler proposes every trial after the warm starts.
+    tuner.search(["space=improved", *SYN], trials=4, storage=store, study="c0", warm_start=1, climb=0, seed=4,
+                 runner=runner)
+    assert not any("climb_of" in r.tags for r in tuner.trials(study="c0", storage=store).records)
 
 
 def test_warm_start_trials_come_right_after_the_baselines(store):
@@ -154,6 +195,8 @@ def test_the_first_rung_sits_at_an_eighth_of_the_epochs_fidelity():
         (["--warm-start", "-1"], ["--warm-start"]),
         (["--reeval-share", "1"], ["--reeval-share"]),
         (["--reeval-top", "1"], ["--reeval-top"]),
+        (["--climb", "1.5"], ["--climb"]),
+        (["--climb", "0.5", "--engine", "keras-tuner"], ["--climb", "--warm-start"]),
     ],
 )
 def test_bad_strategy_options_get_one_line(store, args, needles):
@@ -276,13 +319,13 @@ def test_the_search_phase_end_does_not_stop_the_only_trial(store, monkeypatch):
 
 
 @pytest.mark.parametrize("options, expected", [
-    ({}, (8, 0.0)),  # no --timeout: no share of it to keep
-    ({"timeout": 1500}, (8, 0.25)),
-    ({"timeout": 1500, "sampler": "tpe"}, (8, 0.25)),
-    ({"timeout": 1500, "sampler": "random"}, (0, 0.0)),  # another sampler: the user's own strategy
-    ({"timeout": 1500, "engine": "keras-tuner"}, (0, 0.0)),
-    ({"timeout": 1500, "objective": "accuracy,params"}, (0, 0.0)),
-    ({"timeout": 1500, "warm_start": 0, "reeval_share": 0.1}, (0, 0.1)),  # given values win
+    ({}, (8, 0.0, 0.5)),  # no --timeout: no share of it to keep
+    ({"timeout": 1500}, (8, 0.25, 0.5)),
+    ({"timeout": 1500, "sampler": "tpe"}, (8, 0.25, 0.5)),
+    ({"timeout": 1500, "sampler": "random"}, (0, 0.0, 0.0)),  # another sampler: the user's own strategy
+    ({"timeout": 1500, "engine": "keras-tuner"}, (0, 0.0, 0.0)),
+    ({"timeout": 1500, "objective": "accuracy,params"}, (0, 0.0, 0.0)),
+    ({"timeout": 1500, "warm_start": 0, "reeval_share": 0.1, "climb": 0.2}, (0, 0.1, 0.2)),  # given values win
 ])
 def test_the_default_strategy_starts_from_the_study_and_picks_by_the_mean(options, expected):
     from tuner.options import check_settings
@@ -291,7 +334,7 @@ def test_the_default_strategy_starts_from_the_study_and_picks_by_the_mean(option
              **options}
     settings = check_settings(trials=10, seed=0, baselines=True, max_failures=5, pruner=None, kt_tuner=None,
                               chief=None, max_epochs=None, reeval_top=None, **given)
-    assert (settings.warm_start, settings.reeval_share) == expected
+    assert (settings.warm_start, settings.reeval_share, settings.climb) == expected
 
 
 def test_by_default_the_searched_trials_start_as_warm_starts_within_the_budget(store):

@@ -98,6 +98,7 @@ def search(
     worker_id: str | None = None,
     runner: Runner | None = None,
     warm_start: int | None = None,
+    climb: float | None = None,
     max_epochs: int | None = None,
     reeval_share: float | None = None,
     reeval_top: int | None = None,
@@ -139,12 +140,14 @@ def search(
             double with its signature).
         warm_start: the first searched trials perturb the space's hand-chosen configuration (``tuner.warm_start``)
             instead of being drawn over the whole space; ``0`` leaves the start-up to the sampler.
+        climb: Optuna engine: this share of the searched trials after the warm starts perturb the best trial so far
+            (``tuner.warm_start.climb``); the sampler proposes the rest; ``0``: the sampler proposes all.
         max_epochs: under a pruner, every trial may train up to this many epochs (default: the space's maximum) and
             ``epochs`` is not searched.
         reeval_share: keep this share of ``timeout`` to retrain the top ``reeval_top`` configurations with new seeds
             (without a timeout: 2 seeds each after the trials); ``best`` then picks by their mean; ``0``: off.
         reeval_top: how many configurations the re-evaluation ranks.
-        (``None`` for any of these four, and for ``sampler`` and ``pruner``, is cnntune's default strategy.)
+        (``None`` for any of these five, and for ``sampler`` and ``pruner``, is cnntune's default strategy.)
         workers: ``None`` or 1: this process runs the trials; ``0``: create the study (settings, queued baselines)
             and run nothing, for workers started elsewhere; ``N > 1``: start ``N`` ``cnntune worker`` processes on the
             study, wait for them, then run the re-evaluation phase if one is set (``tuner._workers``).
@@ -177,7 +180,7 @@ def search(
     display = display or Display()
     settings = check_settings(engine=engine, trials=trials, seed=seed, baselines=baselines, max_failures=max_failures,
                          timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief,
-                         warm_start=warm_start, max_epochs=max_epochs, reeval_share=reeval_share,
+                         warm_start=warm_start, climb=climb, max_epochs=max_epochs, reeval_share=reeval_share,
                          reeval_top=reeval_top, heartbeat_grace=heartbeat_grace, isolate=isolate,
                          objective=objective, mixed_precision=mixed_precision, jit=jit, device_data=device_data)
     kv = split_words(words)
@@ -373,7 +376,8 @@ def worker(
         baselines=settings.baselines, display=display, engine=engine, kt_tuner=settings.tuner,
         pruner=settings.pruner, max_failures=settings.max_failures if max_failures is None else max_failures,
         chief=chief, worker_id=worker_id or f"worker-{os.getpid()}", runner=runner,
-        warm_start=settings.warm_start, max_epochs=settings.max_epochs, reeval_share=settings.reeval_share,
+        warm_start=settings.warm_start, climb=settings.climb, max_epochs=settings.max_epochs,
+        reeval_share=settings.reeval_share,
         reeval_top=settings.reeval_top, isolate=settings.isolate, worker_timeout=timeout,
         objective=settings.objective, allow_mixed_backends=allow_mixed_backends,
         mixed_precision=settings.precision, jit=settings.jit, device_data=settings.device_data,

@@ -80,6 +80,8 @@ def search(
                                         "for `cnntune worker` processes."),
     warm_start: Optional[int] = typer.Option(None, "--warm-start", help="The first N searched trials start from the "
                                              "study's hand-chosen configurations (default 8 with TPE; 0: off)."),
+    climb: Optional[float] = typer.Option(None, "--climb", help="Share of the trials after the warm starts that "
+                                          "perturb the best trial so far (default 0.5 with TPE; 0: off)."),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="With a pruner: epochs are not searched; "
                                              "every trial may train up to N (default: the space's maximum)."),
     reeval_share: Optional[float] = typer.Option(None, "--reeval-share", help="Share of --timeout kept to retrain "
@@ -120,7 +122,7 @@ def search(
                             timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display,
                             engine=engine, kt_tuner=kt_tuner, pruner=pruner, max_failures=max_failures,
                             chief=chief, skip_bad_images=skip_bad_images, warm_start=warm_start,
-                            max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top,
+                            climb=climb, max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top,
                             workers=workers, gpus=gpus, heartbeat_grace=heartbeat_grace, isolate=isolate,
                             objective=objective, allow_mixed_backends=allow_mixed_backends,
                             mixed_precision=mixed_precision, jit=jit, trials_per_gpu=trials_per_gpu,

@@ -21,27 +21,29 @@ from tuner.study import SearchSettings
 # per image, down.
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "latency": "minimize"}
 
-__all__ = ["OBJECTIVES", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHARE", "DEFAULT_REEVAL_TOP", "DEFAULT_WARM_START",
-           "check_engine_options", "check_settings", "parse_objective", "with_fidelity"]
+__all__ = ["OBJECTIVES", "DEFAULT_CLIMB", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHARE", "DEFAULT_REEVAL_TOP",
+           "DEFAULT_WARM_START", "check_engine_options", "check_settings", "parse_objective", "with_fidelity"]
 
 # The default strategy (BENCHMARKS.md, "Search quality"): under Optuna's TPE the first searched trials start from the
 # study (the study continued one step, then crossovers of its hand-chosen configurations), and with a --timeout a
 # quarter of it is kept to retrain the top configurations with new seeds, so that the pick is not one lucky run. No
-# pruner: on the ``improved`` space early accuracy ranks poorly before epoch 6. Another sampler or engine, or two
-# objectives, gets neither default.
+# pruner: on the ``improved`` space early accuracy ranks poorly before epoch 6. After the warm starts, half the
+# trials perturb the best one so far (``climb``), half are TPE's. Another sampler or engine, or two objectives, gets
+# none of these defaults.
 DEFAULT_PRUNER = "none"
 DEFAULT_WARM_START = 8
+DEFAULT_CLIMB = 0.5
 DEFAULT_REEVAL_SHARE = 0.25
 DEFAULT_REEVAL_TOP = 3
 
 
 def _default_strategy(engine: str, sampler: str | None, timeout: float | None,
-                      objectives: tuple[str, ...]) -> tuple[int, float]:
-    """The default warm starts and re-evaluation share: the benchmarked strategy applies to single-objective
+                      objectives: tuple[str, ...]) -> tuple[int, float, float]:
+    """The default warm starts, re-evaluation share and climb: the benchmarked strategy applies to single-objective
     searches with Optuna's TPE (the re-evaluation share only with a ``--timeout`` to take it from)."""
     if engine != "optuna" or sampler not in (None, "tpe") or len(objectives) > 1:
-        return 0, 0.0
-    return DEFAULT_WARM_START, DEFAULT_REEVAL_SHARE if timeout is not None else 0.0
+        return 0, 0.0, 0.0
+    return DEFAULT_WARM_START, DEFAULT_REEVAL_SHARE if timeout is not None else 0.0, DEFAULT_CLIMB
 
 
 def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_failures: int, timeout: float | None,
@@ -50,15 +52,16 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
               reeval_top: int | None, heartbeat_grace: float | None = None,
               isolate: bool = False, objective: str | Sequence[str] | None = None,
               mixed_precision: str | None = None, jit: bool | None = None,
-              device_data: str | None = None) -> SearchSettings:
+              device_data: str | None = None, climb: float | None = None) -> SearchSettings:
     """The run's settings, each option checked and given to the engine it belongs to; ``None`` is the default.
 
     Raises:
         CnntuneError: a bad number, an unknown engine, or an option of the other engine.
     """
     objectives = parse_objective(objective)
-    default_warm, default_share = _default_strategy(engine, sampler, timeout, objectives)
+    default_warm, default_share, default_climb = _default_strategy(engine, sampler, timeout, objectives)
     warm_start = default_warm if warm_start is None else warm_start
+    climb = default_climb if climb is None else climb
     reeval_share = default_share if reeval_share is None else reeval_share
     reeval_top = DEFAULT_REEVAL_TOP if reeval_top is None else reeval_top
     if trials < 1:
@@ -70,6 +73,8 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
     if warm_start < 0:
         raise CnntuneError(f"--warm-start must be 0 (start-up trials drawn by the sampler) or more. "
                            f"Received: {warm_start}")
+    if not 0 <= climb <= 1:
+        raise CnntuneError(f"--climb must be a share from 0 to 1. Received: {climb}")
     if not 0 <= reeval_share < 1:
         raise CnntuneError(f"--reeval-share must be at least 0 and below 1. Received: {reeval_share}")
     if reeval_top < 2:
@@ -80,8 +85,9 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
         raise CnntuneError(f"--heartbeat-grace must be at least 2 seconds. Received: {heartbeat_grace}")
     get_engine(engine)
     common = dict(engine=engine, trials=int(trials), seed=int(seed), baselines=bool(baselines),
-                  max_failures=int(max_failures), warm_start=int(warm_start), reeval_share=float(reeval_share),
-                  reeval_top=int(reeval_top), isolate=bool(isolate), objective=objectives,
+                  max_failures=int(max_failures), warm_start=int(warm_start), climb=float(climb),
+                  reeval_share=float(reeval_share), reeval_top=int(reeval_top), isolate=bool(isolate),
+                  objective=objectives,
                   heartbeat_grace=None if heartbeat_grace is None else int(heartbeat_grace),
                   precision=check_precision(mixed_precision), jit=None if jit is None else bool(jit),
                   device_data=check_device_data(device_data))
@@ -101,6 +107,9 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
                                "--tuner random|bayesian|hyperband|grid")
         if pruner not in (None, "none"):
             raise CnntuneError("--pruner is an Optuna engine option; with --engine keras-tuner use --tuner hyperband")
+        if climb:
+            raise CnntuneError("--climb queues trials in the Optuna engine's study; with --engine keras-tuner use "
+                               "--warm-start")
         if max_epochs is not None:
             raise CnntuneError("--max-epochs is for the Optuna engine's pruners; Keras Tuner's hyperband takes its "
                                "maximum from the space's epochs (pin epochs=N)")

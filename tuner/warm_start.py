@@ -21,6 +21,11 @@ the first warm starts are *the study continued* (``study_trend``): the hand-chos
 choice moved once more by the same step (the same ratio on a log scale), clipped to its range, every other choice
 as chosen by hand; and, for each choice point a space names in ``STRUCTURE`` (the body), the same on each of the
 study's structures, the first (cheapest) first. The crossovers follow.
+
+A person who continued the study would not stop there either: they would keep the best model so far and try changes
+to it. ``climb`` does that for the sampler's phase: a share of the trials after the warm starts are perturbations of
+the best trial so far (the same moves, centred on its values instead of the defaults), so the search keeps
+improving on what already works while the sampler explores; the rest are the sampler's.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, resolve, same_value
 
-__all__ = ["MIX", "RATE", "perturbations", "study_trend"]
+__all__ = ["MIX", "RATE", "climb", "perturbations", "study_trend"]
 
 # Share of the choice points a perturbation changes; about 3 of the ``improved`` space's 18.
 RATE = 0.2
@@ -43,12 +48,13 @@ _SPREAD = 0.25
 
 class _Perturbed(HyperParameters):
     def __init__(self, rng: random.Random, rate: float, pins: Mapping[str, Any],
-                 mix: Sequence[Mapping[str, Any]] = ()):
+                 mix: Sequence[Mapping[str, Any]] = (), center: Mapping[str, Any] | None = None):
         super().__init__()
         self.rng = rng
         self.rate = rate
         self.pins = dict(pins)
         self.mix = list(mix)
+        self.center = dict(center or {})  # values to move from instead of the defaults
         self.changed: list[str] = []
 
     def _value(self, param: Param) -> Any:
@@ -57,12 +63,14 @@ class _Perturbed(HyperParameters):
         if isinstance(param, Fixed) or not param.is_tunable:
             return param.default
         start = param.default
+        if param.name in self.center and param.contains(self.center[param.name]):
+            start = self.center[param.name]
         if self.mix and self.rng.random() < MIX:
             other = self.rng.choice(self.mix)
             if param.name in other and param.contains(other[param.name]):
                 start = other[param.name]
         value = start if self.rng.random() >= self.rate else _neighbour(param, start, self.rng)
-        if not same_value(value, param.default):
+        if not same_value(value, self.center.get(param.name, param.default)):
             self.changed.append(param.name)
         return value
 
@@ -184,3 +192,27 @@ def perturbations(space, pins: Mapping[str, Any], count: int, seed: int | None,
 
 def _same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+
+
+def climb(space, pins: Mapping[str, Any], best: Mapping[str, Any], tried: Sequence[Mapping[str, Any]],
+          seed: int | None, rate: float = RATE) -> dict[str, Any] | None:
+    """A configuration near ``best``, each choice point moved as in a warm start but from ``best``'s value.
+
+    Args:
+        space: the space module.
+        pins: values that never change.
+        best: the configuration to move from (the best trial so far).
+        tried: configurations the study holds already; the result is none of them.
+        seed: seeds the draws (``None``: unseeded, as for parallel workers).
+        rate: probability that a choice point moves to a neighbouring value.
+
+    Returns:
+        A resolved configuration, or ``None`` when no untried one turned up.
+    """
+    rng = random.Random(seed)
+    for _ in range(200):
+        hp = _Perturbed(rng, rate, pins, center=best)
+        config = resolve(space, hp)
+        if hp.changed and not any(_same_config(config, other) for other in tried):
+            return config
+    return None

@@ -2,8 +2,9 @@
 
 ``OptunaHP`` maps each ``Choice/Int/Float/Boolean`` call onto ``trial.suggest_*``; pinned and ``Fixed`` values are
 recorded but never suggested, so samplers do not vary them. ``run(plan)`` enqueues the baselines the study has not run
-(trials carrying their name) and retries of interrupted trials, then lets ``Study.optimize`` propose the rest; the
-plan decides the budget, the timeout and the failure streak through its ``trial_finished`` callback.
+(trials carrying their name), the warm starts and retries of interrupted trials, then lets ``Study.optimize`` propose
+the rest, queuing after a finished trial a perturbation of the best one when the climb's share says so; the plan
+decides the budget, the timeout and the failure streak through its ``trial_finished`` callback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, I
 from tuner.plan import SearchPlan
 from tuner.records import TrialRecord
 from tuner.runner import long_lived
-from tuner.study import SIZE_ATTRS, done_baselines, is_replay, read_records
+from tuner.study import SIZE_ATTRS, best_record, done_baselines, holds_budget, is_replay, read_records
+from tuner.warm_start import climb
 
 __all__ = ["SAMPLERS", "OptunaHP", "check_options", "grid_values", "make_sampler", "prepare", "run", "start_trial",
            "trial_config", "tunable"]
@@ -217,10 +219,33 @@ def run(plan: SearchPlan) -> None:
     def after_trial(st, frozen) -> None:
         if plan.trial_finished(TrialRecord.from_trial(frozen)):
             st.stop()
+        elif plan.settings.climb:
+            _climb(plan)
 
     # No garbage collection after each trial (Optuna's gc_after_trial): the runner collects as the next trial starts.
     with long_lived():
         study.optimize(objective, n_trials=n_trials, catch=(Exception,), callbacks=[after_trial])
+
+
+def _climb(plan: SearchPlan) -> None:
+    """Queues a perturbation of the best trial so far as the next trial, when nothing is queued (the warm starts
+    run first) and the climbing trials hold less than their share (``settings.climb``) of the searched trials after
+    the warm starts (``tuner.warm_start.climb``)."""
+    records = plan.records()
+    if any(r.state == "waiting" for r in records) or plan.remaining(records) <= 0 or plan.timed_out():
+        return
+    after = [r for r in records if holds_budget(r) and "warm_start" not in r.tags and "retry_of" not in r.tags]
+    climbed = sum(1 for r in after if "climb_of" in r.tags)
+    best = best_record(records)
+    if best is None or climbed >= plan.settings.climb * (len(after) + 1):
+        return
+    exp = plan.experiment
+    # Seeded by the study's size, so that a seeded search climbs the same way; unseeded for workers.
+    seed = None if plan.seed is None else plan.seed * 1_000_003 + len(records)
+    config = climb(exp.space, plan.search_pins, best.params, [r.params for r in records], seed)
+    if config is not None:
+        plan.study.enqueue_trial(_suggestable(exp.space, plan.search_pins, config),
+                                 user_attrs={"climb_of": best.number, "given": config})
 
 
 def start_trial(study):
