@@ -95,14 +95,21 @@ def test_climbing_moves_from_the_best_configuration_and_never_repeats_one():
     assert climb(IMPROVED, only, both[0], both, seed=0) is None
 
 
-def test_after_the_warm_starts_half_the_searched_trials_climb_from_the_best_so_far(store):
+def test_after_the_study_continued_half_the_searched_trials_climb_from_the_best_so_far(store):
     # The more filters in the second conv, the better: the climb follows them.
     runner = FakeRunner(accuracy=lambda params, seed: (params["conv2_filters"] / 256, 0.3))
-    tuner.search(["space=improved", *SYN], trials=8, storage=store, study="c", warm_start=2, seed=4, runner=runner)
+    tuner.search(["space=improved", *SYN], trials=10, storage=store, study="c", warm_start=4, seed=4, runner=runner)
     records = tuner.trials(study="c", storage=store).records
-    assert [r.tags.get("warm_start") for r in records[2:4]] == [0, 1]
-    climbed = ["climb_of" in r.tags for r in records[4:]]
-    assert climbed == [True, False, True, False, True, False]
+    # The study continued (2 warm starts) first; then the climb takes turns with the other warm starts (crossovers),
+    # then with the sampler.
+    assert [(r.tags.get("warm_start"), "climb_of" in r.tags) for r in records[2:]] == [
+        (0, False), (1, False), (None, True), (2, False), (None, True), (3, False), (None, True), (None, False),
+        (None, True), (None, False)]
+    # Resumed, it goes on taking turns.
+    tuner.search(["space=improved", *SYN], trials=12, storage=store, study="c", warm_start=4, seed=4, runner=runner)
+    resumed = tuner.trials(study="c", storage=store).records
+    assert [(r.tags.get("warm_start"), "climb_of" in r.tags) for r in resumed[12:]] == [(None, True), (None, False)]
+    records = resumed
     for i, rec in enumerate(records):
         if "climb_of" in rec.tags:
             best = best_record(records[:i])
@@ -116,7 +123,8 @@ def test_after_the_warm_starts_half_the_searched_trials_climb_from_the_best_so_f
 
 def test_warm_start_trials_come_right_after_the_baselines(store):
     runner = FakeRunner()
-    tuner.search(["space=improved", *SYN], trials=5, storage=store, study="w", warm_start=3, seed=2, runner=runner)
+    tuner.search(["space=improved", *SYN], trials=5, storage=store, study="w", warm_start=3, climb=0, seed=2,
+                 runner=runner)
     records = tuner.trials(study="w", storage=store).records
     assert [r.baseline for r in records[:2]] == ["basenet", "final"]
     assert [r.tags.get("warm_start") for r in records[2:]] == [0, 1, 2, None, None]
@@ -126,7 +134,8 @@ def test_warm_start_trials_come_right_after_the_baselines(store):
     # The warm starts are searched trials: they count toward the budget of 5.
     assert len(records) == 7
     # Resuming does not repeat them.
-    tuner.search(["space=improved", *SYN], trials=6, storage=store, study="w", warm_start=3, seed=2, runner=runner)
+    tuner.search(["space=improved", *SYN], trials=6, storage=store, study="w", warm_start=3, climb=0, seed=2,
+                 runner=runner)
     assert [r.tags.get("warm_start") for r in tuner.trials(study="w", storage=store).records].count(0) == 1
 
 
@@ -338,8 +347,10 @@ def test_the_default_strategy_starts_from_the_study_and_picks_by_the_mean(option
 
 
 def test_by_default_the_searched_trials_start_as_warm_starts_within_the_budget(store):
-    tuner.search(["space=improved", *SYN], trials=3, storage=store, study="d", seed=1, runner=FakeRunner())
+    tuner.search(["space=improved", *SYN], trials=4, storage=store, study="d", seed=1, runner=FakeRunner())
     records = tuner.trials(study="d", storage=store).records
-    # 3 of the default 8 warm starts fit the budget of 3; none is left queued.
-    assert [r.tags.get("warm_start") for r in records] == [None, None, 0, 1, 2]
-    assert [r.state for r in records] == ["complete"] * 5
+    # The study continued (2 warm starts), then the climb and the next warm start in turn: 4 fit the budget of 4,
+    # and none is left queued.
+    assert [(r.tags.get("warm_start"), "climb_of" in r.tags) for r in records] == [
+        (None, False), (None, False), (0, False), (1, False), (None, True), (2, False)]
+    assert [r.state for r in records] == ["complete"] * 6

@@ -23,7 +23,7 @@ from tuner.objective import Objective, Runner
 from tuner.options import OBJECTIVES, check_engine_options, check_settings, with_fidelity
 from tuner.plan import Artifacts, BaselineRun, SearchPlan, search_pins
 from tuner.records import Display, TrialRecord
-from tuner.warm_start import perturbations
+from tuner.warm_start import perturbations, study_trend
 from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
 from tuner.reeval import pick, reevaluate, top_configs
 from tuner._workers import WorkerPool, worker_pool
@@ -140,8 +140,9 @@ def search(
             double with its signature).
         warm_start: the first searched trials perturb the space's hand-chosen configuration (``tuner.warm_start``)
             instead of being drawn over the whole space; ``0`` leaves the start-up to the sampler.
-        climb: Optuna engine: this share of the searched trials after the warm starts perturb the best trial so far
-            (``tuner.warm_start.climb``); the sampler proposes the rest; ``0``: the sampler proposes all.
+        climb: Optuna engine: once the study continued (the first warm starts) has run, this share of the searched
+            trials perturb the best trial so far (``tuner.warm_start.climb``), taking turns with the other warm
+            starts and then with the sampler; ``0``: the warm starts, then the sampler.
         max_epochs: under a pruner, every trial may train up to this many epochs (default: the space's maximum) and
             ``epochs`` is not searched.
         reeval_share: keep this share of ``timeout`` to retrain the top ``reeval_top`` configurations with new seeds
@@ -257,13 +258,13 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
                           latency="latency" in settings.objective, accel=accel_of(settings.to_dict()))
     # The re-evaluation phase is the main search process's; workers and a serving chief only search.
     reeval = settings.reeval_share if worker_id is None and not serving else 0.0
+    pins, mix = search_pins(exp, settings), [b.config for b in study_configs]
+    warm = perturbations(exp.space, pins, min(settings.warm_start, settings.trials), settings.seed, mix=mix)
     plan = SearchPlan(study=study_obj, experiment=exp, data=data, objective=objective, settings=settings,
                       baselines=runs, artifacts=art, display=display,
                       timeout=None if timeout is None else timeout * (1 - reeval), chief=chief,
-                      worker_id=worker_id, heartbeat=heartbeat,
-                      warm_starts=perturbations(exp.space, search_pins(exp, settings),
-                                                min(settings.warm_start, settings.trials), settings.seed,
-                                                mix=[b.config for b in study_configs]))
+                      worker_id=worker_id, heartbeat=heartbeat, warm_starts=warm,
+                      warm_lead=min(len(study_trend(exp.space, pins, mix)), len(warm)))
     if reeval and plan.timeout is not None and settings.engine == "optuna":
         objective.stop_at = plan.started + plan.timeout  # a long last trial cannot take the re-evaluation's share
     if pool is not None:

@@ -27,8 +27,8 @@ __all__ = ["OBJECTIVES", "DEFAULT_CLIMB", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHAR
 # The default strategy (BENCHMARKS.md, "Search quality"): under Optuna's TPE the first searched trials start from the
 # study (the study continued one step, then crossovers of its hand-chosen configurations), and with a --timeout a
 # quarter of it is kept to retrain the top configurations with new seeds, so that the pick is not one lucky run. No
-# pruner: on the ``improved`` space early accuracy ranks poorly before epoch 6. After the warm starts, half the
-# trials perturb the best one so far (``climb``), half are TPE's. Another sampler or engine, or two objectives, gets
+# pruner: on the ``improved`` space early accuracy ranks poorly before epoch 6. After the study continued, half the
+# trials perturb the best one so far (``climb``), taking turns with the crossovers, then with TPE. Another sampler or engine, or two objectives, gets
 # none of these defaults.
 DEFAULT_PRUNER = "none"
 DEFAULT_WARM_START = 8

@@ -120,6 +120,8 @@ class SearchPlan:
             has not run yet first.
         warm_starts: configurations near the hand-chosen one (``tuner.warm_start``), run right after the baselines
             as searched trials (``warm_start: i``).
+        warm_lead: with ``settings.climb``, the Optuna engine queues only the first ``warm_lead`` warm starts (the
+            study continued) up front, and the rest one at a time, taking turns with the climb (``tuner.warm_start``).
         artifacts: where model files, cached features and Keras Tuner's project go.
         display: receives progress.
         timeout: start no new trial after this many seconds (from the plan's creation).
@@ -136,6 +138,7 @@ class SearchPlan:
     baselines: list[BaselineRun]
     artifacts: Artifacts
     warm_starts: list[dict[str, Any]] = field(default_factory=list)
+    warm_lead: int = 0
     display: Display = field(default_factory=Display)
     timeout: float | None = None
     chief: str | None = None

@@ -236,8 +236,8 @@ class SearchSettings:
 
     Attributes:
         warm_start: searched trials that perturb the hand-chosen configuration, run right after the baselines.
-        climb: share of the searched trials after the warm starts that perturb the best trial so far
-            (``tuner.warm_start.climb``); the sampler proposes the rest.
+        climb: share of the searched trials after the study continued that perturb the best trial so far
+            (``tuner.warm_start.climb``); the other warm starts, then the sampler, propose the rest.
         max_epochs: with a pruner, ``epochs`` is not searched but fixed at this maximum (the pruner decides how far a
             trial goes); ``None`` when epochs are searched.
         reeval_share: share of the budget kept to retrain the top ``reeval_top`` configurations with new seeds, so

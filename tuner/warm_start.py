@@ -23,9 +23,9 @@ as chosen by hand; and, for each choice point a space names in ``STRUCTURE`` (th
 study's structures, the first (cheapest) first. The crossovers follow.
 
 A person who continued the study would not stop there either: they would keep the best model so far and try changes
-to it. ``climb`` does that for the sampler's phase: a share of the trials after the warm starts are perturbations of
-the best trial so far (the same moves, centred on its values instead of the defaults), so the search keeps
-improving on what already works while the sampler explores; the rest are the sampler's.
+to it. ``climb`` does that: once the study continued has run, a share of the searched trials are perturbations of
+the best trial so far (the same moves, centred on its values instead of the defaults), taking turns with the
+crossovers and then with the sampler, so the search keeps improving on what already works while the rest explores.
 """
 
 from __future__ import annotations

@@ -147,10 +147,10 @@ def _enqueue(plan: SearchPlan) -> None:
             attrs = {**b.attrs, "retry_of": max(before)} if before else b.attrs
             study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=attrs)
     started = {r.tags["warm_start"] for r in records if "warm_start" in r.tags}
-    for index, config in enumerate(plan.warm_starts):
+    # With a climb, only the lead warm starts are queued up front; ``_next`` queues the rest in turn with the climb.
+    for index in range(plan.warm_lead if plan.settings.climb else len(plan.warm_starts)):
         if index not in started:
-            study.enqueue_trial(_suggestable(exp.space, plan.search_pins, config),
-                                user_attrs={"warm_start": index, "given": config})
+            _enqueue_warm(plan, index)
     retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
     for r in records:
         # Interrupted replays are resumed by their own command (reproduce, best --reeval), not by the search;
@@ -159,6 +159,12 @@ def _enqueue(plan: SearchPlan) -> None:
                 and "engine" not in r.tags):
             study.enqueue_trial(_suggestable(exp.space, plan.search_pins, r.params),
                                 user_attrs={"retry_of": r.number, "given": r.params})
+
+
+def _enqueue_warm(plan: SearchPlan, index: int) -> None:
+    config = plan.warm_starts[index]
+    plan.study.enqueue_trial(_suggestable(plan.experiment.space, plan.search_pins, config),
+                             user_attrs={"warm_start": index, "given": config})
 
 
 def prepare(plan: SearchPlan) -> None:
@@ -196,6 +202,8 @@ def run(plan: SearchPlan) -> None:
     n_trials = plan.remaining(records) + waiting
     if n_trials <= 0:
         return
+    if plan.settings.climb:
+        _next(plan)  # a resumed study whose lead warm starts are done goes on with the climb's turns
     configs = {b.name: b.config for b in plan.baselines}
     objectives = plan.settings.objective
 
@@ -220,24 +228,30 @@ def run(plan: SearchPlan) -> None:
         if plan.trial_finished(TrialRecord.from_trial(frozen)):
             st.stop()
         elif plan.settings.climb:
-            _climb(plan)
+            _next(plan)
 
     # No garbage collection after each trial (Optuna's gc_after_trial): the runner collects as the next trial starts.
     with long_lived():
         study.optimize(objective, n_trials=n_trials, catch=(Exception,), callbacks=[after_trial])
 
 
-def _climb(plan: SearchPlan) -> None:
-    """Queues a perturbation of the best trial so far as the next trial, when nothing is queued (the warm starts
-    run first) and the climbing trials hold less than their share (``settings.climb``) of the searched trials after
-    the warm starts (``tuner.warm_start.climb``)."""
+def _next(plan: SearchPlan) -> None:
+    """Queues the next trial when nothing is queued (the lead warm starts run first): a perturbation of the best
+    trial so far while the climbing trials hold less than their share (``settings.climb``) of the searched trials
+    after the lead (``tuner.warm_start.climb``); otherwise the next warm start not yet run, if any (else the sampler
+    proposes it). Two workers finishing at once may both queue: a configuration then runs twice, nothing is lost."""
     records = plan.records()
     if any(r.state == "waiting" for r in records) or plan.remaining(records) <= 0 or plan.timed_out():
         return
-    after = [r for r in records if holds_budget(r) and "warm_start" not in r.tags and "retry_of" not in r.tags]
+    after = [r for r in records if holds_budget(r) and r.tags.get("warm_start", plan.warm_lead) >= plan.warm_lead
+             and "retry_of" not in r.tags]
     climbed = sum(1 for r in after if "climb_of" in r.tags)
     best = best_record(records)
     if best is None or climbed >= plan.settings.climb * (len(after) + 1):
+        started = {r.tags["warm_start"] for r in records if "warm_start" in r.tags}
+        left = [i for i in range(len(plan.warm_starts)) if i not in started]
+        if left:
+            _enqueue_warm(plan, left[0])
         return
     exp = plan.experiment
     # Seeded by the study's size, so that a seeded search climbs the same way; unseeded for workers.
