@@ -3,8 +3,9 @@
 ``OptunaHP`` maps each ``Choice/Int/Float/Boolean`` call onto ``trial.suggest_*``; pinned and ``Fixed`` values are
 recorded but never suggested, so samplers do not vary them. ``run(plan)`` enqueues the baselines the study has not run
 (trials carrying their name), the warm starts and retries of interrupted trials, then lets ``Study.optimize`` propose
-the rest, queuing after a finished trial a perturbation of the best one when the climb's share says so; the plan
-decides the budget, the timeout and the failure streak through its ``trial_finished`` callback.
+the rest; with a climb, after each finished trial it queues a perturbation of the best one or the next warm start,
+in turn (``_next``). The plan decides the budget, the timeout and the failure streak through its ``trial_finished``
+callback.
 """
 
 from __future__ import annotations
@@ -146,10 +147,9 @@ def _enqueue(plan: SearchPlan) -> None:
                       if r.baseline == b.name and r.reason == "interrupted" and not is_replay(r)]
             attrs = {**b.attrs, "retry_of": max(before)} if before else b.attrs
             study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=attrs)
-    started = {r.tags["warm_start"] for r in records if "warm_start" in r.tags}
     # With a climb, only the lead warm starts are queued up front; ``_next`` queues the rest in turn with the climb.
-    for index in range(plan.warm_lead if plan.settings.climb else len(plan.warm_starts)):
-        if index not in started:
+    for index in _warm_left(plan, records):
+        if not plan.settings.climb or index < plan.warm_lead:
             _enqueue_warm(plan, index)
     retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
     for r in records:
@@ -159,6 +159,12 @@ def _enqueue(plan: SearchPlan) -> None:
                 and "engine" not in r.tags):
             study.enqueue_trial(_suggestable(exp.space, plan.search_pins, r.params),
                                 user_attrs={"retry_of": r.number, "given": r.params})
+
+
+def _warm_left(plan: SearchPlan, records: list[TrialRecord]) -> list[int]:
+    """The indexes of the warm starts the study has not run, is not running and has not queued."""
+    started = {r.tags["warm_start"] for r in records if "warm_start" in r.tags}
+    return [i for i in range(len(plan.warm_starts)) if i not in started]
 
 
 def _enqueue_warm(plan: SearchPlan, index: int) -> None:
@@ -248,8 +254,7 @@ def _next(plan: SearchPlan) -> None:
     climbed = sum(1 for r in after if "climb_of" in r.tags)
     best = best_record(records)
     if best is None or climbed >= plan.settings.climb * (len(after) + 1):
-        started = {r.tags["warm_start"] for r in records if "warm_start" in r.tags}
-        left = [i for i in range(len(plan.warm_starts)) if i not in started]
+        left = _warm_left(plan, records)
         if left:
             _enqueue_warm(plan, left[0])
         return
