@@ -89,6 +89,12 @@ def test_climbing_moves_from_the_best_configuration_and_never_repeats_one():
     assert 1 <= sum(moved) / len(moved) <= 6
     assert sum(c["body"] == "basenet" for c in steps) >= 20
     assert sum(c.get("conv1_filters") == 16 for c in steps) >= 20
+    # A step that paid is taken once more first: from 8 to 16 filters and 30 to 40 epochs, then 32 and 50; the rest
+    # as in the best one. Once tried, the steps are random again.
+    parent = {**best, "conv1_filters": 8, "epochs": 30, "zoom_range": 0.0}
+    again = climb(IMPROVED, pins, best, tried, seed=0, parent=parent)
+    assert again == {**best, "conv1_filters": 32, "epochs": 50, "zoom_range": 0.4, "batch_size": 64}
+    assert climb(IMPROVED, pins, best, [*tried, again], seed=0, parent=parent) == steps[0]
     # Nothing left to try: no step.
     only = {k: v for k, v in defaults.items() if k != "normalize"}
     both = [resolve(IMPROVED, Defaults({**only, "normalize": n})) for n in (True, False)]

@@ -76,21 +76,27 @@ class _Perturbed(HyperParameters):
 
 
 class _Continued(HyperParameters):
-    """Each numeric choice point one more step along the path from ``start`` to its default; the rest default."""
+    """Each numeric choice point one more step along the path from ``start`` to ``end`` (default: the defaults); the
+    other choice points as in ``end``."""
 
-    def __init__(self, start: Mapping[str, Any], pins: Mapping[str, Any]):
+    def __init__(self, start: Mapping[str, Any], pins: Mapping[str, Any], end: Mapping[str, Any] | None = None):
         super().__init__()
         self.start = dict(start)
         self.pins = dict(pins)
+        self.end = dict(end or {})
 
     def _value(self, param: Param) -> Any:
         if param.name in self.pins:
             return self.pins[param.name]
-        if not isinstance(param, (Int, Float)) or not param.is_tunable:
+        if not param.is_tunable:
             return param.default
-        before, after = self.start.get(param.name), param.default
-        if not isinstance(before, (int, float)) or isinstance(before, bool) or same_value(before, after):
-            return param.default
+        after = param.default
+        if param.name in self.end and param.contains(self.end[param.name]):
+            after = self.end[param.name]
+        before = self.start.get(param.name)
+        if (not isinstance(param, (Int, Float)) or not isinstance(before, (int, float)) or isinstance(before, bool)
+                or same_value(before, after)):
+            return after
         if param.sampling == "log" and before > 0 and after > 0:
             value = after * (after / before)
         else:
@@ -195,8 +201,9 @@ def _same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 def climb(space, pins: Mapping[str, Any], best: Mapping[str, Any], tried: Sequence[Mapping[str, Any]],
-          seed: int | None, rate: float = RATE) -> dict[str, Any] | None:
-    """A configuration near ``best``, each choice point moved as in a warm start but from ``best``'s value.
+          seed: int | None, rate: float = RATE, parent: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """A configuration near ``best``: the step that led to it taken once more, or each choice point moved as in a
+    warm start but from ``best``'s value.
 
     Args:
         space: the space module.
@@ -205,10 +212,16 @@ def climb(space, pins: Mapping[str, Any], best: Mapping[str, Any], tried: Sequen
         tried: configurations the study holds already; the result is none of them.
         seed: seeds the draws (``None``: unseeded, as for parallel workers).
         rate: probability that a choice point moves to a neighbouring value.
+        parent: the configuration ``best`` was a step from, when it was one; a step that paid is first taken once
+            more the same way (its numbers moved by the same amount, on their log scale where they are sampled so).
 
     Returns:
         A resolved configuration, or ``None`` when no untried one turned up.
     """
+    if parent is not None:
+        again = resolve(space, _Continued(parent, pins, end=best))
+        if not any(_same_config(again, other) for other in (best, *tried)):
+            return again
     rng = random.Random(seed)
     for _ in range(200):
         hp = _Perturbed(rng, rate, pins, center=best)

@@ -242,8 +242,8 @@ def run(plan: SearchPlan) -> None:
 
 
 def _next(plan: SearchPlan) -> None:
-    """Queues the next trial when nothing is queued (the lead warm starts run first): a perturbation of the best
-    trial so far while the climbing trials hold less than their share (``settings.climb``) of the searched trials
+    """Queues the next trial when nothing is queued (the lead warm starts run first): a step from the best trial so
+    far (the step that led to it once more, when it was a climb's, else a perturbation) while the climbing trials hold less than their share (``settings.climb``) of the searched trials
     after the lead (``tuner.warm_start.climb``); otherwise the next warm start not yet run, if any (else the sampler
     proposes it). Two workers finishing at once may both queue: a configuration then runs twice, nothing is lost."""
     records = plan.records()
@@ -261,7 +261,8 @@ def _next(plan: SearchPlan) -> None:
     exp = plan.experiment
     # Seeded by the study's size, so that a seeded search climbs the same way; unseeded for workers.
     seed = None if plan.seed is None else plan.seed * 1_000_003 + len(records)
-    config = climb(exp.space, plan.search_pins, best.params, [r.params for r in records], seed)
+    parent = next((r.params for r in records if r.number == best.tags.get("climb_of")), None)
+    config = climb(exp.space, plan.search_pins, best.params, [r.params for r in records], seed, parent=parent)
     if config is not None:
         plan.study.enqueue_trial(_suggestable(exp.space, plan.search_pins, config),
                                  user_attrs={"climb_of": best.number, "given": config})
