@@ -104,7 +104,8 @@ def test_climbing_moves_from_the_best_configuration_and_never_repeats_one():
 def test_after_the_study_continued_half_the_searched_trials_climb_from_the_best_so_far(store):
     # The more filters in the second conv, the better: the climb follows them.
     runner = FakeRunner(accuracy=lambda params, seed: (params["conv2_filters"] / 256, 0.3))
-    tuner.search(["space=improved", *SYN], trials=10, storage=store, study="c", warm_start=4, seed=4, runner=runner)
+    tuner.search(["space=improved", *SYN], trials=10, storage=store, study="c", warm_start=4, climb=0.5, seed=4,
+                 runner=runner)
     records = tuner.trials(study="c", storage=store).records
     # The study continued (2 warm starts) first; then the climb takes turns with the other warm starts (crossovers),
     # then with the sampler.
@@ -112,7 +113,8 @@ def test_after_the_study_continued_half_the_searched_trials_climb_from_the_best_
         (0, False), (1, False), (None, True), (2, False), (None, True), (3, False), (None, True), (None, False),
         (None, True), (None, False)]
     # Resumed, it goes on taking turns.
-    tuner.search(["space=improved", *SYN], trials=12, storage=store, study="c", warm_start=4, seed=4, runner=runner)
+    tuner.search(["space=improved", *SYN], trials=12, storage=store, study="c", warm_start=4, climb=0.5, seed=4,
+                 runner=runner)
     resumed = tuner.trials(study="c", storage=store).records
     assert [(r.tags.get("warm_start"), "climb_of" in r.tags) for r in resumed[12:]] == [(None, True), (None, False)]
     records = resumed
@@ -334,9 +336,9 @@ def test_the_search_phase_end_does_not_stop_the_only_trial(store, monkeypatch):
 
 
 @pytest.mark.parametrize("options, expected", [
-    ({}, (8, 0.0, 0.5)),  # no --timeout: no share of it to keep
-    ({"timeout": 1500}, (8, 0.25, 0.5)),
-    ({"timeout": 1500, "sampler": "tpe"}, (8, 0.25, 0.5)),
+    ({}, (8, 0.0, 0.0)),  # no --timeout: no share of it to keep
+    ({"timeout": 1500}, (8, 0.25, 0.0)),
+    ({"timeout": 1500, "sampler": "tpe"}, (8, 0.25, 0.0)),
     ({"timeout": 1500, "sampler": "random"}, (0, 0.0, 0.0)),  # another sampler: the user's own strategy
     ({"timeout": 1500, "engine": "keras-tuner"}, (0, 0.0, 0.0)),
     ({"timeout": 1500, "objective": "accuracy,params"}, (0, 0.0, 0.0)),
@@ -353,10 +355,8 @@ def test_the_default_strategy_starts_from_the_study_and_picks_by_the_mean(option
 
 
 def test_by_default_the_searched_trials_start_as_warm_starts_within_the_budget(store):
-    tuner.search(["space=improved", *SYN], trials=4, storage=store, study="d", seed=1, runner=FakeRunner())
+    tuner.search(["space=improved", *SYN], trials=3, storage=store, study="d", seed=1, runner=FakeRunner())
     records = tuner.trials(study="d", storage=store).records
-    # The study continued (2 warm starts), then the climb and the next warm start in turn: 4 fit the budget of 4,
-    # and none is left queued.
-    assert [(r.tags.get("warm_start"), "climb_of" in r.tags) for r in records] == [
-        (None, False), (None, False), (0, False), (1, False), (None, True), (2, False)]
-    assert [r.state for r in records] == ["complete"] * 6
+    # 3 of the default 8 warm starts fit the budget of 3; none is left queued.
+    assert [r.tags.get("warm_start") for r in records] == [None, None, 0, 1, 2]
+    assert [r.state for r in records] == ["complete"] * 5

@@ -81,7 +81,7 @@ def search(
     warm_start: Optional[int] = typer.Option(None, "--warm-start", help="The first N searched trials start from the "
                                              "study's hand-chosen configurations (default 8 with TPE; 0: off)."),
     climb: Optional[float] = typer.Option(None, "--climb", help="Share of the trials, once the study continued has "
-                                          "run, that perturb the best one so far (default 0.5 with TPE; 0: off)."),
+                                          "run, that step from the best one so far (default 0: off; e.g. 0.5)."),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="With a pruner: epochs are not searched; "
                                              "every trial may train up to N (default: the space's maximum)."),
     reeval_share: Optional[float] = typer.Option(None, "--reeval-share", help="Share of --timeout kept to retrain "
