@@ -87,8 +87,7 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
     common = dict(engine=engine, trials=int(trials), seed=int(seed), baselines=bool(baselines),
                   max_failures=int(max_failures), warm_start=int(warm_start), climb=float(climb),
                   reeval_share=float(reeval_share), reeval_top=int(reeval_top), isolate=bool(isolate),
-                  objective=objectives,
-                  heartbeat_grace=None if heartbeat_grace is None else int(heartbeat_grace),
+                  objective=objectives, heartbeat_grace=None if heartbeat_grace is None else int(heartbeat_grace),
                   precision=check_precision(mixed_precision), jit=None if jit is None else bool(jit),
                   device_data=check_device_data(device_data))
     if len(objectives) > 1:

@@ -243,9 +243,10 @@ def run(plan: SearchPlan) -> None:
 
 def _next(plan: SearchPlan) -> None:
     """Queues the next trial when nothing is queued (the lead warm starts run first): a step from the best trial so
-    far (the step that led to it once more, when it was a climb's, else a perturbation) while the climbing trials hold less than their share (``settings.climb``) of the searched trials
-    after the lead (``tuner.warm_start.climb``); otherwise the next warm start not yet run, if any (else the sampler
-    proposes it). Two workers finishing at once may both queue: a configuration then runs twice, nothing is lost."""
+    far (the step that led to it once more, when it was a climb's, else a perturbation) while the climbing trials
+    hold less than their share (``settings.climb``) of the searched trials after the lead
+    (``tuner.warm_start.climb``); otherwise the next warm start not yet run, if any (else the sampler proposes it).
+    Two workers finishing at once may both queue: a configuration then runs twice, nothing is lost."""
     records = plan.records()
     if any(r.state == "waiting" for r in records) or plan.remaining(records) <= 0 or plan.timed_out():
         return
