@@ -67,11 +67,14 @@ class FakeRunner:
     Args:
         accuracy: ``(params, seed) -> (val, test)``.
         interrupt_on: raise ``KeyboardInterrupt`` on this call (1-based).
+        seconds: ``params -> seconds`` the trial took.
     """
 
-    def __init__(self, accuracy: Callable = lambda params, seed: (0.5, 0.4), interrupt_on: int | None = None):
+    def __init__(self, accuracy: Callable = lambda params, seed: (0.5, 0.4), interrupt_on: int | None = None,
+                 seconds: Callable = lambda params: 0.01):
         self.accuracy = accuracy
         self.interrupt_on = interrupt_on
+        self.seconds = seconds
         self.calls: list[tuple[dict, int]] = []
 
     def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, **kwargs):
@@ -82,7 +85,8 @@ class FakeRunner:
             raise KeyboardInterrupt
         val, test = self.accuracy(params, seed)
         return TrialOutcome(val_accuracy=val, test_accuracy=test, n_params=10, history={"val_accuracy": [val]},
-                            best_epoch=1, epochs_run=1, seconds=0.01, model_path=None, backend="fake")
+                            best_epoch=1, epochs_run=1, seconds=self.seconds(params), model_path=None,
+                            backend="fake")
 
 
 # -- the command line ------------------------------------------------------------------------------------------------

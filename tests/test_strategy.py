@@ -11,7 +11,7 @@ import tuner
 from conftest import SYN, FakeRunner, one_line_error, run_cli
 from tuner.hp import Defaults, describe, resolve
 from tuner.study import best_record
-from tuner.warm_start import climb, perturbations, study_trend
+from tuner.warm_start import climb, grow, perturbations, study_trend
 
 IMPROVED = search_spaces.improved
 
@@ -99,6 +99,57 @@ def test_climbing_moves_from_the_best_configuration_and_never_repeats_one():
     only = {k: v for k, v in defaults.items() if k != "normalize"}
     both = [resolve(IMPROVED, Defaults({**only, "normalize": n})) for n in (True, False)]
     assert climb(IMPROVED, only, both[0], both, seed=0) is None
+
+
+def test_growing_doubles_the_widths_and_the_epochs_within_their_ranges():
+    """The study continued on BaseNet's body (6 / 128 filters, dense 50, 25 epochs) grows to 12 / 128 (the range's
+    top), dense 100 and 50 epochs, then 24 filters and dense 200 (epochs at the range's top); every other choice
+    stays."""
+    study = [resolve(IMPROVED, Defaults(b.params)) for b in IMPROVED.BASELINES]
+    best = study_trend(IMPROVED, {}, study)[0]
+    once = grow(IMPROVED, {}, best, study)
+    assert {k: v for k, v in once.items() if best.get(k) != v} == {
+        "conv1_filters": 12, "dense_units": 100, "epochs": 50}
+    assert once.keys() == best.keys() and once == resolve(IMPROVED, Defaults(once))
+    twice = grow(IMPROVED, {}, once, [*study, best])
+    assert {k: v for k, v in twice.items() if once.get(k) != v} == {"conv1_filters": 24, "dense_units": 200}
+    # Pins never grow; a configuration tried already, or one with nothing left to grow, is no step.
+    assert grow(IMPROVED, {"epochs": 25, "dense_units": 50}, best, study) == {**best, "conv1_filters": 12}
+    assert grow(IMPROVED, {}, best, [once]) is None
+    top = {**best, "conv1_filters": 64, "conv2_filters": 128, "dense_units": 512, "epochs": 50}
+    assert grow(IMPROVED, {}, top, []) is None
+    # The final body grows its third conv too (106 -> 212); a space that names nothing to grow never grows.
+    assert grow(IMPROVED, {}, study[1], [])["conv3_filters"] == 212
+    basenet = search_spaces.basenet
+    assert grow(basenet, {}, resolve(basenet, Defaults()), []) is None
+
+
+def test_a_best_trial_that_costs_under_half_the_longest_baseline_grows_first(store):
+    """The study continued on BaseNet's body is the best and the cheapest: it grows (its first conv 6 -> 12 -> 24 ->
+    48 filters) until a grown trial costs more than half the final baseline's time; the other warm starts follow."""
+    def seconds(params):
+        return (1.0 if params["body"] == "basenet" else 10.0) * params["conv1_filters"] / 6
+
+    runner = FakeRunner(accuracy=lambda p, seed: (p["conv2_filters"] / 256 + p["conv1_filters"] / 1000, 0.3),
+                        seconds=seconds)
+    tuner.search(["space=improved", *SYN], trials=8, storage=store, study="g", warm_start=4, seed=4, runner=runner)
+    records = tuner.trials(study="g", storage=store).records
+    assert [r.baseline for r in records[:2]] == ["basenet", "final"]
+    assert [(r.tags.get("warm_start"), r.tags.get("grown_from")) for r in records[2:]] == [
+        (0, None), (None, 2), (None, 3), (None, 4), (1, None), (2, None), (3, None), (None, None)]
+    assert [r.params["conv1_filters"] for r in records[2:6]] == [6, 12, 24, 48]
+    assert records[3].params == {**records[2].params, "conv1_filters": 12, "dense_units": 100}  # epochs pinned
+    # --no-grow: the warm starts, then the sampler.
+    tuner.search(["space=improved", *SYN], trials=6, storage=store, study="g0", warm_start=4, seed=4, grow=False,
+                 runner=runner)
+    assert [r.tags.get("warm_start") for r in tuner.trials(study="g0", storage=store).records[2:]] == [
+        0, 1, 2, 3, None, None]
+
+
+def test_growing_is_an_optuna_engine_option(tmp_path):
+    result = run_cli("search", "space=basenet", *SYN, "--engine", "keras-tuner", "--grow",
+                     "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    one_line_error(result, "--grow", "keras-tuner")
 
 
 def test_after_the_study_continued_half_the_searched_trials_climb_from_the_best_so_far(store):

@@ -99,6 +99,7 @@ def search(
     runner: Runner | None = None,
     warm_start: int | None = None,
     climb: float | None = None,
+    grow: bool | None = None,
     max_epochs: int | None = None,
     reeval_share: float | None = None,
     reeval_top: int | None = None,
@@ -143,6 +144,8 @@ def search(
         climb: Optuna engine: once the study continued (the first warm starts) has run, this share of the searched
             trials perturb the best trial so far (``tuner.warm_start.climb``), taking turns with the other warm
             starts and then with the sampler; ``0``: the warm starts, then the sampler.
+        grow: Optuna engine: while the best trial so far trained in at most half the longest baseline's time, the
+            next trial is it made bigger (``tuner.warm_start.grow``); default on with the default strategy.
         max_epochs: under a pruner, every trial may train up to this many epochs (default: the space's maximum) and
             ``epochs`` is not searched.
         reeval_share: keep this share of ``timeout`` to retrain the top ``reeval_top`` configurations with new seeds
@@ -181,9 +184,9 @@ def search(
     display = display or Display()
     settings = check_settings(engine=engine, trials=trials, seed=seed, baselines=baselines, max_failures=max_failures,
                          timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief,
-                         warm_start=warm_start, climb=climb, max_epochs=max_epochs, reeval_share=reeval_share,
-                         reeval_top=reeval_top, heartbeat_grace=heartbeat_grace, isolate=isolate,
-                         objective=objective, mixed_precision=mixed_precision, jit=jit, device_data=device_data)
+                         warm_start=warm_start, climb=climb, grow=grow, max_epochs=max_epochs,
+                         reeval_share=reeval_share, reeval_top=reeval_top, heartbeat_grace=heartbeat_grace,
+                         isolate=isolate, objective=objective, mixed_precision=mixed_precision, jit=jit, device_data=device_data)
     kv = split_words(words)
     url = storage or DEFAULT_STORAGE
     pool = worker_pool(workers, gpus, url=url, engine=settings.engine, chief=chief,
@@ -377,7 +380,7 @@ def worker(
         baselines=settings.baselines, display=display, engine=engine, kt_tuner=settings.tuner,
         pruner=settings.pruner, max_failures=settings.max_failures if max_failures is None else max_failures,
         chief=chief, worker_id=worker_id or f"worker-{os.getpid()}", runner=runner,
-        warm_start=settings.warm_start, climb=settings.climb, max_epochs=settings.max_epochs,
+        warm_start=settings.warm_start, climb=settings.climb, grow=settings.grow, max_epochs=settings.max_epochs,
         reeval_share=settings.reeval_share, reeval_top=settings.reeval_top, isolate=settings.isolate,
         worker_timeout=timeout,
         objective=settings.objective, allow_mixed_backends=allow_mixed_backends,

@@ -82,6 +82,8 @@ def search(
                                              "study's hand-chosen configurations (default 8 with TPE; 0: off)."),
     climb: Optional[float] = typer.Option(None, "--climb", help="Share of the trials, once the study continued has "
                                           "run, that step from the best one so far (default 0: off; e.g. 0.5)."),
+    grow: Optional[bool] = typer.Option(None, "--grow/--no-grow", help="Make the best trial bigger while it trains "
+                                        "in under half the hand-chosen model's time (default: on with TPE)."),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="With a pruner: epochs are not searched; "
                                              "every trial may train up to N (default: the space's maximum)."),
     reeval_share: Optional[float] = typer.Option(None, "--reeval-share", help="Share of --timeout kept to retrain "
@@ -121,8 +123,8 @@ def search(
         result = api.search(words or [], trials=trials, study=study, storage=storage, sampler=sampler, seed=seed,
                             timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display,
                             engine=engine, kt_tuner=kt_tuner, pruner=pruner, max_failures=max_failures,
-                            chief=chief, skip_bad_images=skip_bad_images, warm_start=warm_start,
-                            climb=climb, max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top,
+                            chief=chief, skip_bad_images=skip_bad_images, warm_start=warm_start, climb=climb,
+                            grow=grow, max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top,
                             workers=workers, gpus=gpus, heartbeat_grace=heartbeat_grace, isolate=isolate,
                             objective=objective, allow_mixed_backends=allow_mixed_backends,
                             mixed_precision=mixed_precision, jit=jit, trials_per_gpu=trials_per_gpu,
@@ -358,13 +360,10 @@ def reproduce(
 
 def _progress(quiet: bool):
     """Progress bars on stderr, or nothing with --quiet."""
+    from tuner.display import RichDisplay
     from tuner.records import Display
 
-    if quiet:
-        return Display()
-    from tuner.display import RichDisplay
-
-    return RichDisplay(err)
+    return Display() if quiet else RichDisplay(err)
 
 
 @contextlib.contextmanager

@@ -21,8 +21,8 @@ from tuner.study import SearchSettings
 # per image, down.
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "latency": "minimize"}
 
-__all__ = ["OBJECTIVES", "DEFAULT_CLIMB", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHARE", "DEFAULT_REEVAL_TOP",
-           "DEFAULT_WARM_START", "check_engine_options", "check_settings", "parse_objective", "with_fidelity"]
+__all__ = ["OBJECTIVES", "DEFAULT_CLIMB", "DEFAULT_GROW", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHARE",
+           "DEFAULT_REEVAL_TOP", "DEFAULT_WARM_START", "check_engine_options", "check_settings", "parse_objective", "with_fidelity"]
 
 # The default strategy (BENCHMARKS.md, "Search quality"): under Optuna's TPE the first searched trials start from the
 # study (the study continued one step, then crossovers of its hand-chosen configurations), and with a --timeout a
@@ -33,17 +33,18 @@ __all__ = ["OBJECTIVES", "DEFAULT_CLIMB", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHAR
 DEFAULT_PRUNER = "none"
 DEFAULT_WARM_START = 8
 DEFAULT_CLIMB = 0.0
+DEFAULT_GROW = True
 DEFAULT_REEVAL_SHARE = 0.25
 DEFAULT_REEVAL_TOP = 3
 
 
 def _default_strategy(engine: str, sampler: str | None, timeout: float | None,
-                      objectives: tuple[str, ...]) -> tuple[int, float, float]:
-    """The default warm starts, re-evaluation share and climb: the benchmarked strategy applies to single-objective
-    searches with Optuna's TPE (the re-evaluation share only with a ``--timeout`` to take it from)."""
+                      objectives: tuple[str, ...]) -> tuple[int, float, float, bool]:
+    """The default warm starts, re-evaluation share, climb and growth: the benchmarked strategy applies to
+    single-objective searches with Optuna's TPE (the re-evaluation share only with a ``--timeout`` to take it from)."""
     if engine != "optuna" or sampler not in (None, "tpe") or len(objectives) > 1:
-        return 0, 0.0, 0.0
-    return DEFAULT_WARM_START, DEFAULT_REEVAL_SHARE if timeout is not None else 0.0, DEFAULT_CLIMB
+        return 0, 0.0, 0.0, False
+    return DEFAULT_WARM_START, DEFAULT_REEVAL_SHARE if timeout is not None else 0.0, DEFAULT_CLIMB, DEFAULT_GROW
 
 
 def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_failures: int, timeout: float | None,
@@ -52,16 +53,18 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
               reeval_top: int | None, heartbeat_grace: float | None = None,
               isolate: bool = False, objective: str | Sequence[str] | None = None,
               mixed_precision: str | None = None, jit: bool | None = None,
-              device_data: str | None = None, climb: float | None = None) -> SearchSettings:
+              device_data: str | None = None, climb: float | None = None,
+              grow: bool | None = None) -> SearchSettings:
     """The run's settings, each option checked and given to the engine it belongs to; ``None`` is the default.
 
     Raises:
         CnntuneError: a bad number, an unknown engine, or an option of the other engine.
     """
     objectives = parse_objective(objective)
-    default_warm, default_share, default_climb = _default_strategy(engine, sampler, timeout, objectives)
+    default_warm, default_share, default_climb, default_grow = _default_strategy(engine, sampler, timeout, objectives)
     warm_start = default_warm if warm_start is None else warm_start
     climb = default_climb if climb is None else climb
+    grow = default_grow if grow is None else grow
     reeval_share = default_share if reeval_share is None else reeval_share
     reeval_top = DEFAULT_REEVAL_TOP if reeval_top is None else reeval_top
     if trials < 1:
@@ -86,7 +89,7 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
     get_engine(engine)
     common = dict(engine=engine, trials=int(trials), seed=int(seed), baselines=bool(baselines),
                   max_failures=int(max_failures), warm_start=int(warm_start), climb=float(climb),
-                  reeval_share=float(reeval_share), reeval_top=int(reeval_top), isolate=bool(isolate),
+                  grow=bool(grow), reeval_share=float(reeval_share), reeval_top=int(reeval_top), isolate=bool(isolate),
                   objective=objectives, heartbeat_grace=None if heartbeat_grace is None else int(heartbeat_grace),
                   precision=check_precision(mixed_precision), jit=None if jit is None else bool(jit),
                   device_data=check_device_data(device_data))
@@ -106,8 +109,9 @@ def check_settings(*, engine: str, trials: int, seed: int, baselines: bool, max_
                                "--tuner random|bayesian|hyperband|grid")
         if pruner not in (None, "none"):
             raise CnntuneError("--pruner is an Optuna engine option; with --engine keras-tuner use --tuner hyperband")
-        if climb:
-            raise CnntuneError("--climb queues trials in the Optuna engine's study; with --engine keras-tuner use "
+        if climb or grow:
+            flag = "--climb" if climb else "--grow"
+            raise CnntuneError(f"{flag} queues trials in the Optuna engine's study; with --engine keras-tuner use "
                                "--warm-start")
         if max_epochs is not None:
             raise CnntuneError("--max-epochs is for the Optuna engine's pruners; Keras Tuner's hyperband takes its "

@@ -120,8 +120,8 @@ class SearchPlan:
             has not run yet first.
         warm_starts: configurations near the hand-chosen one (``tuner.warm_start``), run right after the baselines
             as searched trials (``warm_start: i``).
-        warm_lead: with ``settings.climb``, the Optuna engine queues only the first ``warm_lead`` warm starts (the
-            study continued) up front, and the rest one at a time, taking turns with the climb (``tuner.warm_start``).
+        warm_lead: how many warm starts are the study continued (``tuner.warm_start.study_trend``); with
+            ``settings.climb`` the Optuna engine climbs only once they have run.
         artifacts: where model files, cached features and Keras Tuner's project go.
         display: receives progress.
         timeout: start no new trial after this many seconds (from the plan's creation).

@@ -56,7 +56,7 @@ class TrialRecord:
             value = attrs.get("val_accuracy")
         params = dict(attrs.get("config") or params or {})
         tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start", "climb_of",
-                                      "over_budget", "precision", "jit", "device_data") if k in attrs}
+                                      "grown_from", "over_budget", "precision", "jit", "device_data") if k in attrs}
         # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces.
         if "failed_trial" in system_attrs:
             tags["retry_of"] = system_attrs["failed_trial"]

@@ -238,6 +238,8 @@ class SearchSettings:
         warm_start: searched trials that perturb the hand-chosen configuration, run right after the baselines.
         climb: share of the searched trials after the study continued that perturb the best trial so far
             (``tuner.warm_start.climb``); the other warm starts, then the sampler, propose the rest.
+        grow: while the best trial trained in at most half the longest baseline's time, the next trial is it made
+            bigger (``tuner.warm_start.grow``).
         max_epochs: with a pruner, ``epochs`` is not searched but fixed at this maximum (the pruner decides how far a
             trial goes); ``None`` when epochs are searched.
         reeval_share: share of the budget kept to retrain the top ``reeval_top`` configurations with new seeds, so
@@ -263,6 +265,7 @@ class SearchSettings:
     tuner: str | None = None
     warm_start: int = 0
     climb: float = 0.0
+    grow: bool = False
     max_epochs: int | None = None
     reeval_share: float = 0.0
     reeval_top: int = 3
@@ -295,6 +298,7 @@ class SearchSettings:
             pruner=(raw.get("pruner") or "none") if optuna_engine else None,
             tuner=None if optuna_engine else (raw.get("tuner") or "random"),
             warm_start=int(raw.get("warm_start", 0)), climb=float(raw.get("climb", 0.0)),
+            grow=bool(raw.get("grow", False)),
             max_epochs=raw.get("max_epochs"),
             reeval_share=float(raw.get("reeval_share", 0.0)), reeval_top=int(raw.get("reeval_top", 3)),
             heartbeat_grace=raw.get("heartbeat_grace"), isolate=bool(raw.get("isolate", False)),

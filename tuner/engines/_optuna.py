@@ -3,9 +3,9 @@
 ``OptunaHP`` maps each ``Choice/Int/Float/Boolean`` call onto ``trial.suggest_*``; pinned and ``Fixed`` values are
 recorded but never suggested, so samplers do not vary them. ``run(plan)`` enqueues the baselines the study has not run
 (trials carrying their name), the warm starts and retries of interrupted trials, then lets ``Study.optimize`` propose
-the rest; with a climb, after each finished trial it queues a perturbation of the best one or the next warm start,
-in turn (``_next``). The plan decides the budget, the timeout and the failure streak through its ``trial_finished``
-callback.
+the rest; with a growth or a climb, after each finished trial it queues the best one made bigger, a perturbation of
+it, or the next warm start (``_next``). The plan decides the budget, the timeout and the failure streak through its
+``trial_finished`` callback.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tuner.plan import SearchPlan
 from tuner.records import TrialRecord
 from tuner.runner import long_lived
 from tuner.study import SIZE_ATTRS, best_record, done_baselines, holds_budget, is_replay, read_records
-from tuner.warm_start import climb
+from tuner.warm_start import climb, grow
 
 __all__ = ["SAMPLERS", "OptunaHP", "check_options", "grid_values", "make_sampler", "prepare", "run", "start_trial",
            "trial_config", "tunable"]
@@ -147,9 +147,9 @@ def _enqueue(plan: SearchPlan) -> None:
                       if r.baseline == b.name and r.reason == "interrupted" and not is_replay(r)]
             attrs = {**b.attrs, "retry_of": max(before)} if before else b.attrs
             study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=attrs)
-    # With a climb, only the lead warm starts are queued up front; ``_next`` queues the rest in turn with the climb.
+    # With a growth or a climb, only the first warm starts are queued up front; ``_next`` queues the rest in turn.
     for index in _warm_left(plan, records):
-        if not plan.settings.climb or index < plan.warm_lead:
+        if index < _upfront(plan):
             _enqueue_warm(plan, index)
     retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
     for r in records:
@@ -159,6 +159,15 @@ def _enqueue(plan: SearchPlan) -> None:
                 and "engine" not in r.tags):
             study.enqueue_trial(_suggestable(exp.space, plan.search_pins, r.params),
                                 user_attrs={"retry_of": r.number, "given": r.params})
+
+
+def _upfront(plan: SearchPlan) -> int:
+    """How many warm starts are queued before any trial runs: all of them, unless ``_next`` takes turns: with a
+    growth only the first (the study continued on its cheapest body, which may grow at once), with a climb the
+    lead (the study continued on each body)."""
+    if plan.settings.grow:
+        return 1
+    return plan.warm_lead if plan.settings.climb else len(plan.warm_starts)
 
 
 def _warm_left(plan: SearchPlan, records: list[TrialRecord]) -> list[int]:
@@ -208,8 +217,8 @@ def run(plan: SearchPlan) -> None:
     n_trials = plan.remaining(records) + waiting
     if n_trials <= 0:
         return
-    if plan.settings.climb:
-        _next(plan)  # a resumed study whose lead warm starts are done goes on with the climb's turns
+    if plan.settings.grow or plan.settings.climb:
+        _next(plan)  # a resumed study whose first warm starts are done goes on with the turns
     configs = {b.name: b.config for b in plan.baselines}
     objectives = plan.settings.objective
 
@@ -233,7 +242,7 @@ def run(plan: SearchPlan) -> None:
     def after_trial(st, frozen) -> None:
         if plan.trial_finished(TrialRecord.from_trial(frozen)):
             st.stop()
-        elif plan.settings.climb:
+        elif plan.settings.grow or plan.settings.climb:
             _next(plan)
 
     # No garbage collection after each trial (Optuna's gc_after_trial): the runner collects as the next trial starts.
@@ -242,31 +251,41 @@ def run(plan: SearchPlan) -> None:
 
 
 def _next(plan: SearchPlan) -> None:
-    """Queues the next trial when nothing is queued (the lead warm starts run first): a step from the best trial so
-    far (the step that led to it once more, when it was a climb's, else a perturbation) while the climbing trials
-    hold less than their share (``settings.climb``) of the searched trials after the lead
-    (``tuner.warm_start.climb``); otherwise the next warm start not yet run, if any (else the sampler proposes it).
-    Two workers finishing at once may both queue: a configuration then runs twice, nothing is lost."""
+    """Queues the next trial when nothing is queued: with ``settings.grow``, the best trial so far made bigger
+    (``tuner.warm_start.grow``) while it costs at most half the longest baseline; else, once the lead warm starts
+    (the study continued) have run, a step from the best trial (the step that led to it once more, when it was a
+    climb's, else a perturbation) while the climbing trials hold less than their share (``settings.climb``) of the
+    searched trials after the lead (``tuner.warm_start.climb``); else the next warm start not yet run, if any (else
+    the sampler proposes it). Two workers finishing at once may both queue: a configuration then runs twice, nothing
+    is lost."""
     records = plan.records()
     if any(r.state == "waiting" for r in records) or plan.remaining(records) <= 0 or plan.timed_out():
         return
-    after = [r for r in records if holds_budget(r) and r.tags.get("warm_start", plan.warm_lead) >= plan.warm_lead
-             and "retry_of" not in r.tags]
-    climbed = sum(1 for r in after if "climb_of" in r.tags)
+    exp, pins = plan.experiment, plan.search_pins
     best = best_record(records)
-    if best is None or climbed >= plan.settings.climb * (len(after) + 1):
-        left = _warm_left(plan, records)
-        if left:
-            _enqueue_warm(plan, left[0])
-        return
-    exp = plan.experiment
-    # Seeded by the study's size, so that a seeded search climbs the same way; unseeded for workers.
-    seed = None if plan.seed is None else plan.seed * 1_000_003 + len(records)
-    parent = next((r.params for r in records if r.number == best.tags.get("climb_of")), None)
-    config = climb(exp.space, plan.search_pins, best.params, [r.params for r in records], seed, parent=parent)
+    tried = [r.params for r in records]
+    left = _warm_left(plan, records)
+    config, attrs = None, {}
+    if plan.settings.grow and best is not None and _cheap(best, records):
+        config, attrs = grow(exp.space, pins, best.params, tried), {"grown_from": best.number}
+    if config is None and best is not None and plan.settings.climb and not any(i < plan.warm_lead for i in left):
+        after = [r for r in records if holds_budget(r) and "retry_of" not in r.tags
+                 and r.tags.get("warm_start", plan.warm_lead) >= plan.warm_lead]
+        if sum(1 for r in after if "climb_of" in r.tags) < plan.settings.climb * (len(after) + 1):
+            # Seeded by the study's size, so that a seeded search climbs the same way; unseeded for workers.
+            seed = None if plan.seed is None else plan.seed * 1_000_003 + len(records)
+            parent = next((r.params for r in records if r.number == best.tags.get("climb_of")), None)
+            config, attrs = climb(exp.space, pins, best.params, tried, seed, parent=parent), {"climb_of": best.number}
     if config is not None:
-        plan.study.enqueue_trial(_suggestable(exp.space, plan.search_pins, config),
-                                 user_attrs={"climb_of": best.number, "given": config})
+        plan.study.enqueue_trial(_suggestable(exp.space, pins, config), user_attrs={**attrs, "given": config})
+    elif left:
+        _enqueue_warm(plan, left[0])
+
+
+def _cheap(best: TrialRecord, records: list[TrialRecord]) -> bool:
+    """Whether ``best`` trained in at most half the time of the longest baseline (the hand-chosen model's budget)."""
+    spent = [r.seconds for r in records if r.baseline and r.state == "complete" and not is_replay(r) and r.seconds]
+    return bool(spent) and best.seconds is not None and 2 * best.seconds <= max(spent)
 
 
 def start_trial(study):
