@@ -154,11 +154,14 @@ def test_a_ctrl_c_swallowed_between_trials_still_stops_the_search(store):
     runner = Runner()
     with pytest.raises(KeyboardInterrupt):
         tuner.search(["space=basenet", *SYN], trials=5, storage=store, study="gc", baselines=False, runner=runner)
-    # The trial in which Ctrl-C was pressed finished and is kept; no further trial started. The warm starts not
-    # yet run stay queued for the next search.
+    # The trial in which Ctrl-C was pressed finished and is kept; no further trial started. The next search runs
+    # the warm starts not yet run, then stops at the budget.
     assert len(runner.calls) == 2
     records = tuner.trials(study="gc", storage=store).records
-    assert [r.state for r in records] == ["complete", "complete", "waiting", "waiting", "waiting"]
+    assert [(r.state, r.tags.get("warm_start")) for r in records] == [("complete", 0), ("complete", 1)]
+    tuner.search(["space=basenet", *SYN], trials=5, storage=store, study="gc", baselines=False, runner=FakeRunner())
+    records = tuner.trials(study="gc", storage=store).records
+    assert [(r.state, r.tags.get("warm_start")) for r in records] == [("complete", i) for i in range(5)]
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
