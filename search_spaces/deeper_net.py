@@ -57,7 +57,7 @@ DEFAULT_BODY = "third5x5_pool_end"
 # The 6-56-106 net; an added 3x3 defaults to the width of the 5x5 it follows.
 DEFAULT_FILTERS = {"conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106, "conv1_3x3_filters": 6,
                    "conv2_3x3_filters": 56}
-# The choice points that make a model bigger: the search grows a best trial that costs a fraction of the longest
+# The choice points that make a model bigger: the search grows a best trial that trains faster than the longest
 # baseline (tuner.warm_start.grow).
 SCALE = tuple(DEFAULT_FILTERS)
 

@@ -48,8 +48,8 @@ FIXED: dict = {}  # nothing fixed: every key is declared
 STRUCTURE = ("body",)
 FILTERS = {"conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106, "conv1_3x3_filters": 6,
            "conv2_3x3_filters": 56}
-# The choice points that make a model bigger and train it longer: the search grows a best trial that costs a
-# fraction of the hand-chosen one (tuner.warm_start.grow).
+# The choice points that make a model bigger and train it longer: the search grows a best trial that trains
+# faster than the hand-chosen one (tuner.warm_start.grow).
 SCALE = (*FILTERS, "dense_units", "epochs")
 
 BASELINES: list[Baseline] = [

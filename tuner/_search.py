@@ -144,8 +144,8 @@ def search(
         climb: Optuna engine: once the study continued (the first warm starts) has run, this share of the searched
             trials perturb the best trial so far (``tuner.warm_start.climb``), taking turns with the other warm
             starts and then with the sampler; ``0``: the warm starts, then the sampler.
-        grow: Optuna engine: while the best trial so far trained in at most half the longest baseline's time, the
-            next trial is it made bigger (``tuner.warm_start.grow``); default on with the default strategy.
+        grow: Optuna engine: while the best trial so far trained in less time than the longest baseline, the next
+            trial is it made bigger (``tuner.warm_start.grow``); default on with the default strategy.
         max_epochs: under a pruner, every trial may train up to this many epochs (default: the space's maximum) and
             ``epochs`` is not searched.
         reeval_share: keep this share of ``timeout`` to retrain the top ``reeval_top`` configurations with new seeds

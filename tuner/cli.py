@@ -83,7 +83,7 @@ def search(
     climb: Optional[float] = typer.Option(None, "--climb", help="Share of the trials, once the study continued has "
                                           "run, that step from the best one so far (default 0: off; e.g. 0.5)."),
     grow: Optional[bool] = typer.Option(None, "--grow/--no-grow", help="Make the best trial bigger while it trains "
-                                        "in under half the hand-chosen model's time (default: on with TPE)."),
+                                        "faster than the hand-chosen model (default: on with TPE)."),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="With a pruner: epochs are not searched; "
                                              "every trial may train up to N (default: the space's maximum)."),
     reeval_share: Optional[float] = typer.Option(None, "--reeval-share", help="Share of --timeout kept to retrain "

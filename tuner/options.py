@@ -28,8 +28,8 @@ __all__ = ["OBJECTIVES", "DEFAULT_CLIMB", "DEFAULT_GROW", "DEFAULT_PRUNER", "DEF
 # study (the study continued one step, then crossovers of its hand-chosen configurations), and with a --timeout a
 # quarter of it is kept to retrain the top configurations with new seeds, so that the pick is not one lucky run. No
 # pruner: on the ``improved`` space early accuracy ranks poorly before epoch 6. Growth (``--grow``): a best trial that
-# trains in at most half the longest baseline's time is grown (widths and epochs doubled) before the other warm
-# starts run; it found the picks that met +15% over the hand-chosen model. No climb (``--climb``): in 25 minutes its
+# trains faster than the longest baseline is grown (widths and epochs doubled) before the other warm starts run; it
+# found the picks that met +15% over the hand-chosen model. No climb (``--climb``): in 25 minutes its
 # steps from the best trial did not beat the warm starts alone. Another sampler or engine, or two objectives, gets
 # none of these defaults.
 DEFAULT_PRUNER = "none"

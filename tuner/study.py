@@ -238,7 +238,7 @@ class SearchSettings:
         warm_start: searched trials that perturb the hand-chosen configuration, run right after the baselines.
         climb: share of the searched trials after the study continued that perturb the best trial so far
             (``tuner.warm_start.climb``); the other warm starts, then the sampler, propose the rest.
-        grow: while the best trial trained in at most half the longest baseline's time, the next trial is it made
+        grow: while the best trial trained in less time than the longest baseline, the next trial is it made
             bigger (``tuner.warm_start.grow``).
         max_epochs: with a pruner, ``epochs`` is not searched but fixed at this maximum (the pruner decides how far a
             trial goes); ``None`` when epochs are searched.

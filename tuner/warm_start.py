@@ -27,11 +27,11 @@ to it. ``climb`` does that: once the study continued has run, a share of the sea
 the best trial so far (the same moves, centred on its values instead of the defaults), taking turns with the
 crossovers and then with the sampler, so the search keeps improving on what already works while the rest explores.
 
-Nor would they leave budget unspent: when the best model so far trains in a fraction of the time the hand-chosen one
-took, they would make it bigger and train it longer. ``grow`` does that: the best trial with each choice point a space
-names in ``SCALE`` (its widths and its epochs) doubled, clipped to its range; the study continued on BaseNet's body
-trains ten times faster than the study's final model, so this spends the final model's budget on the model that
-already beat it.
+Nor would they leave budget unspent: while the best model so far trains faster than the hand-chosen one, they would
+make it bigger and train it longer. ``grow`` does that: the best trial with each choice point a space names in
+``SCALE`` (its widths and its epochs) doubled, clipped to its range; the study continued on BaseNet's body trains
+3-10 times faster than the study's final model, so this spends the final model's budget on the model that already
+beat it (the engine grows while the best trial trains faster than the longest baseline).
 """
 
 from __future__ import annotations

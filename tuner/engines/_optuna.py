@@ -252,7 +252,7 @@ def run(plan: SearchPlan) -> None:
 
 def _next(plan: SearchPlan) -> None:
     """Queues the next trial when nothing is queued: with ``settings.grow``, the best trial so far made bigger
-    (``tuner.warm_start.grow``) while it costs at most half the longest baseline; else, once the lead warm starts
+    (``tuner.warm_start.grow``) while it trains faster than the longest baseline; else, once the lead warm starts
     (the study continued) have run, a step from the best trial (the step that led to it once more, when it was a
     climb's, else a perturbation) while the climbing trials hold less than their share (``settings.climb``) of the
     searched trials after the lead (``tuner.warm_start.climb``); else the next warm start not yet run, if any (else
@@ -283,9 +283,9 @@ def _next(plan: SearchPlan) -> None:
 
 
 def _cheap(best: TrialRecord, records: list[TrialRecord]) -> bool:
-    """Whether ``best`` trained in at most half the time of the longest baseline (the hand-chosen model's budget)."""
+    """Whether ``best`` trained in less time than the longest baseline (the hand-chosen model's budget)."""
     spent = [r.seconds for r in records if r.baseline and r.state == "complete" and not is_replay(r) and r.seconds]
-    return bool(spent) and best.seconds is not None and 2 * best.seconds <= max(spent)
+    return bool(spent) and best.seconds is not None and best.seconds < max(spent)
 
 
 def start_trial(study):
