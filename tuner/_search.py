@@ -186,7 +186,8 @@ def search(
                          timeout=timeout, sampler=sampler, pruner=pruner, kt_tuner=kt_tuner, chief=chief,
                          warm_start=warm_start, climb=climb, grow=grow, max_epochs=max_epochs,
                          reeval_share=reeval_share, reeval_top=reeval_top, heartbeat_grace=heartbeat_grace,
-                         isolate=isolate, objective=objective, mixed_precision=mixed_precision, jit=jit, device_data=device_data)
+                         isolate=isolate, objective=objective, mixed_precision=mixed_precision, jit=jit,
+                         device_data=device_data)
     kv = split_words(words)
     url = storage or DEFAULT_STORAGE
     pool = worker_pool(workers, gpus, url=url, engine=settings.engine, chief=chief,

@@ -22,7 +22,8 @@ from tuner.study import SearchSettings
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "latency": "minimize"}
 
 __all__ = ["OBJECTIVES", "DEFAULT_CLIMB", "DEFAULT_GROW", "DEFAULT_PRUNER", "DEFAULT_REEVAL_SHARE",
-           "DEFAULT_REEVAL_TOP", "DEFAULT_WARM_START", "check_engine_options", "check_settings", "parse_objective", "with_fidelity"]
+           "DEFAULT_REEVAL_TOP", "DEFAULT_WARM_START", "check_engine_options", "check_settings", "parse_objective",
+           "with_fidelity"]
 
 # The default strategy (BENCHMARKS.md, "Search quality"): under Optuna's TPE the first searched trials start from the
 # study (the study continued one step, then crossovers of its hand-chosen configurations), and with a --timeout a
