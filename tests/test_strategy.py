@@ -379,6 +379,29 @@ def test_a_kept_share_stops_the_last_trial_at_the_search_phase_end(store, monkey
         assert searched.state == "complete"
 
 
+@pytest.mark.parametrize("share", [0.25, 0.0])
+def test_a_kept_share_also_stops_a_workers_last_trial(store, monkeypatch, share):
+    # The study keeps a share; its worker's --timeout (750 s, as --workers N passes the search phase's time left)
+    # ends while the baseline trains its 10 epochs (1,000 s).
+    words = ["space=basenet", "data=synthetic", "epochs=10"]
+    tuner.search(words, trials=1, storage=store, study="w", timeout=1000, reeval_share=share, workers=0)
+    tuner.worker(study="w", storage=store, timeout=750, runner=_clocked_runner(monkeypatch))
+    baseline, searched = tuner.trials(study="w", storage=store).records
+    assert baseline.state == "complete" and baseline.epochs_run == 10
+    expected = ("pruned", 1) if share else ("complete", 10)  # without a share, as a worker started by hand
+    assert (searched.state, searched.epochs_run) == expected
+
+
+def test_a_kept_share_stops_the_last_keras_tuner_trial(store, monkeypatch):
+    tuner.search(["space=basenet", "data=synthetic", "epochs=10"], trials=1, storage=store, study="k", timeout=1000,
+                 reeval_share=0.25, engine="keras-tuner", runner=_clocked_runner(monkeypatch))
+    baseline, searched = [r for r in tuner.trials(study="k", storage=store).records if "reeval_of" not in r.tags]
+    assert baseline.state == "complete" and baseline.epochs_run == 10
+    assert (searched.state, searched.epochs_run) == ("pruned", 1)
+    assert searched.reason == "stopped at epoch 1: the search's time was up"
+    assert searched.tags["engine"] == "keras-tuner" and searched.val_accuracy == 0.5  # scored as far as it got
+
+
 def test_the_search_phase_end_does_not_stop_the_only_trial(store, monkeypatch):
     # No baselines: past the search phase's end (750 s) at epoch 8, the first trial is the search's only model.
     tuner.search(["space=basenet", "data=synthetic", "epochs=10"], trials=1, storage=store, study="s", timeout=1000,

@@ -269,8 +269,10 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
                       timeout=None if timeout is None else timeout * (1 - reeval), chief=chief,
                       worker_id=worker_id, heartbeat=heartbeat, warm_starts=warm,
                       warm_lead=min(len(study_trend(exp.space, pins, mix)), len(warm)))
-    if reeval and plan.timeout is not None and settings.engine == "optuna":
-        objective.stop_at = plan.started + plan.timeout  # a long last trial cannot take the re-evaluation's share
+    if settings.reeval_share and plan.timeout is not None and not serving:
+        # A long last trial cannot take the re-evaluation's share: here, in the workers of --workers N (their
+        # --timeout is the search phase's time left) and under either engine.
+        objective.stop_at = plan.started + plan.timeout
     if pool is not None:
         ENGINES[settings.engine].prepare(plan)
         if pool.size == 0:

@@ -140,7 +140,8 @@ def worker(
     chief: Optional[str] = typer.Option(None, "--chief", help="Keras Tuner engine: HOST:PORT of the chief."),
     worker_id: Optional[str] = typer.Option(None, "--worker-id", help="This worker's name (default worker-PID)."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", help="Default: the study's."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after SECONDS."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after SECONDS (in a study "
+                                            "that keeps time to re-evaluate, stop the running one then)."),
     heartbeat_grace: Optional[float] = typer.Option(None, "--heartbeat-grace", help="Seconds without a heartbeat "
                                                     "before a worker counts as dead (default: the study's)."),
     allow_mixed_backends: bool = MIXED_BACKENDS,

@@ -185,9 +185,10 @@ class Objective:
         accel: the runner's ``precision`` and ``jit`` keywords (``tuner.accel.accel_of``); empty: Keras's defaults.
 
     ``stop_at`` (set after construction, ``None`` by default): a ``time.monotonic()`` time after which a searched
-    trial stops at the end of its epoch and is recorded as pruned once the study holds a complete trial (Optuna
-    engine; baselines always finish, and so does the first trial of a search without them). A search
-    that keeps a share of its ``--timeout`` for the re-evaluation sets it, so that a long last trial cannot take it.
+    trial stops at the end of its epoch and is recorded as pruned once the study holds a complete trial (either
+    engine; baselines always finish, and so does the first trial of a search without them). A search, or a worker of
+    a study, that keeps a share of its ``--timeout`` for the re-evaluation sets it, so that a long last trial cannot
+    take it.
 
     Raises:
         CnntuneError: ``accel`` holds a keyword that ``runner`` does not take.

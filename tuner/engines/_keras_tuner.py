@@ -92,11 +92,13 @@ def check_options(*, tuner: str, chief: str | None, space, pins) -> None:
 
 
 class RecordingTrial:
-    """Stands in for an Optuna trial while Keras Tuner runs one: collects user attributes, never prunes."""
+    """Stands in for an Optuna trial while Keras Tuner runs one: collects user attributes, never prunes. ``study``:
+    the Optuna study its record goes to (the objective's search-phase deadline asks it for a complete trial)."""
 
-    def __init__(self, number: int, user_attrs: dict[str, Any] | None = None):
+    def __init__(self, number: int, user_attrs: dict[str, Any] | None = None, study=None):
         self.number = number
         self.user_attrs: dict[str, Any] = dict(user_attrs or {})
+        self.study = study
 
     def set_user_attr(self, key: str, value: Any) -> None:
         self.user_attrs[key] = value
@@ -308,9 +310,12 @@ class _Tuner:
             attrs["kt_round"] = {k[len("tuner/"):]: values[k] for k in values if k.startswith("tuner/")}
             attrs.update(self._continuation(values))
         attrs["kt_trial_id"] = trial.trial_id
-        rec = RecordingTrial(number, attrs)
+        rec = RecordingTrial(number, attrs, study=plan.study)
         try:
             value = plan.objective(rec, params, dict(attrs))
+        except optuna.TrialPruned:  # stopped at the search phase's end: recorded as pruned, scored as far as it got
+            self._record(optuna.trial.TrialState.PRUNED, None, rec, params)
+            return {"val_accuracy": float(rec.user_attrs["val_accuracy"])}
         except KeyboardInterrupt:
             rec.user_attrs.setdefault("fail_reason", "interrupted")
             self._record(optuna.trial.TrialState.FAIL, None, rec, params)
