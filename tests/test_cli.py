@@ -10,7 +10,7 @@ import pytest
 
 import tuner
 
-from conftest import SYN, one_line_error, run_cli, run_python
+from conftest import SYN, FakeRunner, one_line_error, run_cli, run_python
 
 
 def test_cli_search_trials_best_export(store, tmp_path):
@@ -124,6 +124,24 @@ def test_best_on_empty_or_unknown_study(store, tmp_path):
     run_cli("search", "space=basenet", *SYN, "--trials", "1", "--study", "x", "--storage", store, "--quiet")
     one_line_error(run_cli("best", "--study", "nope", "--storage", store), "no study named 'nope'", "x")
     one_line_error(run_cli("trials", "--study", "nope", "--storage", store), "no study named 'nope'")
+
+
+@pytest.mark.parametrize("columns", [200, 80, 50])
+def test_best_prints_every_figure_whole_in_any_terminal_width(store, columns):
+    scores = iter([(0.20, 0.10), (0.95, 0.90)])  # the baseline, then the searched trial: +800% test
+    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="w",
+                 runner=FakeRunner(accuracy=lambda params, seed: next(scores)))
+    (comp,) = tuner.best(study="w", storage=store).comparisons
+    from typer.testing import CliRunner
+
+    from tuner.cli import app
+
+    result = CliRunner().invoke(app, ["best", "--study", "w", "--storage", store], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= columns
+    for figure in ("+800.00%", "+75.00", "+80.00", "20.00", "10.00"):
+        assert figure in result.output, result.output
+    assert comp.d_test_pct == pytest.approx(800.0)
 
 
 def test_export_to_missing_folder_and_bad_input_lose_nothing(store, tmp_path):

@@ -228,15 +228,27 @@ def render_best(console: Console, report) -> None:
     if not report.comparisons:
         console.print("  no baseline completed in this study")
         return
-    table = Table(title="best vs baselines (measured in this study)")
-    for col in ("baseline", "trial", "study reported %", "val %", "test %", "best - val pp", "best - test pp",
-                "best / test"):
-        table.add_column(col, justify="left" if col == "baseline" else "right")
-    for c in report.comparisons:
-        r = c.baseline
-        table.add_row(r.baseline, str(r.number), "-" if r.reported is None else f"{r.reported:.2f}",
-                      _pct(r.val_accuracy), _pct(r.test_accuracy), _signed(c.d_val_pp), _signed(c.d_test_pp),
-                      _signed(c.d_test_pct, "%"))
+    title = "best vs baselines (measured in this study)"
+    heads = ("trial", "study\nreported %", "val %", "test %", "best -\nval pp", "best -\ntest pp", "best /\ntest")
+    rows = [(c.baseline.baseline, str(c.baseline.number),
+             "-" if c.baseline.reported is None else f"{c.baseline.reported:.2f}", _pct(c.baseline.val_accuracy),
+             _pct(c.baseline.test_accuracy), _signed(c.d_val_pp), _signed(c.d_test_pp), _signed(c.d_test_pct, "%"))
+            for c in report.comparisons]
+    widths = [max(*(len(line) for line in head.split("\n")), *(len(row[i + 1]) for row in rows))
+              for i, head in enumerate(heads)]
+    names = min(max(len(row[0]) for row in rows), 10)  # a baseline's name may fold onto more lines
+    if sum(widths) + names + 3 * (len(heads) + 1) - 1 > console.width:  # padding and rules, no outer edge
+        console.print(title)  # too narrow for the table: a line each, every figure whole
+        for name, *figures in rows:
+            console.print(f"  {name}: " + ", ".join(f"{head.replace(chr(10), ' ')} {value}"
+                                                  for head, value in zip(heads, figures)))
+        return
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("baseline", overflow="fold")
+    for head, width in zip(heads, widths):  # a figure is never cut
+        table.add_column(head, justify="right", no_wrap=True, min_width=width)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
