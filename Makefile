@@ -11,6 +11,10 @@ TRIALS ?= 3
 EPOCHS ?= 2
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
+# The suite runs in 2 pytest-xdist processes: in one it keeps a single core busy on average (it waits on the
+# subprocesses it starts, the servers and the browser), so on 2 cores two processes halve it (BENCHMARKS.md,
+# "Test suite"). TESTS_IN_PARALLEL= runs it in one process.
+TESTS_IN_PARALLEL ?= -n 2 --dist worksteal
 
 .PHONY: install tools test test-backends demo clean container-test
 
@@ -39,7 +43,7 @@ tools:
 	[ -x /usr/bin/chromium ] || echo "chromium is not installed: the browser test in tests/test_dashboard.py will skip"
 
 test: install tools
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(TESTS_IN_PARALLEL) $(PYTEST_ARGS)
 
 # The other Keras backends, JAX and PyTorch, installed into the same venv: the smoke subset of tests/test_backends.py
 # (marker `backends`) runs once per backend, then the matrix (marker `backend_matrix`) exports a model on each of the

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import tuner
-from conftest import ROOT, SYN, FakeRunner, one_line_error, run_cli
+from conftest import ROOT, SYN, FakeRunner, one_line_error, run_cli, run_python
 
 
 @pytest.mark.slow
@@ -34,6 +34,17 @@ def test_a_search_prints_only_its_own_lines(tmp_path):
     assert verbose.returncode == 0, verbose.stdout + verbose.stderr
     noisy = [line for line in verbose.stderr.splitlines() if line.strip() and not line.startswith(ours)]
     assert noisy, verbose.stderr
+
+
+def test_each_command_prints_at_the_width_of_its_own_terminal():
+    # COLUMNS as it was when the command line was imported must not stay the width of every later command.
+    code = ("import os; os.environ['COLUMNS'] = '40'\n"
+            "from typer.testing import CliRunner\nfrom tuner.cli import app\n"
+            "for columns in ('200', '40'):\n"
+            "    result = CliRunner().invoke(app, ['spaces'], env={'COLUMNS': columns})\n"
+            "    print(max(len(line) for line in result.output.splitlines()))")
+    wide, narrow = map(int, run_python(code).split())
+    assert narrow <= 40 < wide <= 200
 
 
 def _study(store):

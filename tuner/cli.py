@@ -37,6 +37,13 @@ out = Console()
 err = Console(stderr=True)
 
 
+@app.callback()
+def _terminals() -> None:
+    # Made anew for each command: rich reads COLUMNS once, when a console is made, not when it prints.
+    global out, err
+    out, err = Console(), Console(stderr=True)
+
+
 @app.command()
 def spaces(name: Optional[str] = typer.Argument(None, help="Show one space's choice points and baselines.")) -> None:
     """List the search spaces, with their number of choices and baselines."""
@@ -162,23 +169,9 @@ def worker(
 
 
 def _summary(result, quiet: bool) -> None:
-    if result.message:
-        err.print(result.message)
-    if not quiet:
-        done = sum(1 for r in result.ran if r.state == "complete")
-        out.print(f"ran {len(result.ran)} trials ({done} complete) in study {result.study} ({result.storage})",
-                  soft_wrap=True)
-        if result.best is not None:
-            b = result.best
-            tag = f" (baseline {b.baseline})" if b.baseline else ""
-            out.print(f"best so far: trial {b.number}{tag}, val {100 * b.val_accuracy:.2f}%"
-                      + (f", test {100 * b.test_accuracy:.2f}%" if b.test_accuracy is not None else ""))
-        if result.pareto:
-            points = "; ".join(f"trial {r.number} val {100 * r.val_accuracy:.1f}% "
-                               + (f"{r.latency_ms:.3g} ms" if r.latency_ms is not None else f"{r.n_params:,} params")
-                               for r in result.pareto)
-            out.print(f"Pareto front ({len(result.pareto)} trials, smallest first): {points}; pick within a budget "
-                      "with cnntune best --max-params N (or --max-latency-ms MS)", soft_wrap=True)
+    from tuner.display import render_result
+
+    render_result(out, err, result, quiet=quiet)
 
 
 TRIAL_FORMATS = ("table", "csv", "json")

@@ -252,6 +252,27 @@ def render_best(console: Console, report) -> None:
     console.print(table)
 
 
+def render_result(out: Console, err: Console, result, *, quiet: bool) -> None:
+    """What a search or a worker ran and the best so far (on ``out``, unless ``quiet``); its message on ``err``."""
+    if result.message:
+        err.print(result.message)
+    if not quiet:
+        done = sum(1 for r in result.ran if r.state == "complete")
+        out.print(f"ran {len(result.ran)} trials ({done} complete) in study {result.study} ({result.storage})",
+                  soft_wrap=True)
+        if result.best is not None:
+            b = result.best
+            tag = f" (baseline {b.baseline})" if b.baseline else ""
+            out.print(f"best so far: trial {b.number}{tag}, val {100 * b.val_accuracy:.2f}%"
+                      + (f", test {100 * b.test_accuracy:.2f}%" if b.test_accuracy is not None else ""))
+        if result.pareto:
+            points = "; ".join(f"trial {r.number} val {100 * r.val_accuracy:.1f}% "
+                               + (f"{r.latency_ms:.3g} ms" if r.latency_ms is not None else f"{r.n_params:,} params")
+                               for r in result.pareto)
+            out.print(f"Pareto front ({len(result.pareto)} trials, smallest first): {points}; pick within a budget "
+                      "with cnntune best --max-params N (or --max-latency-ms MS)", soft_wrap=True)
+
+
 def render_spaces(console: Console, rows: list[dict[str, Any]]) -> None:
     table = Table(title="search spaces")
     for col in ("space", "choices", "baselines", "default data", "description"):
