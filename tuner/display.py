@@ -229,24 +229,23 @@ def render_best(console: Console, report) -> None:
         console.print("  no baseline completed in this study")
         return
     title = "best vs baselines (measured in this study)"
-    heads = ("trial", "study\nreported %", "val %", "test %", "best -\nval pp", "best -\ntest pp", "best /\ntest")
+    heads = (("trial",), ("study", "reported %"), ("val %",), ("test %",), ("best -", "val pp"), ("best -", "test pp"),
+             ("best /", "test"))  # the lines of each figure's header
     rows = [(c.baseline.baseline, str(c.baseline.number),
              "-" if c.baseline.reported is None else f"{c.baseline.reported:.2f}", _pct(c.baseline.val_accuracy),
              _pct(c.baseline.test_accuracy), _signed(c.d_val_pp), _signed(c.d_test_pp), _signed(c.d_test_pct, "%"))
             for c in report.comparisons]
-    widths = [max(*(len(line) for line in head.split("\n")), *(len(row[i + 1]) for row in rows))
-              for i, head in enumerate(heads)]
+    widths = [max(*map(len, head), *(len(row[i + 1]) for row in rows)) for i, head in enumerate(heads)]
     names = min(max(len(row[0]) for row in rows), 10)  # a baseline's name may fold onto more lines
     if sum(widths) + names + 3 * (len(heads) + 1) - 1 > console.width:  # padding and rules, no outer edge
         console.print(title)  # too narrow for the table: a line each, every figure whole
         for name, *figures in rows:
-            console.print(f"  {name}: " + ", ".join(f"{head.replace(chr(10), ' ')} {value}"
-                                                  for head, value in zip(heads, figures)))
+            console.print(f"  {name}: " + ", ".join(f"{' '.join(head)} {value}" for head, value in zip(heads, figures)))
         return
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False)
     table.add_column("baseline", overflow="fold")
     for head, width in zip(heads, widths):  # a figure is never cut
-        table.add_column(head, justify="right", no_wrap=True, min_width=width)
+        table.add_column("\n".join(head), justify="right", no_wrap=True, min_width=width)
     for row in rows:
         table.add_row(*row)
     console.print(table)
