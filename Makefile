@@ -42,7 +42,9 @@ tools:
 	command -v docker-compose >/dev/null || echo "docker-compose is not installed: its checks in tests/test_deploy.py will skip"; \
 	[ -x /usr/bin/chromium ] || echo "chromium is not installed: the browser test in tests/test_dashboard.py will skip"
 
+# The import contracts of pyproject.toml (layers, private modules, no cycle) first: seconds, and a broken one fails.
 test: install tools
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(TESTS_IN_PARALLEL) $(PYTEST_ARGS)
 
 # The other Keras backends, JAX and PyTorch, installed into the same venv: the smoke subset of tests/test_backends.py

@@ -44,7 +44,7 @@ def main() -> None:
     from search_spaces import transfer
     from tuner import hp as H
     from tuner.data import load_dataset
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     start = time.perf_counter()
     data = load_dataset("cub200", data_dir=args.data_dir, image_size=args.image_size, classes=args.classes)

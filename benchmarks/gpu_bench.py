@@ -47,7 +47,7 @@ def throughput(space_name: str, pins: dict, size: int, classes: int, batch: int,
     import numpy as np
 
     from search_spaces import get_space
-    from tuner.accel import apply_jit, precision_policy
+    from tuner.trial import apply_jit, precision_policy
     from tuner.hp import Defaults, resolve
     from tuner.spec import ModelSpec
 

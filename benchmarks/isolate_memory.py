@@ -1,7 +1,7 @@
-"""Benchmark: the search process's memory over many trials, with and without ``--isolate`` (``tuner.isolate``).
+"""Benchmark: the search process's memory over many trials, with and without ``--isolate`` (``tuner.trial._isolate``).
 
 Runs the same trials (BaseNet, its hand-chosen configuration, seeds 0..N-1) through the trial runner twice, each time
-in a fresh Python process: in-process (``tuner.runner.run_trial``) and isolated (``tuner.isolate.isolated()``: each
+in a fresh Python process: in-process (``tuner.trial.run_trial``) and isolated (``tuner.trial.isolated()``: each
 trial in a child process). Reports the parent's peak RSS (``ru_maxrss``), its RSS (``VmRSS``) after each trial, the
 largest child's peak RSS, and the time per trial; the isolated run also reports the part of each trial spent on
 starting the child, importing Keras/TensorFlow and opening the data (``isolate_seconds``).
@@ -48,8 +48,8 @@ def _measure(args: argparse.Namespace) -> dict:
     from search_spaces import basenet
     from tuner.data import load_dataset
     from tuner.hp import Defaults, resolve
-    from tuner.isolate import isolated
-    from tuner.runner import run_trial
+    from tuner.trial import isolated
+    from tuner.trial import run_trial
 
     data = load_dataset("cub200", data_dir=args.data_dir, image_size=args.image_size)
     params = resolve(basenet, Defaults({"epochs": args.epochs}))

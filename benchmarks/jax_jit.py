@@ -1,5 +1,5 @@
 """The final model on JAX, eager (Keras's own choice for models with random zoom or rotation) and compiled
-(cnntune's ``tuner.accel.apply_jit``): seconds for the first batches (compilation included) and images per second.
+(cnntune's ``tuner.trial.apply_jit``): seconds for the first batches (compilation included) and images per second.
 
     KERAS_BACKEND=jax .venv/bin/python benchmarks/jax_jit.py
 """
@@ -18,7 +18,7 @@ def measure(jit: bool | None, batches: int = 30, batch: int = 32) -> tuple[float
     import numpy as np
 
     from search_spaces import get_space
-    from tuner.accel import apply_jit
+    from tuner.trial import apply_jit
     from tuner.hp import Defaults, resolve
     from tuner.spec import ModelSpec
 

@@ -72,7 +72,7 @@ def run_side(side: str, space_name: str, trials: int, epochs: int, data_dir: str
 
     from search_spaces import get_space
     from tuner.data import load_dataset
-    from tuner.runner import model_spec
+    from tuner.trial import model_spec
 
     space = get_space(space_name)
     params = pinned(space_name, epochs)

@@ -49,7 +49,7 @@ def main() -> None:
                         help="ASHA keeps the top 1/N at each rung (default: tuner's, 3)")
     parser.add_argument("--pruners", nargs="+", default=["none", "asha"], choices=["none", "asha"])
     args = parser.parse_args()
-    from tuner.engines import _pruning
+    from tuner.searching.engines import _pruning
 
     if args.asha_min_epochs is not None:
         _pruning.MIN_EPOCHS = args.asha_min_epochs

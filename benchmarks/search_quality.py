@@ -49,7 +49,7 @@ def _data(args):
 def _retrain(params: dict[str, Any], data, seeds: list[int]) -> list[float]:
     """Test accuracy (percent) of ``params`` trained with each of ``seeds``."""
     import search_spaces
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     return [round(100 * run_trial(search_spaces.improved, dict(params), data, seed=seed, model_path=None).test_accuracy,
                   2) for seed in seeds]
@@ -80,9 +80,9 @@ def _plain(seed: int, seconds: float, data, storage: str) -> dict[str, Any]:
     import optuna
 
     import search_spaces
-    from tuner.engines import OptunaHP
+    from tuner.searching.engines import OptunaHP
     from tuner.hp import resolve
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     space = search_spaces.improved
     records: list[dict[str, Any]] = []
@@ -186,7 +186,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def run(args, strategy: str, seed: int, data, final: list[float]) -> dict[str, Any]:
-    from tuner.reeval import config_key
+    from tuner.replays._reeval import config_key
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp) / f"{strategy.replace(':', '_').replace(',', '_')}-seed{seed}"

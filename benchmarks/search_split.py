@@ -33,7 +33,7 @@ def main() -> None:
     import tuner
     from search_spaces import get_space
     from tuner.data import load_dataset
-    from tuner.runner import model_spec
+    from tuner.trial import model_spec
 
     params = overhead.pinned("basenet", args.epochs)
     data = load_dataset("cub200", data_dir=data_dir, image_size=32)

@@ -51,14 +51,14 @@ DEFAULT_DATA = "cifar100_25"
 EPOCHS = 15
 FIXED = dict(_blocks.AUGMENTED)
 # The choice points that set the model's shape (and most of its cost): warm starts continue the study on each of
-# its bodies (tuner.warm_start.study_trend).
+# its bodies (tuner.searching._warm_start.study_trend).
 STRUCTURE = ("body",)
 DEFAULT_BODY = "third5x5_pool_end"
 # The 6-56-106 net; an added 3x3 defaults to the width of the 5x5 it follows.
 DEFAULT_FILTERS = {"conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106, "conv1_3x3_filters": 6,
                    "conv2_3x3_filters": 56}
 # The choice points that make a model bigger: the search grows a best trial that trains faster than the longest
-# baseline (tuner.warm_start.grow).
+# baseline (tuner.searching._warm_start.grow).
 SCALE = tuple(DEFAULT_FILTERS)
 
 _BASE = {"conv1_filters": 6, "conv2_filters": 16}  # BaseNet's widths for the variant rows

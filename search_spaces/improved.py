@@ -44,12 +44,12 @@ DEFAULT_DATA = "cifar100_25"
 FINAL = _blocks.FINAL
 FIXED: dict = {}  # nothing fixed: every key is declared
 # The choice points that set the model's shape (and most of its cost): warm starts continue the study on each of
-# its bodies (tuner.warm_start.study_trend).
+# its bodies (tuner.searching._warm_start.study_trend).
 STRUCTURE = ("body",)
 FILTERS = {"conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106, "conv1_3x3_filters": 6,
            "conv2_3x3_filters": 56}
 # The choice points that make a model bigger and train it longer: the search grows a best trial that trains
-# faster than the hand-chosen one (tuner.warm_start.grow).
+# faster than the hand-chosen one (tuner.searching._warm_start.grow).
 SCALE = (*FILTERS, "dense_units", "epochs")
 
 BASELINES: list[Baseline] = [

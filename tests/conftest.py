@@ -62,7 +62,7 @@ def non_trainable(model) -> int:
 
 # -- a trial runner that trains nothing ------------------------------------------------------------------------------
 class FakeRunner:
-    """Has ``tuner.runner.run_trial``'s signature; returns chosen accuracies, records each call, can be interrupted.
+    """Has ``tuner.trial.run_trial``'s signature; returns chosen accuracies, records each call, can be interrupted.
 
     Args:
         accuracy: ``(params, seed) -> (val, test)``.
@@ -78,7 +78,7 @@ class FakeRunner:
         self.calls: list[tuple[dict, int]] = []
 
     def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, **kwargs):
-        from tuner.runner import TrialOutcome
+        from tuner.trial import TrialOutcome
 
         self.calls.append((dict(params), int(seed)))
         if self.interrupt_on is not None and len(self.calls) == self.interrupt_on:

@@ -1,6 +1,6 @@
 """Trial runners for ``tests/test_isolate.py``: module-level, so that a trial's child process can import them.
 
-Each has ``tuner.runner.run_trial``'s signature and trains nothing (no Keras import: a child starts in well under a
+Each has ``tuner.trial.run_trial``'s signature and trains nothing (no Keras import: a child starts in well under a
 second), except where it hands over to the real runner.
 """
 
@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from tuner.runner import TrialDiverged, TrialOutcome
+from tuner.trial import TrialDiverged, TrialOutcome
 
 
 def outcome(val: float = 0.5, **extra) -> TrialOutcome:

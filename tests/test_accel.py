@@ -1,4 +1,4 @@
-"""Mixed precision, JIT and several trials per GPU (``tuner.accel``): checked options, stored with the study,
+"""Mixed precision, JIT and several trials per GPU (``tuner.trial._accel``): checked options, stored with the study,
 applied to the trial's model, recorded per trial, and a process-wide policy that never leaks.
 
 The ``backends`` tests train under each policy and with JIT on JAX and PyTorch too (``make test-backends``)."""
@@ -11,8 +11,8 @@ import pytest
 
 import tuner
 from conftest import SYN, FakeRunner, fake_nvidia_smi, one_line_error, run_cli
-from tuner.accel import accel_of, check_precision, share_gpu_env
 from tuner.errors import CnntuneError
+from tuner.trial import accel_of, check_precision, share_gpu_env
 
 
 def test_precision_names_and_bad_values():
@@ -50,7 +50,7 @@ def test_a_gpu_shared_by_k_workers_gives_each_a_share_of_its_memory():
 
 
 def test_trials_per_gpu_starts_k_workers_per_gpu_each_with_its_share(tmp_path, monkeypatch):
-    from tuner._workers import worker_pool
+    from tuner.searching import worker_pool
     from tuner.records import Display
 
     url = f"journal:{tmp_path / 's.journal'}"
@@ -82,7 +82,7 @@ def test_trials_per_gpu_starts_k_workers_per_gpu_each_with_its_share(tmp_path, m
 def test_a_search_stores_precision_and_jit_and_hands_them_to_every_trial(store):
     import optuna
 
-    from tuner.study import SearchSettings, study_meta
+    from tuner.store import SearchSettings, study_meta
 
     runner = Recording()
     tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="mp", runner=runner,
@@ -131,7 +131,7 @@ def test_a_trial_trains_under_the_mixed_policy_and_leaves_float32_behind(precisi
     from search_spaces import get_space
     from tuner.data import load_dataset
     from tuner.hp import Defaults, resolve
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     space = get_space("basenet")
     params = resolve(space, Defaults({"epochs": 1}))
@@ -165,7 +165,7 @@ def test_jit_compiles_the_training_step_when_asked(tmp_path):
     from search_spaces import get_space
     from tuner.data import load_dataset
     from tuner.hp import Defaults, resolve
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     space = get_space("basenet")
     params = resolve(space, Defaults({"epochs": 1}))
@@ -180,7 +180,7 @@ def test_random_zoom_and_rotation_compile_on_jax_instead_of_running_eagerly():
     import numpy as np
 
     from search_spaces import get_space
-    from tuner.accel import apply_jit
+    from tuner.trial import apply_jit
     from tuner.hp import Defaults, resolve
     from tuner.spec import ModelSpec
 

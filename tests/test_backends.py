@@ -30,9 +30,9 @@ import search_spaces
 import tuner
 from conftest import ROOT, SYN, FakeRunner, one_line_error, run_cli
 from tuner import hp as H
-from tuner.runner import TrialOutcome
 from tuner.spec import ModelSpec
-from tuner.study import current_backend
+from tuner.store import current_backend
+from tuner.trial import TrialOutcome
 
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's backends cnntune supports; the package of each is its name
 # Largest absolute difference allowed between the class probabilities of one export run on two backends. Measured:
@@ -340,7 +340,7 @@ def test_trials_of_a_runner_that_names_no_keras_backend_are_not_compared(store):
 
 
 def test_search_workers_pass_the_permission_on():
-    from tuner._workers import worker_pool
+    from tuner.searching import worker_pool
 
     pool = worker_pool(2, None, url="journal:x.journal", engine="optuna", chief=None, allow_mixed_backends=True)
     assert "--allow-mixed-backends" in pool.command("s", "w0", None)

@@ -15,8 +15,8 @@ import pytest
 
 import tuner
 from conftest import FakeRunner, run_cli
-from tuner import _checkpoint
-from tuner._signals import deferred, interruptible, raise_if_interrupted
+from tuner.signals import deferred, interruptible, raise_if_interrupted
+from tuner.trial import _checkpoint
 
 # 50 generated classes: 1,600 training images, about a second per BaseNet epoch here, so that a process can be
 # stopped in the middle of a trial.
@@ -156,7 +156,7 @@ def _start_state(holder: dict):
 def test_an_interrupted_trial_resumes_from_its_epoch_checkpoint(tmp_path, name):
     import keras
 
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     space, data, params = _space(4, name)
     folder = tmp_path / "checkpoints" / "trial_0000"
@@ -205,7 +205,7 @@ def test_an_interrupted_trial_resumes_from_its_epoch_checkpoint(tmp_path, name):
 
 
 def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     space, data, params = _space(2)
     _checkpoint.write(tmp_path / "ck", _ckpt(1))
@@ -216,7 +216,7 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
 
 
 def test_early_stopping_state_survives_a_resume(tmp_path):
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     space, data, params = _space(8)
     # At a learning rate of 1e-9 nothing improves after epoch 1: patience 3 stops after epoch 4.
@@ -240,7 +240,7 @@ def test_a_head_only_trial_resumes_from_its_checkpoint(tmp_path):
     from search_spaces import transfer
     from tuner import hp as H
     from tuner.data import load_dataset
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     for c, cls in enumerate(("a", "b")):
         (tmp_path / "imgs" / cls).mkdir(parents=True)
@@ -346,7 +346,7 @@ def test_a_retry_of_a_retry_resumes_from_the_latest_checkpoint(store, tmp_path):
 def test_a_heartbeat_retry_names_the_latest_trial_of_its_chain(tmp_path):
     import optuna
 
-    from tuner.objective import Objective
+    from tuner.trial import Objective
 
     study = optuna.create_study(direction="maximize")
     # Trial 0 was interrupted and retried as trial 1 (retry_of 0); trial 1's worker died, and Optuna's retry callback
@@ -420,7 +420,7 @@ def test_an_out_of_memory_trial_records_its_batch_size_and_the_search_goes_on(st
 
 
 def test_other_errors_keep_their_own_reason():
-    from tuner.objective import fail_reason, is_out_of_memory
+    from tuner.trial import fail_reason, is_out_of_memory
 
     assert fail_reason(ValueError("bad shape\nmore"), 32) == "ValueError: bad shape"
     assert not is_out_of_memory(ValueError("bad shape"))
@@ -435,7 +435,7 @@ def test_other_errors_keep_their_own_reason():
 
 def test_a_real_tensorflow_out_of_memory_error_is_recognized():
     tf = pytest.importorskip("tensorflow")
-    from tuner.objective import fail_reason
+    from tuner.trial import fail_reason
 
     with pytest.raises(Exception) as info:
         tf.zeros((1 << 40,), dtype=tf.float32)  # 4 TiB: no allocator grants it

@@ -141,7 +141,7 @@ def test_the_dashboard_serves_the_api_and_stays_light(study):
     code = (
         "import json, sys, threading, urllib.request\n"
         "import tuner.cli\n"
-        "from tuner.dashboard import open_dashboard\n"
+        "from tuner.reporting._dashboard import open_dashboard\n"
         f"board = open_dashboard({store!r}, 'basenet', '127.0.0.1', 0)\n"
         "threading.Thread(target=board.serve, daemon=True).start()\n"
         "try:\n"
@@ -196,7 +196,7 @@ def test_a_storage_that_cannot_be_opened_is_one_line(store, tmp_path, kind):
 
 
 def test_the_url_opens_from_this_machine():
-    from tuner.dashboard import dashboard_url
+    from tuner.reporting import dashboard_url
 
     assert dashboard_url("127.0.0.1", 8080) == "http://127.0.0.1:8080/dashboard"
     assert dashboard_url("0.0.0.0", 8080, 3) == "http://127.0.0.1:8080/dashboard/studies/3"

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from conftest import BIRDS, run_python
-from tuner.errors import CnntuneError, DataError
 from tuner.data import DATASETS, Dataset, _cifar, clear_cache, load_dataset
+from tuner.errors import CnntuneError, DataError
 
 
 needs_birds = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""Data on the accelerator (``tuner._device_data``): batches gathered on the device, shuffled per epoch from
+"""Data on the accelerator (``tuner.trial._device_data``): batches gathered on the device, shuffled per epoch from
 ``(seed, epoch)``, so that a resumed trial trains exactly like the uninterrupted one on every backend.
 
 Marked ``backends``: ``make test-backends`` runs them on JAX and PyTorch too (there, on a CPU, ``auto`` is off, so
@@ -12,9 +12,9 @@ import pytest
 import tuner
 from conftest import SYN, one_line_error, run_cli
 from test_checkpoint import _sigterm_at
-from tuner._device_data import check_device_data, device_batches, wanted
-from tuner._signals import interruptible
 from tuner.errors import CnntuneError
+from tuner.signals import interruptible
+from tuner.trial import check_device_data, device_batches, wanted
 
 
 def _rows(batches) -> list[int]:
@@ -66,7 +66,7 @@ def test_a_trial_fed_from_the_device_resumes_exactly(tmp_path):
     import search_spaces
     from tuner.data import load_dataset
     from tuner.hp import Defaults, resolve
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     space = search_spaces.basenet
     data = load_dataset("synthetic")

@@ -209,7 +209,7 @@ def test_a_trial_continues_from_a_saved_model(tmp_path):
     import search_spaces
     from tuner.data import load_dataset
     from tuner.hp import Defaults, resolve
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     space = search_spaces.basenet
     data = load_dataset("synthetic")

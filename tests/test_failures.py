@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 import tuner
 from conftest import SYN, FakeRunner, run_cli
-from tuner._signals import interruptible
 from tuner.cli import app
+from tuner.signals import interruptible
 
 PLANTED = str(Path(__file__).parent / "spaces" / "planted.py")
 # Grid seed 5 walks plant = none, diverge, raise, flat (in that order).
@@ -166,7 +166,7 @@ def test_a_ctrl_c_swallowed_between_trials_still_stops_the_search(store):
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_ctrl_c_swallowed_during_training_stops_the_trial_at_the_next_batch(store):
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     def runner(space, params, data, *, on_epoch, **kwargs):
         def hook(epoch, logs):
@@ -201,7 +201,7 @@ def test_the_same_seed_picks_the_same_values_in_the_same_order(store, engine):
 def test_the_median_pruner_never_stops_a_trial_in_its_first_epoch():
     import optuna
 
-    from tuner.engines import make_pruner
+    from tuner.searching.engines import make_pruner
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(direction="maximize", pruner=make_pruner("median"))

@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from tuner.errors import SpaceError
-from tuner.engines import OptunaHP, make_sampler
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, Int, coerce_value, describe, resolve
+from tuner.searching.engines import OptunaHP, make_sampler
 
 
 def _toy_space():

@@ -1,4 +1,4 @@
-"""Each trial in its own process (``tuner.isolate``): same measurements, relayed hooks, crashes recorded as failures.
+"""Each trial in its own process (``tuner.trial.isolated``): same measurements, relayed hooks, crashes recorded as failures.
 
 The runners handed to the child live in ``tests/isolate_helpers.py`` (a child imports them by name); most of them
 train nothing, so a child starts in a fraction of a second. The tests that train BaseNet import TensorFlow in
@@ -25,10 +25,10 @@ from search_spaces import basenet
 from tuner.data import load_dataset
 from tuner.errors import CnntuneError
 from tuner.hp import Defaults, resolve
-from tuner.isolate import ChildError, IsolatedRunner, TrialCrashed, crash_reason, isolated
-from tuner.objective import fail_reason
-from tuner.runner import TrialDiverged, run_trial
-from tuner._signals import interruptible
+from tuner.signals import interruptible
+from tuner.trial import ChildError, IsolatedRunner, TrialCrashed, crash_reason, isolated
+from tuner.trial import fail_reason
+from tuner.trial import TrialDiverged, run_trial
 
 PLANTED = str(Path(__file__).parent / "spaces" / "planted.py")
 
@@ -239,7 +239,7 @@ def test_a_child_does_not_outlive_a_parent_killed_by_sigkill(tmp_path):
     # A worker SIGKILLed by a scheduler (or the OOM killer) must not leave its trial training on the GPU.
     pid_file = tmp_path / "child.pid"
     code = ("import sys; sys.path.insert(0, 'tests'); import isolate_helpers as h; from search_spaces import basenet; "
-            "from tuner.isolate import isolated; "
+            "from tuner.trial._isolate import isolated; "
             f"isolated(h.sleep_forever)(basenet, {{}}, None, seed=0, model_path={str(pid_file)!r})")
     parent = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
     try:
@@ -265,7 +265,7 @@ def test_search_isolate_runs_each_trial_in_a_child_and_workers_inherit_it(store)
 
     import tuner
     from conftest import SYN
-    from tuner.study import SearchSettings, study_meta
+    from tuner.store import SearchSettings, study_meta
 
     tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="iso", baselines=False, isolate=True)
     study = optuna.load_study(study_name="iso", storage=store)

@@ -1,15 +1,18 @@
-"""The shape of the code: layers, no import cycle, no reach into another module's private names, light imports.
+"""The shape of the code that import-linter cannot check, and import-linter's own contracts.
 
-The import graph is read from the source (``ast``), every ``import`` statement counted, those inside functions too.
-Importing ``a.b.c`` also runs the ``__init__`` of ``a`` and ``a.b``, so those are edges as well, except for the
-importer's own packages (already initialized when it runs). A package's lazily resolved attributes
-(``tuner.__getattr__``) are looked up when used, never on import, so they are not edges.
+The layers, the private-module rule and the absence of import cycles are import-linter contracts in pyproject.toml
+(``lint-imports``, run by ``make test``); here they are run once more, and shown to fail on a planted upward import.
+What is checked here: no module uses another module's private *names* (``from m import _x``, ``m._x``), no module is
+over 400 lines, light imports stay light, the public API resolves lazily, and README's Layout table lists the tree.
+The imports are read from the source (``ast``), those inside functions too.
 """
 
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,27 +20,32 @@ import pytest
 from conftest import ROOT, run_python
 
 PACKAGES = ("tuner", "search_spaces")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
-# Data flows down: a module may import modules of its own layer or of lower layers only (DESIGN.md's layers).
-LAYERS: list[tuple[str, ...]] = [
-    # The vocabulary and the contract; the package itself, whose import loads only tuner.errors (its API names
-    # resolve on first use).
-    ("tuner", "tuner.errors", "tuner.spec", "tuner.hp", "tuner._signals", "tuner._quiet", "tuner.accel"),
-    # Definitions, data, the store, and the pure strategy helpers over the vocabulary.
-    ("search_spaces", "tuner.data", "tuner.records", "tuner.store", "tuner._features", "tuner.warm_start",
-     "tuner._rdb_read"),
-    ("tuner.experiment", "tuner.runner", "tuner.isolate", "tuner._checkpoint",
-     "tuner._callbacks", "tuner._device_data"),  # words -> experiment; one trial's training (in a process)
-    ("tuner.study", "tuner.objective"),  # the study's rules; one trial recorded
-    ("tuner.plan", "tuner._workers"),  # what a search process does; the worker processes it starts
-    ("tuner.engines",),  # who proposes the next configuration
-    ("tuner.options",),  # the search's options, each engine's own
-    ("tuner._search", "tuner._results", "tuner._export", "tuner._replay", "tuner.reeval", "tuner.reproduce",
-     "tuner.dashboard",
-     "tuner._report", "tuner._report_sections", "tuner._report_figures", "tuner._report_doc"),  # the report
-    ("tuner.api",),  # the facade
-    ("tuner.display", "tuner.cli"),  # printing and the command line
-]
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root,
+                          capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(root), "PATH": ""})
+
+
+def test_the_import_contracts_are_kept():
+    proc = _lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 broken" in proc.stdout
+
+
+def test_an_upward_import_breaks_the_contracts(tmp_path):
+    # The contracts can fail: the vocabulary (tuner.hp) planted with an import of a trial's private module.
+    for name in ("tuner", "search_spaces"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    with (tmp_path / "tuner" / "hp.py").open("a") as f:
+        f.write("\nfrom tuner.trial import _runner  # planted\n")
+    proc = _lint_imports(tmp_path)
+    assert proc.returncode != 0
+    broken = [line for line in proc.stdout.splitlines() if line.endswith("BROKEN")]
+    assert any(line.startswith("tuner's subpackages and modules are layered") for line in broken), proc.stdout
+    assert any(line.startswith("a private module") for line in broken), proc.stdout
 
 
 def _modules() -> dict[str, Path]:
@@ -80,88 +88,18 @@ def _imports(name: str, path: Path) -> list[tuple[str, int, list[str]]]:
     return out
 
 
-def _graph() -> dict[str, set[str]]:
-    graph: dict[str, set[str]] = defaultdict(set)
-    for name, path in MODULES.items():
-        own = set(_ancestors(name)) | {name}
-        for target, _, _ in _imports(name, path):
-            for module in [*_ancestors(target), target]:
-                if module in MODULES and module not in own:
-                    graph[name].add(module)
-    return graph
-
-
-def _layer(module: str) -> int:
-    best = None
-    for index, layer in enumerate(LAYERS):
-        for prefix in layer:
-            if module == prefix or module.startswith(prefix + ".") and prefix != "tuner":
-                best = index if best is None else best
-    if best is None:
-        raise AssertionError(f"{module} is in no layer of tests/test_layering.py; add it where it belongs")
-    return best
-
-
-def test_every_module_is_in_a_layer_and_imports_only_downwards():
-    upward = []
-    for module, targets in _graph().items():
-        for target in targets:
-            if _layer(target) > _layer(module):
-                upward.append(f"{module} (layer {_layer(module)}) imports {target} (layer {_layer(target)})")
-    for module in MODULES:
-        _layer(module)
-    assert not upward, "\n".join(sorted(upward))
-
-
-def test_the_package_imports_have_no_cycle():
-    graph = _graph()
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state and (cycle := visit(nxt)):
-                return cycle
-        path.pop()
-        state[node] = 2
-        return None
-
-    for module in sorted(MODULES):
-        if module not in state and (cycle := visit(module)):
-            pytest.fail("import cycle: " + " -> ".join(cycle))
-
-
-def test_a_cycle_is_found_when_there_is_one(monkeypatch):
-    # The cycle check itself can fail: plant tuner.hp -> tuner.cli on top of the real graph.
-    real = _graph()
-    real["tuner.hp"] = real.get("tuner.hp", set()) | {"tuner.cli"}
-    monkeypatch.setitem(globals(), "_graph", lambda: real)
-    with pytest.raises(pytest.fail.Exception, match="import cycle: .*tuner.hp"):
-        test_the_package_imports_have_no_cycle()
-
-
 def _package_of(module: str) -> str:
     return module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
 
 
 def test_no_module_uses_another_modules_private_names():
-    """``from m import _x`` and ``m._x`` are for ``m``'s own package only (its private submodules, e.g.
-    ``from search_spaces import _blocks`` inside ``search_spaces``); everyone else uses public names."""
+    """``from m import _x`` and ``m._x`` are for ``m`` itself; a private submodule ``p._m`` may be bound and used by
+    ``p``'s own package (``from search_spaces import _blocks`` inside ``search_spaces``)."""
     found = []
     for name, path in MODULES.items():
         package = _package_of(name)
         bound: dict[str, str] = {}  # local name -> project module it is bound to
-        for target, line, names in _imports(name, path):
-            parts = target.split(".")
-            private_at = next((i for i, p in enumerate(parts) if p.startswith("_") and not p.startswith("__")), None)
-            if private_at is not None:
-                owner = ".".join(parts[:private_at])
-                if not (package == owner or package.startswith(owner + ".")):
-                    found.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+        for target, line, names in _imports(name, path):  # private modules: import-linter's contract
             for imported in names:
                 if imported.startswith("_") and not imported.startswith("__"):
                     found.append(f"{path.relative_to(ROOT)}:{line} imports {imported} from {target}")
@@ -210,9 +148,9 @@ def test_the_public_api_resolves_lazily():
         "import sys, tuner\n"
         "assert 'tuner.api' not in sys.modules\n"
         "from tuner import search, export, best, trials, worker, reevaluate, Display\n"
-        "import tuner.api, tuner.reproduce\n"
+        "import tuner.api\n"
         "assert tuner.search is tuner.api.search and callable(tuner.export)\n"
-        "assert tuner.reproduce.reproduce is tuner.api.reproduce\n"
+        "assert tuner.reproduce is tuner.api.reproduce and tuner.write_reproduction is tuner.api.write_reproduction\n"
     )
     run_python(code)
 
@@ -226,6 +164,7 @@ def test_the_readme_layout_table_matches_the_tree():
     missing = [row for row in listed if not (ROOT / row).exists()]
     assert not missing, f"README's Layout names paths that do not exist: {missing}"
     modules = {str(p.relative_to(ROOT)) for p in (ROOT / "tuner").glob("*.py") if p.name != "__init__.py"}
-    modules |= {str(p.relative_to(ROOT)) for p in (ROOT / "tuner").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    modules |= {str(p.parent.relative_to(ROOT)) for p in (ROOT / "tuner").rglob("__init__.py")
+                if p.parent != ROOT / "tuner"}
     unlisted = sorted(m for m in modules if m not in listed)
     assert not unlisted, f"README's Layout does not list: {unlisted}"

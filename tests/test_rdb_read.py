@@ -1,4 +1,4 @@
-"""Trials read straight from an RDB storage's tables (``tuner._rdb_read``) equal Optuna's own reading of them, on
+"""Trials read straight from an RDB storage's tables (``tuner.store._rdb``) equal Optuna's own reading of them, on
 SQLite, PostgreSQL and MySQL, for every state, objective value and attribute cnntune records."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from conftest import storage_url
-from tuner._rdb_read import rdb_records
 from tuner.records import TrialRecord
+from tuner.store import rdb_records
 from tuner.store import open_storage
 
 
@@ -73,6 +73,6 @@ def test_foreign_studies_are_read_too_and_journals_are_left_to_optuna(tmp_path):
     assert [r.params for r in rdb_records(foreign)] == [t.params for t in foreign.trials]
     journal = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 'j.journal'}"), study_name="j")
     assert rdb_records(journal) is None
-    from tuner.study import read_records
+    from tuner.store import read_records
 
     assert [r.params for r in read_records(foreign)] == [t.params for t in foreign.trials]

@@ -12,8 +12,8 @@ import pytest
 
 import tuner
 from conftest import SYN, FakeRunner, one_line_error, run_cli, run_python
-from tuner import _report as report_module
-from tuner.reproduce import reproduce
+from tuner.replays import reproduce
+from tuner.reporting import _report as report_module
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

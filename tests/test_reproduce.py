@@ -14,12 +14,13 @@ import pytest
 import tuner
 from conftest import SYN, FakeRunner, one_line_error, run_cli
 from tuner import api
-from tuner import reproduce as rp
 from tuner.errors import SpaceError, StorageError
 from tuner.records import TrialRecord
-from tuner.reeval import REEVAL_SEED_STRIDE, config_key, reevaluate, top_configs
+from tuner.replays import _reproduce as rp
+from tuner.replays import reevaluate
 from tuner.spec import Claim
-from tuner.study import counts_toward_budget
+from tuner.store import REEVAL_SEED_STRIDE, config_key, top_configs
+from tuner.store import counts_toward_budget
 
 
 # -- reproduce ---------------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import search_spaces
 import tuner
 from conftest import SYN, FakeRunner, one_line_error, run_cli
 from tuner.hp import Defaults, describe, resolve
-from tuner.study import best_record
-from tuner.warm_start import climb, grow, perturbations, study_trend
+from tuner.searching import climb, grow, perturbations, study_trend
+from tuner.store import best_record
 
 IMPROVED = search_spaces.improved
 
@@ -234,8 +234,8 @@ def test_under_a_pruner_epochs_are_the_fidelity_not_a_choice(store):
 def test_the_first_rung_sits_at_an_eighth_of_the_epochs_fidelity():
     import optuna
 
-    from tuner.engines import make_pruner
-    from tuner.engines._pruning import first_rung
+    from tuner.searching.engines import make_pruner
+    from tuner.searching.engines._pruning import first_rung
 
     assert [first_rung(m) for m in (50, 30, 8, None)] == [6, 3, 2, 2]
     # ASHA with the improved space's fidelity never stops a trial before epoch 6.
@@ -346,10 +346,10 @@ class _Clock:
 
 def _clocked_runner(monkeypatch):
     """A ``FakeRunner`` whose 10 epochs each take 100 s of a fake clock; it asks ``should_stop`` after each."""
-    import tuner.objective
+    import tuner.trial._objective
 
     clock = _Clock()
-    monkeypatch.setattr(tuner.objective, "time", clock)
+    monkeypatch.setattr(tuner.trial._objective, "time", clock)
 
     class Epochs(FakeRunner):
         def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, should_stop=None, **kwargs):
@@ -420,7 +420,7 @@ def test_the_search_phase_end_does_not_stop_the_only_trial(store, monkeypatch):
     ({"timeout": 1500, "warm_start": 0, "reeval_share": 0.1, "climb": 0.2}, (0, 0.1, 0.2)),  # given values win
 ])
 def test_the_default_strategy_starts_from_the_study_and_picks_by_the_mean(options, expected):
-    from tuner.options import check_settings
+    from tuner.searching import check_settings
 
     given = {"engine": "optuna", "timeout": None, "sampler": None, "warm_start": None, "reeval_share": None,
              **options}

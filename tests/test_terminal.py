@@ -111,7 +111,7 @@ def test_a_large_study_shows_the_baselines_the_best_and_the_latest_unless_all(st
 
 
 def test_tensorflow_cpp_lines_are_hidden_by_level_and_everything_else_is_kept():
-    from tuner._quiet import below_level
+    from tuner.quiet import below_level
 
     info = "I0000 00:00:1796096185.270556   31165 port.cc:153] oneDNN custom operations are on."
     warning = "W0000 00:00:1758131045.228 3722035 computation_placer.cc:177] computation placer already registered"

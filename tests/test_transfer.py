@@ -189,7 +189,7 @@ def test_imagenet_without_network_gives_one_line(store, tmp_path, monkeypatch):
 @pytest.mark.filterwarnings("ignore:.*tf.function retracing")
 def test_fine_tuned_trial_saves_a_plain_keras_model(tmp_path):
     from tuner.data import load_dataset
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     data = load_dataset("folder", data_dir=_folder(tmp_path / "imgs"), image_size=32)
     params = {**_params({"mode": "fine_tune_top", "trainable_stages": 1, "backbone_lr_scale": 0.1,
@@ -206,7 +206,7 @@ def test_fine_tuned_trial_saves_a_plain_keras_model(tmp_path):
 
 def test_cache_is_hit_and_invalidated_when_the_data_changes(tmp_path):
     from tuner.data import clear_cache, load_dataset
-    from tuner.runner import run_trial
+    from tuner.trial import run_trial
 
     root = _folder(tmp_path / "imgs")
     cache = tmp_path / "cache"
@@ -232,7 +232,7 @@ def test_cache_is_hit_and_invalidated_when_the_data_changes(tmp_path):
 
 
 def test_frozen_search_on_the_birds_hits_the_cache_and_exports_one_model(store, birds_dir, tmp_path):
-    from tuner import _features
+    from tuner.trial import _features
     from tuner.data import load_dataset
 
     words = ["space=transfer", "data=cub200", f"data_dir={birds_dir}", "image_size=64", "classes=5",

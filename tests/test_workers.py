@@ -84,7 +84,7 @@ def test_trials_created_past_the_budget_run_nothing_and_are_not_listed(store):
     study = optuna.load_study(study_name="b", storage=store)
     # Another process created a trial at the same moment as the one that took the last place.
     late = study.ask()
-    from tuner.study import budget_place, read_records
+    from tuner.store import budget_place, read_records
 
     assert budget_place(read_records(study), late.number) == 1  # >= --trials: no place
     runner = FakeRunner()
@@ -97,7 +97,7 @@ def test_trials_created_past_the_budget_run_nothing_and_are_not_listed(store):
 
 def test_places_follow_trial_numbers_and_a_retry_takes_its_trials_place():
     from tuner.records import TrialRecord
-    from tuner.study import budget_place
+    from tuner.store import budget_place
 
     def rec(number, state="complete", **tags):
         return TrialRecord(number=number, state=state, params={}, val_accuracy=0.5, tags=tags)
@@ -123,7 +123,7 @@ def test_workers_option_errors_are_one_line(store, tmp_path):
 
 
 def test_gpus_give_each_worker_its_own_device(monkeypatch, tmp_path):
-    from tuner._workers import parse_gpus, worker_pool
+    from tuner.searching import parse_gpus, worker_pool
 
     url = f"journal:{tmp_path / 's.journal'}"
     assert worker_pool(None, "1,3", url=url, engine="optuna", chief=None).gpus == ["1", "3"]
@@ -142,7 +142,7 @@ def test_the_grace_period_is_an_option_stored_for_workers(store):
     tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="g", heartbeat_grace=6, runner=FakeRunner())
     import optuna
 
-    from tuner.study import SearchSettings, study_meta
+    from tuner.store import SearchSettings, study_meta
 
     meta = study_meta(optuna.load_study(study_name="g", storage=store))
     assert SearchSettings.from_meta(meta, "g").heartbeat_grace == 6

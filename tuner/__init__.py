@@ -1,9 +1,9 @@
 """cnntune: automated search for Keras convolutional networks.
 
-The public API (``search``, ``worker``, ``trials``, ``best``, ``export``, ``reevaluate``, ``report``; ``reproduce``
-is the module ``tuner.reproduce``; all of them in ``tuner.api``) returns plain records and never prints. Its names are
-loaded on first use: ``import tuner.hp`` or ``import search_spaces`` (which need only this package's errors) load
-neither the API nor Optuna, and importing this package never imports TensorFlow or Keras.
+The public API (``search``, ``worker``, ``trials``, ``best``, ``export``, ``reevaluate``, ``report``, ``reproduce``;
+all of them in ``tuner.api``) returns plain records and never prints. Its names are loaded on first use:
+``import tuner.hp`` or ``import search_spaces`` (which need only this package's errors) load neither the API nor
+Optuna, and importing this package never imports TensorFlow or Keras.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ __all__ = [
     "Display",
     "ReevalReport",
     "ReportResult",
+    "Reproduction",
     "SearchResult",
     "SpaceError",
     "StorageError",
@@ -31,9 +32,11 @@ __all__ = [
     "read_export_metadata",
     "reevaluate",
     "report",
+    "reproduce",
     "search",
     "trials",
     "worker",
+    "write_reproduction",
 ]
 
 __version__ = "0.1.0"

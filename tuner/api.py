@@ -2,12 +2,12 @@
 
 | names | module |
 |---|---|
-| ``search``, ``worker``, ``SearchResult`` | ``tuner._search`` (options, the plan, the engines) |
-| ``trials``, ``best``, ``StudyView``, ``BestReport``, ``Comparison`` | ``tuner._results`` |
-| ``report``, ``ReportResult`` | ``tuner._report`` (Markdown, HTML and figures) |
-| ``export``, ``export_target``, ``read_export_metadata`` | ``tuner._export`` |
-| ``reproduce``, ``write_reproduction``, ``Reproduction`` | ``tuner.reproduce`` |
-| ``reevaluate``, ``ReevalReport`` | ``tuner.reeval`` |
+| ``search``, ``worker``, ``SearchResult`` | ``tuner.searching._search`` (options, the plan, the engines) |
+| ``trials``, ``best``, ``StudyView``, ``BestReport``, ``Comparison`` | ``tuner.reporting._results`` |
+| ``report``, ``ReportResult`` | ``tuner.reporting._report`` (Markdown, HTML and figures) |
+| ``export``, ``export_target``, ``read_export_metadata`` | ``tuner.reporting._export`` |
+| ``reproduce``, ``write_reproduction``, ``Reproduction`` | ``tuner.replays._reproduce`` |
+| ``reevaluate``, ``ReevalReport`` | ``tuner.replays._reeval`` |
 | ``spaces``, ``space_detail`` | ``search_spaces`` (the space registry) |
 
 Every function takes the same store arguments (``storage`` URL and ``study`` name), returns plain records and never
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from search_spaces import detail as space_detail
 from search_spaces import summaries as spaces
-from tuner._export import export, export_target, read_export_metadata
-from tuner.reeval import ReevalReport, reevaluate
-from tuner.reproduce import Reproduction, reproduce, write_reproduction
-from tuner._report import ReportResult, report
-from tuner._results import BestReport, Comparison, StudyView, best, trials
-from tuner._search import SearchResult, search, worker
+from tuner.replays import ReevalReport, reevaluate
+from tuner.replays import Reproduction, reproduce, write_reproduction
+from tuner.reporting import export, export_target, read_export_metadata
+from tuner.reporting import ReportResult, report
+from tuner.reporting import BestReport, Comparison, StudyView, best, trials
+from tuner.searching import SearchResult, search, worker
 
 __all__ = [
     "BestReport",

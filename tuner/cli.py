@@ -13,9 +13,9 @@ from typing import Iterator, List, Optional
 import typer
 from rich.console import Console
 
-from tuner._quiet import set_verbose
-from tuner._signals import interruptible
 from tuner.errors import CnntuneError
+from tuner.quiet import set_verbose
+from tuner.signals import interruptible
 from tuner.store import redact
 
 app = typer.Typer(
@@ -235,7 +235,7 @@ def dashboard(
                                  "computes importances)."),
 ) -> None:
     """Serve optuna-dashboard on the study store until Ctrl-C: cnntune dashboard --study c25."""
-    from tuner.dashboard import open_dashboard
+    from tuner.reporting import open_dashboard
 
     set_verbose(verbose)
     with _guard():
@@ -340,7 +340,7 @@ def reproduce(
     """Replay the study's baselines over several seeds: cnntune reproduce space=augmentation --seeds 3."""
     from tuner import api
     from tuner.display import render_reproduction
-    from tuner.reproduce import check_out_dir
+    from tuner.replays import check_out_dir
 
     set_verbose(verbose)
     with _guard(), interruptible():

@@ -144,7 +144,7 @@ def render_trials(console: Console, view, wide: bool = False, limit: int | None 
         table.add_column(col, justify=just, overflow="fold", no_wrap=col != "state")
     table.add_column("hyperparameters", overflow="fold", ratio=1, min_width=16)
     for r in rows:
-        # The trial `best` reports and exports (tuner.study.best_record), never a replay.
+        # The trial `best` reports and exports (tuner.store.best_record), never a replay.
         style = "bold green" if r.number == view.best else ("red" if r.state == "fail" else None)
         state = r.state if r.state != "fail" or not r.reason else f"fail: {r.reason}"
         if compact:

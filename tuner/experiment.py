@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from search_spaces import get_space, space_names
 from tuner.errors import SpaceError
-from tuner.hp import Param, coerce_value, describe, format_value, same_value
+from tuner.hp import Defaults, Param, coerce_value, describe, format_value, resolve, same_value
 
 __all__ = [
     "DATA_KEYS",
@@ -23,9 +23,12 @@ __all__ = [
     "DataConfig",
     "Experiment",
     "from_meta",
+    "grid_values",
     "load_data",
     "parse_words",
     "split_words",
+    "trial_config",
+    "tunable",
     "validate_pins",
 ]
 
@@ -227,3 +230,32 @@ def _options(space: ModuleType, given: dict[str, Any], space_name: str) -> dict[
                              f"pretrained backbone do, e.g. transfer)")
         return {}
     return dict(check(given))
+
+
+def tunable(space, pins: Mapping[str, Any]) -> dict[str, Param]:
+    """Choice points the sampler may vary: tunable and not pinned."""
+    return {n: p for n, p in describe(space).items() if p.is_tunable and n not in pins}
+
+
+def trial_config(space, pins: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The full resolved configuration for ``params`` over defaults, with pins winning."""
+    return resolve(space, Defaults({**dict(params or {}), **dict(pins)}))
+
+
+def grid_values(space, pins: Mapping[str, Any], option: str = "--sampler grid") -> dict[str, list]:
+    """Every value of each searched choice point, for a grid search.
+
+    Raises:
+        SpaceError: a continuous choice point (no step), which a grid cannot walk.
+    """
+    grid: dict[str, list] = {}
+    for pname, param in tunable(space, pins).items():
+        values = param.grid()
+        if values is None:
+            alternative = "--sampler tpe" if option.startswith("--sampler") else "--tuner random"
+            raise SpaceError(
+                f"{option} needs a finite space, but {pname} is continuous ({param.summary()}); "
+                f"pin it ({pname}=VALUE) or use {alternative}"
+            )
+        grid[pname] = values
+    return grid

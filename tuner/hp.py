@@ -6,7 +6,7 @@ implement that vocabulary without importing Keras, so that listing spaces and va
 
 * ``Defaults``: every choice takes its default, or a value given in ``values`` (baselines, replays, export).
 * ``Describe``: records every choice point, conditional ones included, to list a space or build a grid.
-* ``OptunaHP`` (in ``tuner.engines``): maps each call onto ``trial.suggest_*``.
+* ``OptunaHP`` (in ``tuner.searching.engines``): maps each call onto ``trial.suggest_*``.
 
 Under Keras Tuner a space receives Keras Tuner's own ``HyperParameters``, which has the same methods.
 """

@@ -7,8 +7,8 @@ TensorFlow (the CLI lists datasets without starting them); only the CIFAR-100 do
 
 from __future__ import annotations
 
-from tuner.errors import DataError
 from tuner.data._dataset import Dataset
 from tuner.data._load import DATASETS, clear_cache, load_dataset
+from tuner.errors import DataError
 
 __all__ = ["DATASETS", "DataError", "Dataset", "clear_cache", "load_dataset"]

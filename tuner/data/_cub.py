@@ -12,8 +12,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tuner.errors import DataError
 from tuner.data._images import ImageListing
+from tuner.errors import DataError
 
 __all__ = ["CUB_URL", "LAYOUTS_HELP", "read_cub"]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.errors import DataError
 from tuner.data._images import IMAGE_EXTENSIONS, ImageListing, is_image_file, list_images, visible_subdirs
 from tuner.data._split import STREAM_TEST_HOLDOUT, stratified_split
+from tuner.errors import DataError
 
 __all__ = ["TEST_HOLDOUT_FRACTION", "TEST_HOLDOUT_SEED", "read_folder"]
 

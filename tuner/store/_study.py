@@ -20,15 +20,16 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from tuner.errors import CnntuneError, StorageError
 from tuner.experiment import Experiment
-from tuner._rdb_read import rdb_records
 from tuner.records import TrialRecord
-from tuner.store import DEFAULT_STORAGE, META_KEY, load_study, open_storage, sqlite_file, study_meta
+from tuner.store._rdb import rdb_records
+from tuner.store._storage import DEFAULT_STORAGE, META_KEY, load_study, open_storage, sqlite_file, study_meta
 
 __all__ = [
     "FINISHED",
@@ -51,6 +52,7 @@ __all__ = [
     "SIZE_ATTRS",
     "pareto_front",
     "read_records",
+    "start_trial",
     "study_meta",
     "write_meta",
 ]
@@ -79,7 +81,7 @@ def open_study(storage: str | None, study: str | None):
 def read_records(study, *, history: bool = True) -> list[TrialRecord]:
     """Every trial of an ``optuna.Study`` as a ``TrialRecord``, in order; trials that a process created after the
     budget was full ran nothing (``budget_place``) and are left out. An RDB storage's trials are read from its
-    tables (``tuner._rdb_read``); ``history=False`` then skips the per-epoch histories."""
+    tables (``tuner.store._rdb``); ``history=False`` then skips the per-epoch histories."""
     records = rdb_records(study, history=history)
     if records is None:
         records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
@@ -237,22 +239,22 @@ class SearchSettings:
     Attributes:
         warm_start: searched trials that perturb the hand-chosen configuration, run right after the baselines.
         climb: share of the searched trials after the study continued that perturb the best trial so far
-            (``tuner.warm_start.climb``); the other warm starts, then the sampler, propose the rest.
+            (``tuner.searching.climb``); the other warm starts, then the sampler, propose the rest.
         grow: while the best trial trained in less time than the longest baseline, the next trial is it made
-            bigger (``tuner.warm_start.grow``).
+            bigger (``tuner.searching.grow``).
         max_epochs: with a pruner, ``epochs`` is not searched but fixed at this maximum (the pruner decides how far a
             trial goes); ``None`` when epochs are searched.
         reeval_share: share of the budget kept to retrain the top ``reeval_top`` configurations with new seeds, so
             that ``best`` picks by their mean; 0 picks by one run.
         heartbeat_grace: seconds without a heartbeat after which a running trial's worker counts as dead and the
             trial is retried (database storages); ``None``: ``tuner.store.GRACE_PERIOD``.
-        isolate: each trial runs in a child process (``tuner.isolate``).
+        isolate: each trial runs in a child process (``tuner.trial._isolate``).
         objective: what the study optimizes: ``("accuracy",)``, or accuracy and the model's size
             (``"params"``) or its latency per image (``"latency"``), minimized, as a two-objective study.
         precision: ``float32``, or ``bfloat16`` / ``float16``: trials train under Keras's mixed-precision policy.
-        jit: the models' ``jit_compile``; ``None``: Keras's ``"auto"`` (``tuner.accel``).
+        jit: the models' ``jit_compile``; ``None``: Keras's ``"auto"`` (``tuner.trial._accel``).
         device_data: ``auto``, ``on`` or ``off``: the data copied to the accelerator and batched there
-            (``tuner._device_data``).
+            (``tuner.trial._device_data``).
     """
 
     engine: str
@@ -355,3 +357,18 @@ def check_same_experiment(name: str, meta: dict[str, Any], exp: Experiment) -> N
             f"study {name!r} was run with {meta.get('options')}; use another --study for {jsonable(exp.options)}"
         )
 
+
+def start_trial(study):
+    """A new ``running`` trial of ``study`` that no sampler decides and that never takes a ``waiting`` trial.
+
+    Replays (``reproduce``, ``best --reeval``) run fixed configurations with fixed seeds. ``Study.ask()`` would
+    first pop a waiting trial of the study (a search's enqueued baseline) and run it under the replay's tags, so the
+    trial is created in the storage directly: Optuna's storage API is public, the study's handle on it is not, and
+    this is the one place cnntune reaches for it.
+    """
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = study._storage
+        return optuna.Trial(study, storage.create_new_trial(study._study_id))

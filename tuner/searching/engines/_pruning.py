@@ -1,7 +1,7 @@
 """Pruners of the Optuna engine: stop unpromising trials after an epoch, keeping what they measured.
 
 Each trial reports its validation accuracy after every epoch as step = the epoch number, counted from 1
-(``tuner.objective.EpochPruning``); the pruner compares it with other trials at the same epoch and
+(``tuner.trial.EpochPruning``); the pruner compares it with other trials at the same epoch and
 ``trial.should_prune()`` stops training. A pruned trial keeps its history and its best-so-far validation accuracy, and
 shows as ``pruned``. Baselines are never pruned: they are the yardstick.
 """

@@ -1,6 +1,6 @@
 """Reading a study: ``trials`` (every trial, and which one is the best) and ``best`` (the best against each baseline).
 
-Both only read the store, never create one, and never print. The best trial is ``tuner.reeval.pick``'s (by the mean
+Both only read the store, never create one, and never print. The best trial is ``tuner.store.pick``'s (by the mean
 of new seeds where the study re-evaluated its top configurations, else by one run), so the trials table highlights
 exactly the trial ``best`` reports and exports.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 from tuner.errors import StorageError
 from tuner.records import TrialRecord, val_noise_pp
-from tuner.reeval import ReevalRow, pick
-from tuner.study import best_record, candidates, is_replay, open_study, read_records, study_meta
+from tuner.store import ReevalRow, pick
+from tuner.store import best_record, candidates, is_replay, open_study, read_records, study_meta
 
 __all__ = ["BestReport", "Comparison", "StudyView", "best", "trials"]
 

@@ -4,7 +4,7 @@ The search process creates the study (settings, queued baselines) and starts ``N
 it, one per listed GPU (K per GPU with ``--trials-per-gpu``, each with a share of its memory) with
 ``CUDA_VISIBLE_DEVICES`` set to that GPU alone; it relays their output line by line,
 tagged with the worker's name, and waits for them. The study's storage is the only thing they share: the budget is
-kept exact by the places of ``tuner.study.budget_place``, a dead worker's trial is retried through the storage's
+kept exact by the places of ``tuner.store.budget_place``, a dead worker's trial is retried through the storage's
 heartbeats. Nothing here imports Optuna or Keras.
 """
 
@@ -21,10 +21,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from tuner.accel import share_gpu_env
 from tuner.errors import CnntuneError
 from tuner.records import Display
 from tuner.store import redact, sqlite_file
+from tuner.trial import share_gpu_env
 
 __all__ = ["WorkerPool", "parse_gpus", "worker_pool"]
 
@@ -71,7 +71,7 @@ class WorkerPool:
         size: how many workers; ``0`` creates the study and starts none.
         url: the study's storage URL.
         gpus: per worker, the ``CUDA_VISIBLE_DEVICES`` it gets, or ``None``.
-        allow_mixed_backends: the workers pass ``--allow-mixed-backends`` on (``tuner.study.check_backends``).
+        allow_mixed_backends: the workers pass ``--allow-mixed-backends`` on (``tuner.store.check_backends``).
     """
 
     size: int

@@ -2,26 +2,18 @@
 
 ``optuna`` (the default) samples with Optuna's samplers and prunes with its pruners; ``keras-tuner`` runs Keras Tuner
 1.4's tuners. Both run the plan's objective, record every trial in the plan's Optuna study and stop when the plan says
-so (``tuner.plan``). Importing this package imports neither Optuna nor Keras nor Keras Tuner.
+so (``tuner.searching._plan``). Importing this package imports neither Optuna nor Keras nor Keras Tuner.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from tuner.engines import _keras_tuner, _optuna
-from tuner.engines._keras_tuner import TUNERS, parse_address, wait_for_chief
-from tuner.engines._optuna import (
-    SAMPLERS,
-    OptunaHP,
-    grid_values,
-    make_sampler,
-    start_trial,
-    trial_config,
-    tunable,
-)
-from tuner.engines._pruning import PRUNERS, make_pruner
 from tuner.errors import CnntuneError
+from tuner.searching.engines import _keras_tuner, _optuna
+from tuner.searching.engines._keras_tuner import TUNERS, parse_address, wait_for_chief
+from tuner.searching.engines._optuna import SAMPLERS, OptunaHP, make_sampler
+from tuner.searching.engines._pruning import PRUNERS, make_pruner
 
 __all__ = [
     "ENGINES",
@@ -30,13 +22,9 @@ __all__ = [
     "TUNERS",
     "OptunaHP",
     "get_engine",
-    "grid_values",
     "make_pruner",
     "make_sampler",
     "parse_address",
-    "start_trial",
-    "trial_config",
-    "tunable",
     "wait_for_chief",
 ]
 

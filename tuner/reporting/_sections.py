@@ -1,5 +1,5 @@
 """The report's numbers and sentences, computed from the records: the baselines table, what mattered, the values of
-the top choice points, the study's state. ``tuner._report`` lays them out and draws them; nothing here draws or
+the top choice points, the study's state. ``_report`` lays them out and draws them; nothing here draws or
 imports Keras.
 """
 
@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from tuner._replay import mean_std, pct
-from tuner._results import StudyView
 from tuner.hp import Boolean, Choice, Float, Int, describe
 from tuner.records import TrialRecord, val_noise_pp
-from tuner.reeval import pick
-from tuner.study import candidates, is_replay
+from tuner.reporting._results import StudyView
+from tuner.store import mean_std, pct
+from tuner.store import pick
+from tuner.store import candidates, is_replay
 
 __all__ = ["ReportData", "fmt_value", "mattered", "rows_table", "state_section", "value_panels"]
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 import warnings
 from typing import Any, Mapping
 
-from tuner.engines._pruning import PRUNERS, make_pruner
 from tuner.errors import CnntuneError, SpaceError
+from tuner.experiment import grid_values, trial_config, tunable
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve
-from tuner.plan import SearchPlan
 from tuner.records import TrialRecord
-from tuner.runner import long_lived
-from tuner.study import SIZE_ATTRS, best_record, done_baselines, holds_budget, is_replay, read_records
-from tuner.warm_start import climb, grow
+from tuner.searching._plan import SearchPlan
+from tuner.searching._warm_start import climb, grow
+from tuner.searching.engines._pruning import PRUNERS, make_pruner
+from tuner.store import SIZE_ATTRS, best_record, done_baselines, holds_budget, is_replay, read_records
+from tuner.trial import long_lived
 
-__all__ = ["SAMPLERS", "OptunaHP", "check_options", "grid_values", "make_sampler", "prepare", "run", "start_trial",
-           "trial_config", "tunable"]
+__all__ = ["SAMPLERS", "OptunaHP", "check_options", "make_sampler", "prepare", "run"]
 
 NAME = "optuna"
 SAMPLERS = ("tpe", "random", "grid", "nsga2")
@@ -61,35 +61,6 @@ class OptunaHP(HyperParameters):
             return t.suggest_float(param.name, param.min_value, param.max_value, step=param.step,
                                    log=param.sampling == "log")
         raise TypeError(f"Unknown hyperparameter type. Received: {param!r}")
-
-
-def tunable(space, pins: Mapping[str, Any]) -> dict[str, Param]:
-    """Choice points the sampler may vary: tunable and not pinned."""
-    return {n: p for n, p in describe(space).items() if p.is_tunable and n not in pins}
-
-
-def trial_config(space, pins: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The full resolved configuration for ``params`` over defaults, with pins winning."""
-    return resolve(space, Defaults({**dict(params or {}), **dict(pins)}))
-
-
-def grid_values(space, pins: Mapping[str, Any], option: str = "--sampler grid") -> dict[str, list]:
-    """Every value of each searched choice point, for a grid search.
-
-    Raises:
-        SpaceError: a continuous choice point (no step), which a grid cannot walk.
-    """
-    grid: dict[str, list] = {}
-    for pname, param in tunable(space, pins).items():
-        values = param.grid()
-        if values is None:
-            alternative = "--sampler tpe" if option.startswith("--sampler") else "--tuner random"
-            raise SpaceError(
-                f"{option} needs a finite space, but {pname} is continuous ({param.summary()}); "
-                f"pin it ({pname}=VALUE) or use {alternative}"
-            )
-        grid[pname] = values
-    return grid
 
 
 def make_sampler(name: str, space, pins: Mapping[str, Any], seed: int | None, *, startup: int | None = None):
@@ -252,10 +223,10 @@ def run(plan: SearchPlan) -> None:
 
 def _next(plan: SearchPlan) -> None:
     """Queues the next trial when nothing is queued: with ``settings.grow``, the best trial so far made bigger
-    (``tuner.warm_start.grow``) while it trains faster than the longest baseline; else, once the lead warm starts
+    (``tuner.searching.grow``) while it trains faster than the longest baseline; else, once the lead warm starts
     (the study continued) have run, a step from the best trial (the step that led to it once more, when it was a
     climb's, else a perturbation) while the climbing trials hold less than their share (``settings.climb``) of the
-    searched trials after the lead (``tuner.warm_start.climb``); else the next warm start not yet run, if any (else
+    searched trials after the lead (``tuner.searching.climb``); else the next warm start not yet run, if any (else
     the sampler proposes it). Two workers finishing at once may both queue: a configuration then runs twice, nothing
     is lost."""
     records = plan.records()
@@ -286,19 +257,3 @@ def _cheap(best: TrialRecord, records: list[TrialRecord]) -> bool:
     """Whether ``best`` trained in less time than the longest baseline (the hand-chosen model's budget)."""
     spent = [r.seconds for r in records if r.baseline and r.state == "complete" and not is_replay(r) and r.seconds]
     return bool(spent) and best.seconds is not None and best.seconds < max(spent)
-
-
-def start_trial(study):
-    """A new ``running`` trial of ``study`` that no sampler decides and that never takes a ``waiting`` trial.
-
-    Replays (``reproduce``, ``best --reeval``) run fixed configurations with fixed seeds. ``Study.ask()`` would
-    first pop a waiting trial of the study (a search's enqueued baseline) and run it under the replay's tags, so the
-    trial is created in the storage directly: Optuna's storage API is public, the study's handle on it is not, and
-    this is the one place cnntune reaches for it.
-    """
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = study._storage
-        return optuna.Trial(study, storage.create_new_trial(study._study_id))

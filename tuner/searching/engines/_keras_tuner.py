@@ -25,15 +25,16 @@ import os
 import time
 from typing import Any, Iterator
 
-from tuner.engines import _kt_compat
-from tuner.engines._kt_compat import CHIEF_TIMEOUT
-from tuner.engines._optuna import OptunaHP, grid_values, trial_config, tunable
 from tuner.errors import CnntuneError
+from tuner.experiment import grid_values, trial_config, tunable
 from tuner.hp import resolve
-from tuner.objective import fail_reason
-from tuner.plan import SearchPlan
 from tuner.records import TrialRecord
-from tuner.runner import model_spec
+from tuner.searching._plan import SearchPlan
+from tuner.searching.engines import _kt_compat
+from tuner.searching.engines._kt_compat import CHIEF_TIMEOUT
+from tuner.searching.engines._optuna import OptunaHP
+from tuner.trial import fail_reason
+from tuner.trial import model_spec
 
 __all__ = ["NAME", "TUNERS", "check_options", "parse_address", "run", "wait_for_chief"]
 

@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from search_spaces import SPACES, get_space
-from tuner._replay import ReplayRun, SeedStats, diff_se, is_done, run_replays, seed_stats
-from tuner.engines import trial_config
 from tuner.errors import CnntuneError, SpaceError
-from tuner.experiment import DATA_KEYS, OPTION_KEYS, load_data, parse_words, split_words
+from tuner.experiment import DATA_KEYS, OPTION_KEYS, load_data, parse_words, split_words, trial_config
 from tuner.hp import describe
-from tuner.objective import Runner
-from tuner.plan import Artifacts
 from tuner.records import Display, TrialRecord
+from tuner.replays._replay import ReplayRun, run_replays
+from tuner.store import SeedStats, diff_se, is_done, seed_stats
+from tuner.store import Artifacts
 from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
-from tuner.study import check_same_experiment, jsonable, new_meta, read_records, study_meta, write_meta
+from tuner.store import check_same_experiment, jsonable, new_meta, read_records, study_meta, write_meta
+from tuner.trial import Runner
 
 __all__ = [
     "ALL",
@@ -269,7 +269,7 @@ def reproduce(
         display: receives progress; default shows nothing.
         skip_bad_images: skip unreadable image files (named in a warning) instead of failing; a resumed study
             keeps the setting it was created with.
-        runner: trains one configuration; default ``tuner.runner.run_trial``.
+        runner: trains one configuration; default ``tuner.trial.run_trial``.
 
     Returns:
         A ``Reproduction``: per space, one row per baseline and the study's claims checked on the measured means.

@@ -10,9 +10,9 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from tuner import _checkpoint
-from tuner._signals import raise_if_interrupted
 from tuner.errors import CnntuneError
+from tuner.signals import raise_if_interrupted
+from tuner.trial import _checkpoint
 
 __all__ = ["EpochHook", "callback_classes", "restore", "rng_states"]
 

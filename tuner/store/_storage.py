@@ -10,13 +10,19 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from tuner.errors import StorageError
 
 __all__ = [
+    "Artifacts",
     "DEFAULT_STORAGE",
+    "GRACE_PERIOD",
+    "HEARTBEAT_INTERVAL",
+    "MAX_RETRY",
+    "META_KEY",
     "artifacts_root",
     "create_or_load_study",
     "heartbeat_timing",
@@ -220,3 +226,33 @@ def create_or_load_study(storage, name: str, sampler=None, pruner=None, directio
 def study_meta(study) -> dict[str, Any]:
     """The cnntune description of a study (space, data, pins, classes), or ``{}`` for foreign studies."""
     return dict(study.user_attrs.get(META_KEY) or {})
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Where a study's files live.
+
+    Attributes:
+        root: the study's artifacts folder (``cnntune_artifacts/<study>`` next to a SQLite or journal file).
+    """
+
+    root: Path
+
+    @classmethod
+    def of(cls, meta: dict[str, Any], url: str, study: str, override: str | None = None) -> "Artifacts":
+        """A study's folder: the one its metadata names, else the default for its storage (or ``override``)."""
+        return cls(Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, study, override))
+
+    @property
+    def feature_cache(self) -> Path:
+        """Cached backbone features, shared by every study beside this one (same data, same backbone)."""
+        return self.root.parent / "feature_cache"
+
+    @property
+    def keras_tuner(self) -> Path:
+        """Keras Tuner's project folder (its oracle state, for resuming) and the models of its trials."""
+        return self.root / "keras_tuner"
+
+    def model_dir(self, engine: str) -> Path:
+        """Model files of the trials an engine runs: Keras Tuner numbers its trials itself, so they get a folder."""
+        return self.keras_tuner if engine == "keras-tuner" else self.root

@@ -4,12 +4,12 @@ What it holds, in reading order: the best trial and what mattered (the most impo
 values, the lead over the hand-chosen configuration against the validation noise); the baselines against the best,
 as the reference study's tables (with the mean and spread of extra seeds where re-evaluation or reproduction runs
 exist); training curves; the optimization history; hyperparameter importances (Optuna's fANOVA) and accuracy by
-value of the top choice points; the Pareto front of a two-objective study (``tuner.study.pareto_front``: from the
+value of the top choice points; the Pareto front of a two-objective study (``tuner.store.pareto_front``: from the
 records, accuracy up and size or latency down, whatever the study's directions); the study's state and settings.
 
 Each figure is drawn on its own: one that fails is named in the report with its reason and the rest is written.
-The numbers are the store's, read by the same rules as ``trials`` and ``best`` (``tuner._results``): replays are
-never search results and the best is ``tuner.reeval.pick``'s. Nothing here imports Keras or prints.
+The numbers are the store's, read by the same rules as ``trials`` and ``best`` (``_results``): replays are
+never search results and the best is ``tuner.store.pick``'s. Nothing here imports Keras or prints.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tuner import _report_figures as figures
-from tuner._replay import pct
-from tuner._report_doc import Document
-from tuner._report_sections import ReportData, mattered, rows_table, state_section, value_panels
-from tuner._results import trials
 from tuner.errors import CnntuneError
-from tuner.study import SIZE_ATTRS, candidates, open_study, pareto_front, read_records, study_meta
+from tuner.reporting import _figures as figures
+from tuner.reporting._doc import Document
+from tuner.reporting._results import trials
+from tuner.reporting._sections import ReportData, mattered, rows_table, state_section, value_panels
+from tuner.store import pct
+from tuner.store import SIZE_ATTRS, candidates, open_study, pareto_front, read_records, study_meta
 
 __all__ = ["SIZE_LABELS", "ReportResult", "report"]
 

@@ -206,7 +206,7 @@ def _child_main(conn: Connection, inner: Callable[..., Any], space_ref: tuple[st
     terminal's Ctrl-C reaches the whole process group, and only the parent's SIGTERM should count as the first signal
     (a second one would cut the batch short).
     """
-    from tuner._signals import interruptible
+    from tuner.signals import interruptible
 
     _die_with_parent(parent_pid)
 
@@ -248,7 +248,7 @@ class IsolatedRunner:
     """A trial runner that runs ``inner`` in a fresh child process per call (same signature as ``run_trial``).
 
     Args:
-        inner: the runner to isolate; default ``tuner.runner.run_trial``. It must be picklable (a module-level
+        inner: the runner to isolate; default ``tuner.trial.run_trial``. It must be picklable (a module-level
             function or an instance of a module-level class).
         workdir: folder for the dataset's ``.npy`` files (a private sub-folder, removed when the runner is
             collected or the process exits); default the system's temporary folder. Prefer a disk folder (e.g. the
@@ -257,7 +257,7 @@ class IsolatedRunner:
 
     def __init__(self, inner: Callable[..., Any] | None = None, *, workdir: str | os.PathLike | None = None):
         if inner is None:
-            from tuner.runner import run_trial
+            from tuner.trial._runner import run_trial
 
             inner = run_trial
         self.inner = inner
@@ -305,7 +305,7 @@ class IsolatedRunner:
     def __call__(self, space: ModuleType, params: dict[str, Any], data: Any, *, seed: int,
                  model_path: str | os.PathLike | None, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                  should_stop: Callable[[int, dict], bool] | None = None, **kwargs: Any) -> Any:
-        """Runs one trial in a child process; see ``tuner.runner.run_trial`` for the arguments.
+        """Runs one trial in a child process; see ``tuner.trial.run_trial`` for the arguments.
 
         Raises:
             TrialCrashed: the child died without reporting (signal or non-zero exit).
@@ -385,7 +385,7 @@ def _reap(proc, answered: bool) -> None:
 
 
 def isolated(runner: Callable[..., Any] | None = None, **options: Any) -> IsolatedRunner:
-    """``runner`` (default ``tuner.runner.run_trial``) wrapped to run each trial in its own process.
+    """``runner`` (default ``tuner.trial.run_trial``) wrapped to run each trial in its own process.
 
     Args:
         runner: the trial runner to isolate; an ``IsolatedRunner`` is returned as it is.

@@ -1,9 +1,9 @@
 """``search`` and ``worker``: open the study, decide the plan, hand it to an engine (or to worker processes).
 
-Everything both engines share is decided here, once, after the options are checked (``tuner.options``): the budget,
+Everything both engines share is decided here, once, after the options are checked (``_options``): the budget,
 the timeout, the failure streak, the baselines and their configurations, the artifacts folder, the feature cache and
-the settings a worker reuses. The engine only runs the plan (``tuner.engines``); ``--workers``/``--gpus`` start
-``cnntune worker`` processes instead (``tuner._workers``). Nothing here prints.
+the settings a worker reuses. The engine only runs the plan (``engines``); ``--workers``/``--gpus`` start
+``cnntune worker`` processes instead (``tuner.searching._workers``). Nothing here prints.
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from tuner._signals import interruptible
-from tuner.engines import ENGINES, get_engine, trial_config, wait_for_chief
-from tuner.accel import accel_of
 from tuner.errors import CnntuneError, SpaceError
-from tuner.experiment import Experiment, from_meta, load_data, split_words
-from tuner.objective import Objective, Runner
-from tuner.options import OBJECTIVES, check_engine_options, check_settings, with_fidelity
-from tuner.plan import Artifacts, BaselineRun, SearchPlan, search_pins
+from tuner.experiment import Experiment, from_meta, load_data, split_words, trial_config
 from tuner.records import Display, TrialRecord
-from tuner.warm_start import perturbations, study_trend
+from tuner.replays import reevaluate
+from tuner.searching._options import OBJECTIVES, check_engine_options, check_settings, with_fidelity
+from tuner.searching._plan import Artifacts, BaselineRun, SearchPlan, search_pins
+from tuner.searching._warm_start import perturbations, study_trend
+from tuner.searching._workers import WorkerPool, worker_pool
+from tuner.searching.engines import ENGINES, get_engine, wait_for_chief
+from tuner.signals import interruptible
 from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
-from tuner.reeval import pick, reevaluate, top_configs
-from tuner._workers import WorkerPool, worker_pool
-from tuner.study import (
+from tuner.store import pick, top_configs
+from tuner.trial import accel_of
+from tuner.trial import Objective, Runner
+from tuner.store import (
     FINISHED,
     SearchSettings,
     best_record,
@@ -60,7 +61,7 @@ class SearchResult:
     Attributes:
         study: the study's name; ``storage`` its URL without password.
         ran: the trials this call finished, in order.
-        best: the study's best trial (``tuner.study.best_record``).
+        best: the study's best trial (``tuner.store.best_record``).
         message: why nothing ran, when nothing did.
     """
 
@@ -137,15 +138,15 @@ def search(
         chief: Keras Tuner engine: ``HOST:PORT`` to serve the oracle on; workers run the trials.
         worker_id: set by ``worker``: this process joins the study; its sampler is not seeded, so that
             workers do not all propose the same configurations.
-        runner: trains one configuration; default ``tuner.runner.run_trial`` (a custom training loop or a test
+        runner: trains one configuration; default ``tuner.trial.run_trial`` (a custom training loop or a test
             double with its signature).
-        warm_start: the first searched trials perturb the space's hand-chosen configuration (``tuner.warm_start``)
+        warm_start: the first searched trials perturb the space's hand-chosen configuration (``_warm_start``)
             instead of being drawn over the whole space; ``0`` leaves the start-up to the sampler.
         climb: Optuna engine: once the study continued (the first warm starts) has run, this share of the searched
-            trials perturb the best trial so far (``tuner.warm_start.climb``), taking turns with the other warm
+            trials perturb the best trial so far (``tuner.searching.climb``), taking turns with the other warm
             starts and then with the sampler; ``0``: the warm starts, then the sampler.
         grow: Optuna engine: while the best trial so far trained in less time than the longest baseline, the next
-            trial is it made bigger (``tuner.warm_start.grow``); default on with the default strategy.
+            trial is it made bigger (``tuner.searching.grow``); default on with the default strategy.
         max_epochs: under a pruner, every trial may train up to this many epochs (default: the space's maximum) and
             ``epochs`` is not searched.
         reeval_share: keep this share of ``timeout`` to retrain the top ``reeval_top`` configurations with new seeds
@@ -154,26 +155,26 @@ def search(
         (``None`` for any of these five, and for ``sampler`` and ``pruner``, is cnntune's default strategy.)
         workers: ``None`` or 1: this process runs the trials; ``0``: create the study (settings, queued baselines)
             and run nothing, for workers started elsewhere; ``N > 1``: start ``N`` ``cnntune worker`` processes on the
-            study, wait for them, then run the re-evaluation phase if one is set (``tuner._workers``).
+            study, wait for them, then run the re-evaluation phase if one is set (``tuner.searching._workers``).
         gpus: ``"0,1,3"``, a list, or ``"all"`` (``nvidia-smi -L``): one worker per GPU, each seeing only its own
             (``CUDA_VISIBLE_DEVICES``); with ``workers`` as well, the workers take the GPUs in turn.
         heartbeat_grace: seconds without a heartbeat after which a running trial's worker counts as dead and the
             trial is retried (database storages; default ``tuner.store.GRACE_PERIOD``); stored for workers.
-        isolate: run each trial in a child process (``tuner.isolate``); stored for workers.
+        isolate: run each trial in a child process (``tuner.trial._isolate``); stored for workers.
         worker_timeout: set by ``worker``: start no new trial after this many seconds.
         objective: ``"accuracy"`` (default), or ``"accuracy,params"`` / ``"accuracy,latency"``: a two-objective
             study (validation accuracy up, parameters or milliseconds per image down); the result then holds the
             Pareto front.
         allow_mixed_backends: add trials to a study whose completed trials trained on another Keras backend than
-            this process's (``tuner.study.check_backends``); refused otherwise.
+            this process's (``tuner.store.check_backends``); refused otherwise.
         mixed_precision: ``bfloat16`` or ``float16``: train under Keras's mixed-precision policy; ``None``/``off``:
-            float32. Stored for workers, recorded per trial (``tuner.accel``).
+            float32. Stored for workers, recorded per trial (``tuner.trial._accel``).
         jit: ``True``/``False`` sets every model's ``jit_compile`` (XLA, ``torch.compile``); ``None``: Keras's
             ``"auto"``. Stored for workers, recorded per trial when set.
         trials_per_gpu: run this many workers on each GPU of ``gpus`` (default ``"all"``), each taking a share of
-            its memory (``tuner.accel.share_gpu_env``), so that small models keep a GPU busy.
+            its memory (``tuner.trial.share_gpu_env``), so that small models keep a GPU busy.
         device_data: ``auto`` (default: on for JAX and PyTorch on a GPU), ``on`` or ``off``: each trial's data
-            copied to the accelerator once and batched there (``tuner._device_data``); stored for workers.
+            copied to the accelerator once and batched there (``tuner.trial._device_data``); stored for workers.
 
     Returns:
         A ``SearchResult`` with the trials this call ran and the study's best trial.
@@ -253,7 +254,7 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
                             f"study {name!r} already holds {used} searched trials; raise --trials to add more")
 
     if settings.isolate:
-        from tuner.isolate import isolated
+        from tuner.trial import isolated
 
         runner = isolated(runner, workdir=art.root)  # the data the children memory-map go beside the study
     objective = Objective(exp, data, model_dir=art.model_dir(settings.engine), feature_cache=art.feature_cache,
@@ -307,7 +308,7 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
 
 def _reevaluate_top(name: str, url: str, settings: SearchSettings, left: float | None, display: Display,
                     runner: Runner | None) -> tuple[list[TrialRecord], str]:
-    """The re-evaluation phase: the top configurations retrained with new seeds (``tuner.reeval``), as many seeds
+    """The re-evaluation phase: the top configurations retrained with new seeds (``tuner.replays``), as many seeds
     as the time left allows (each run estimated by its original's seconds), up to 3; ``_REEVAL_SEEDS`` without a
     timeout. When one round of the top ``reeval_top`` does not fit, the top 2 or more that do are retrained.
     Returns the runs and, when there was no time for one round of the top 2, why nothing ran."""
@@ -359,7 +360,7 @@ def worker(
         max_failures: default: the study's.
         wait: Keras Tuner engine: seconds to wait for the chief to start serving.
         display: receives progress.
-        runner: trains one configuration; default ``tuner.runner.run_trial``.
+        runner: trains one configuration; default ``tuner.trial.run_trial``.
         timeout: start no new trial after this many seconds.
         heartbeat_grace: default: the study's (``search --heartbeat-grace``).
         allow_mixed_backends: join a study whose completed trials trained on another Keras backend.

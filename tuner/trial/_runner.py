@@ -2,7 +2,7 @@
 
 It never chooses hyperparameters: it is handed the resolved values of one trial. It imports Keras only when a
 trial runs, so commands that do not train stay fast. Given a folder, it checkpoints the trial at the end of every
-epoch (``tuner._checkpoint``) and can resume a trial from such a checkpoint.
+epoch (``tuner.trial._checkpoint``) and can resume a trial from such a checkpoint.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator, Sequence
 
-from tuner import _callbacks, _checkpoint
-from tuner._quiet import quiet_libraries
-from tuner._signals import deferred
-from tuner._device_data import device_batches, wanted
-from tuner.accel import apply_jit, precision_policy
 from tuner.errors import CnntuneError
+from tuner.quiet import quiet_libraries
+from tuner.signals import deferred
 from tuner.spec import ModelSpec
+from tuner.trial import _callbacks
+from tuner.trial import _checkpoint
+from tuner.trial._accel import apply_jit, precision_policy
+from tuner.trial._device_data import device_batches, wanted
 
 __all__ = ["FitOptions", "TrialDiverged", "TrialOutcome", "fit_options", "long_lived", "model_spec", "run_trial"]
 
@@ -129,7 +130,7 @@ def _load_weights(model, path: str | os.PathLike, head_only: bool) -> None:
 def _fit_inputs(feed: bool, x_train, y_train, x_val, y_val, opts: FitOptions, seed: int,
                 initial_epoch: int) -> dict[str, Any]:
     """``fit``'s data keywords: the arrays (Keras batches and shuffles them on the host), or device-resident
-    batches shuffled per epoch from ``(seed, epoch)`` (``tuner._device_data``)."""
+    batches shuffled per epoch from ``(seed, epoch)`` (``tuner.trial._device_data``)."""
     if not feed:
         return dict(x=x_train, y=y_train, validation_data=None if x_val is None else (x_val, y_val),
                     batch_size=opts.batch_size, shuffle=True)
@@ -194,24 +195,24 @@ def run_trial(
         evaluate_test: also measure accuracy on the test split.
         spec_options: extras handed to the space through ``ModelSpec.options``.
         feature_cache: folder of cached backbone features for spaces that offer head-only training
-            (``tuner._features``); ``None`` uses the default folder, ``False`` trains end to end without the cache.
+            (``_features``); ``None`` uses the default folder, ``False`` trains end to end without the cache.
         initial_epoch: epochs already trained (a Hyperband round continuing an earlier one): training runs epochs
             ``initial_epoch + 1 .. epochs`` and the history holds those epochs only.
         continue_from: a model file of the same configuration (an earlier round's best epoch) whose weights the
             model starts from.
-        checkpoint_dir: folder to write the trial's checkpoint into at the end of every epoch (``tuner._checkpoint``);
+        checkpoint_dir: folder to write the trial's checkpoint into at the end of every epoch (``_checkpoint``);
             ``None`` writes none. The caller deletes it once the trial is over.
         resume_from: a checkpoint folder of the same configuration to resume from: weights, optimizer state, history
             and best epoch are restored and training continues with the epoch after the checkpoint's (it replaces
             ``initial_epoch`` and ``continue_from``); the history then holds the checkpoint's epochs and this run's.
         measure_latency: also time the final model (raw images in) on validation images: ``extra["latency_ms"]``.
         precision: ``float32``, or ``bfloat16`` / ``float16`` to train under Keras's mixed-precision policy
-            (``tuner.accel``); recorded as ``extra["precision"]`` when not float32.
+            (``tuner.trial._accel``); recorded as ``extra["precision"]`` when not float32.
         jit: ``True``/``False`` sets the model's ``jit_compile``; ``None`` is Keras's ``"auto"``, which on JAX also
-            compiles random zoom and rotation (``tuner.accel.apply_jit``). When given, the value the model trained
+            compiles random zoom and rotation (``tuner.trial.apply_jit``). When given, the value the model trained
             with is ``extra["jit"]``.
         device_data: ``auto`` (default: on for JAX and PyTorch on a GPU), ``on`` or ``off``: the data copied to
-            the device once and batched there (``tuner._device_data``); recorded as ``extra["device_data"]`` when on.
+            the device once and batched there (``_device_data``); recorded as ``extra["device_data"]`` when on.
 
     Returns:
         A ``TrialOutcome``; validation accuracy is the best epoch's, and the saved model is that epoch's.
@@ -242,7 +243,7 @@ def run_trial(
         # A frozen backbone's features are computed once and cached; the trial then trains only the head on them.
         plan = None
         if feature_cache is not False and hasattr(space, "feature_extractor"):
-            from tuner import _features  # NumPy: loaded when a trial runs, not when the CLI starts
+            from tuner.trial import _features  # NumPy: loaded when a trial runs, not when the CLI starts
 
             plan = _features.head_only(space, params, spec, data, None if feature_cache is True else feature_cache)
         if plan is not None:
@@ -271,7 +272,7 @@ def run_trial(
         checkpoint = checkpoint_cls(folder, params, best, early, resume)
         callbacks.append(checkpoint)
 
-        # A Ctrl-C or SIGTERM during training lets the batch in flight finish and stops at its end (tuner._signals).
+        # A Ctrl-C or SIGTERM during training lets the batch in flight finish and stops at its end (tuner.signals).
         try:
             with deferred():
                 model.fit(**_fit_inputs(feed, x_train, y_train, x_val if has_val else None, y_val, opts, seed,

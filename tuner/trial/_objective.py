@@ -32,17 +32,17 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from tuner import _checkpoint
-from tuner._signals import raise_if_interrupted
 from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
 from tuner.records import Display
-from tuner.runner import TrialDiverged, fit_options, run_trial
-from tuner.study import jsonable
+from tuner.signals import raise_if_interrupted
+from tuner.store import jsonable
+from tuner.trial import _checkpoint
+from tuner.trial._runner import TrialDiverged, fit_options, run_trial
 
 __all__ = ["EpochPruning", "Objective", "Runner", "fail_reason", "is_out_of_memory"]
 
-# The function that trains one configuration: ``tuner.runner.run_trial`` or anything with its signature (a custom
+# The function that trains one configuration: ``tuner.trial.run_trial`` or anything with its signature (a custom
 # training loop, a test double).
 Runner = Callable[..., Any]
 _REASON_CHARS = 500
@@ -56,7 +56,7 @@ _OOM_TEXT = ("resource_exhausted", "resource exhausted", "out of memory", "oom w
 class EpochPruning:
     """The runner's ``on_epoch``/``should_stop`` hooks for one trial: report each epoch, stop when pruned.
 
-    Steps are epoch numbers counted from 1 (``tuner.engines.make_pruner`` sets its warm-up accordingly).
+    Steps are epoch numbers counted from 1 (``tuner.searching.engines.make_pruner`` sets its warm-up accordingly).
 
     Args:
         trial: the running ``optuna.trial.Trial`` (or any object with ``report`` and ``should_prune``).
@@ -179,10 +179,10 @@ class Objective:
         display: receives progress.
         prune: report each epoch's validation accuracy and stop when the trial's pruner says so.
         engine: recorded as the trial's ``engine`` attribute when not the default one.
-        runner: trains one configuration; default ``tuner.runner.run_trial``.
+        runner: trains one configuration; default ``tuner.trial.run_trial``.
         latency: also measure the trained model's milliseconds per image (``latency_ms``), for a study whose
             second objective is latency.
-        accel: the runner's ``precision`` and ``jit`` keywords (``tuner.accel.accel_of``); empty: Keras's defaults.
+        accel: the runner's ``precision`` and ``jit`` keywords (``tuner.trial.accel_of``); empty: Keras's defaults.
 
     ``stop_at`` (set after construction, ``None`` by default): a ``time.monotonic()`` time after which a searched
     trial stops at the end of its epoch and is recorded as pruned once the study holds a complete trial (either

@@ -1,6 +1,6 @@
 """The report's figures, drawn with matplotlib's object API on the Agg canvas and saved as PNG.
 
-Each function takes plain numbers (``tuner._report`` decides what they are) and writes one PNG. ``Figure`` objects are
+Each function takes plain numbers (``_report`` decides what they are) and writes one PNG. ``Figure`` objects are
 made directly, never through ``pyplot``: no global figure state and no GUI backend, so a report can be written from
 a notebook, a server or a worker process alike. Optuna's own matplotlib plots are not used: they read the study
 as stored (replays and pruned trials in or out by Optuna's rules, the study's directions), while the report draws the

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-from tuner._device_data import check_device_data
-from tuner.accel import check_precision
-from tuner.engines import get_engine
 from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
 from tuner.hp import describe
-from tuner.study import SearchSettings
+from tuner.searching.engines import get_engine
+from tuner.store import SearchSettings
+from tuner.trial import check_device_data
+from tuner.trial import check_precision
 
 # Each objective and its direction: accuracy (validation) up; the second objective, the model's size or its latency
 # per image, down.

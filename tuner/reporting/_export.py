@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import CnntuneError, StorageError
-from tuner._results import best
-from tuner.study import open_study, read_records, study_meta
+from tuner.reporting._results import best
+from tuner.store import open_study, read_records, study_meta
 
 __all__ = ["METADATA_NAME", "export", "export_target", "read_export_metadata"]
 

@@ -1,4 +1,4 @@
-"""What one search process does, decided once by ``tuner._search`` and carried out by an engine's ``run(plan)``.
+"""What one search process does, decided once by ``_search`` and carried out by an engine's ``run(plan)``.
 
 An engine only decides *which configuration to try next* (Optuna's sampler, Keras Tuner's oracle). Everything else
 is decided here, the same for both: the budget (searched trials the study should hold), the timeout, the failure
@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner._signals import raise_if_interrupted
 from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
-from tuner.objective import Objective
 from tuner.records import Display, TrialRecord
-from tuner.store import artifacts_root
-from tuner.study import FINISHED, SearchSettings, budget_place, budget_used, holds_budget
+from tuner.signals import raise_if_interrupted
+from tuner.store import Artifacts
+from tuner.store import FINISHED, SearchSettings, budget_place, budget_used, holds_budget
+from tuner.trial import Objective
 
-__all__ = ["Artifacts", "BaselineRun", "FailureStreak", "SearchPlan", "search_pins"]
+__all__ = ["BaselineRun", "FailureStreak", "SearchPlan", "search_pins"]
 
 
 def search_pins(experiment: Experiment, settings: SearchSettings) -> dict[str, Any]:
@@ -31,36 +31,6 @@ def search_pins(experiment: Experiment, settings: SearchSettings) -> dict[str, A
     if settings.max_epochs is None:
         return dict(experiment.pins)
     return {**experiment.pins, "epochs": int(settings.max_epochs)}
-
-
-@dataclass(frozen=True)
-class Artifacts:
-    """Where a study's files live.
-
-    Attributes:
-        root: the study's artifacts folder (``cnntune_artifacts/<study>`` next to a SQLite or journal file).
-    """
-
-    root: Path
-
-    @classmethod
-    def of(cls, meta: dict[str, Any], url: str, study: str, override: str | None = None) -> "Artifacts":
-        """A study's folder: the one its metadata names, else the default for its storage (or ``override``)."""
-        return cls(Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, study, override))
-
-    @property
-    def feature_cache(self) -> Path:
-        """Cached backbone features, shared by every study beside this one (same data, same backbone)."""
-        return self.root.parent / "feature_cache"
-
-    @property
-    def keras_tuner(self) -> Path:
-        """Keras Tuner's project folder (its oracle state, for resuming) and the models of its trials."""
-        return self.root / "keras_tuner"
-
-    def model_dir(self, engine: str) -> Path:
-        """Model files of the trials an engine runs: Keras Tuner numbers its trials itself, so they get a folder."""
-        return self.keras_tuner if engine == "keras-tuner" else self.root
 
 
 @dataclass(frozen=True)
@@ -118,9 +88,9 @@ class SearchPlan:
         settings: engine, budget (``trials``), seed and the engine's own options.
         baselines: the space's baselines, in order (empty with ``--no-baselines``); engines run those the study
             has not run yet first.
-        warm_starts: configurations near the hand-chosen one (``tuner.warm_start``), run right after the baselines
+        warm_starts: configurations near the hand-chosen one (``_warm_start``), run right after the baselines
             as searched trials (``warm_start: i``).
-        warm_lead: how many warm starts are the study continued (``tuner.warm_start.study_trend``); with
+        warm_lead: how many warm starts are the study continued (``tuner.searching.study_trend``); with
             ``settings.climb`` the Optuna engine climbs only once they have run.
         artifacts: where model files, cached features and Keras Tuner's project go.
         display: receives progress.

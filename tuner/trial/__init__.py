@@ -1,0 +1,120 @@
+"""One trial: build, fit, evaluate and save a configuration (``run_trial``), its per-epoch checkpoints, each
+trial in its own process (``isolated``), data fed from the accelerator, the frozen-backbone feature cache, mixed
+precision and JIT, and the ``Objective`` that runs a configuration as a trial of the study and records how it ended.
+
+Nothing here imports Keras until a trial runs.
+"""
+
+from __future__ import annotations
+
+from tuner.trial._accel import (
+    PRECISIONS,
+    accel_of,
+    apply_jit,
+    check_precision,
+    precision_policy,
+    share_gpu_env,
+)
+from tuner.trial._callbacks import (
+    EpochHook,
+    callback_classes,
+    restore,
+    rng_states,
+)
+from tuner.trial._checkpoint import (
+    FILE,
+    Checkpoint,
+    Writer,
+    adopt,
+    discard,
+    read,
+    read_meta,
+    same_config,
+    write,
+)
+from tuner.trial._device_data import (
+    DEVICE_DATA,
+    check_device_data,
+    device_batches,
+    wanted,
+)
+from tuner.trial._features import (
+    ENV_VAR,
+    HeadOnly,
+    cache_path,
+    default_cache_dir,
+    features,
+    head_only,
+)
+from tuner.trial._isolate import (
+    ChildError,
+    IsolatedRunner,
+    TrialCrashed,
+    crash_reason,
+    isolated,
+)
+from tuner.trial._objective import (
+    EpochPruning,
+    Objective,
+    Runner,
+    fail_reason,
+    is_out_of_memory,
+)
+from tuner.trial._runner import (
+    FitOptions,
+    TrialDiverged,
+    TrialOutcome,
+    fit_options,
+    long_lived,
+    model_spec,
+    run_trial,
+)
+
+__all__ = [
+    "Checkpoint",
+    "ChildError",
+    "DEVICE_DATA",
+    "ENV_VAR",
+    "EpochHook",
+    "EpochPruning",
+    "FILE",
+    "FitOptions",
+    "HeadOnly",
+    "IsolatedRunner",
+    "Objective",
+    "PRECISIONS",
+    "Runner",
+    "TrialCrashed",
+    "TrialDiverged",
+    "TrialOutcome",
+    "Writer",
+    "accel_of",
+    "adopt",
+    "apply_jit",
+    "cache_path",
+    "callback_classes",
+    "check_device_data",
+    "check_precision",
+    "crash_reason",
+    "default_cache_dir",
+    "device_batches",
+    "discard",
+    "fail_reason",
+    "features",
+    "fit_options",
+    "head_only",
+    "is_out_of_memory",
+    "isolated",
+    "long_lived",
+    "model_spec",
+    "precision_policy",
+    "read",
+    "read_meta",
+    "restore",
+    "rng_states",
+    "run_trial",
+    "same_config",
+    "share_gpu_env",
+    "wanted",
+    "write",
+]
