@@ -31,9 +31,33 @@ def birds_dir() -> Path:
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> str:
-    """A fresh SQLite study store; the working directory is the test's tmp_path."""
+    """A fresh SQLite study store; the working directory is the test's tmp_path. After the test, every study it left
+    there names one best trial: the one ``trials`` highlights is the one ``best`` reports and exports."""
     monkeypatch.chdir(tmp_path)
-    return f"sqlite:///{tmp_path / 'studies.db'}"
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    yield url
+    assert_one_best(url)
+
+
+def assert_one_best(url: str) -> None:
+    """``trials`` and ``best`` name the same best trial (or none) for every study in a store."""
+    import tuner
+    from tuner.errors import CnntuneError
+    from tuner.store import open_storage, study_names
+
+    if not Path(url[len("sqlite:///"):]).is_file():
+        return
+    try:
+        names = study_names(open_storage(url, existing=True))
+    except CnntuneError:  # a test that broke its store on purpose
+        return
+    for name in names:
+        view = tuner.trials(study=name, storage=url, history=False)
+        try:
+            picked = tuner.best(study=name, storage=url, history=False).best.number
+        except CnntuneError:  # no completed search trial
+            picked = None
+        assert view.best == picked, f"study {name}: trials highlights {view.best}, best reports {picked}"
 
 
 @pytest.fixture(autouse=True)

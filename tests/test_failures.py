@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import tuner
 from conftest import SYN, FakeRunner, run_cli
 from tuner.cli import app
+from tuner.records import FailureKind
 from tuner.signals import interruptible
 
 PLANTED = str(Path(__file__).parent / "spaces" / "planted.py")
@@ -25,6 +26,8 @@ PLANTED_WORDS = [f"space={PLANTED}", "data=synthetic", "learning_rate=0.003"]
 
 
 def test_diverging_and_raising_trials_fail_with_their_reason_and_the_search_goes_on(store):
+    import optuna
+
     # ASHA prunes the flat trial at its first rung (epoch 2): it is far below the healthy trial measured before it.
     tuner.search([*PLANTED_WORDS, "epochs=3"], trials=4, storage=store, study="plant", sampler="grid", seed=5,
                  pruner="asha")
@@ -39,6 +42,13 @@ def test_diverging_and_raising_trials_fail_with_their_reason_and_the_search_goes
     assert len(flat.history["val_accuracy"]) == 2 and flat.val_accuracy == pytest.approx(
         max(flat.history["val_accuracy"]))
     assert flat.epochs_run == 2
+    # Each way of ending is stored as its kind beside its message, and read back as such.
+    kinds = {plant: r.kind for plant, r in records.items()}
+    assert kinds == {"none": None, "diverge": FailureKind.DIVERGED, "raise": FailureKind.ERROR,
+                     "flat": FailureKind.PRUNED}
+    stored = {t.params.get("plant"): t.user_attrs.get("fail_kind")
+              for t in optuna.load_study(study_name="plant", storage=store).trials}
+    assert stored == {"none": None, "diverge": "diverged", "raise": "error", "flat": "pruned"}
     view = tuner.trials(study="plant", storage=store)
     assert view.meta["settings"]["pruner"] == "asha"
     result = CliRunner().invoke(app, ["trials", "--study", "plant", "--storage", store], env={"COLUMNS": "300"})

@@ -20,7 +20,7 @@ from tuner.replays import _reproduce as rp
 from tuner.replays import reevaluate
 from tuner.spec import Claim
 from tuner.store import REEVAL_SEED_STRIDE, config_key, top_configs
-from tuner.store import counts_toward_budget
+from tuner.store import Budget
 
 
 # -- reproduce ---------------------------------------------------------------------------------------------------
@@ -43,7 +43,7 @@ def test_cli_reproduce_trains_every_baseline_and_writes_rows(store, tmp_path):
                                                                                   ("normalization", 0, True)]
     assert all(r.state == "complete" and r.model_path for r in records)
     # Reproductions are no search results: outside the budget, and not the best unless asked.
-    assert not any(counts_toward_budget(r) for r in records)
+    assert not any(Budget.holds_place(r) for r in records)
     with pytest.raises(StorageError, match="--include-replays"):
         tuner.best(study="reproduce-normalization", storage=store)
     assert tuner.best(study="reproduce-normalization", storage=store, replays=True).best.tags["reproduce"]

@@ -84,9 +84,9 @@ def test_trials_created_past_the_budget_run_nothing_and_are_not_listed(store):
     study = optuna.load_study(study_name="b", storage=store)
     # Another process created a trial at the same moment as the one that took the last place.
     late = study.ask()
-    from tuner.store import budget_place, read_records
+    from tuner.store import Budget, read_records
 
-    assert budget_place(read_records(study), late.number) == 1  # >= --trials: no place
+    assert Budget(1).place(read_records(study), late.number) == 1  # >= --trials: no place
     runner = FakeRunner()
     study.tell(late, state=optuna.trial.TrialState.FAIL)
     result = tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="b", baselines=False,
@@ -96,8 +96,10 @@ def test_trials_created_past_the_budget_run_nothing_and_are_not_listed(store):
 
 
 def test_places_follow_trial_numbers_and_a_retry_takes_its_trials_place():
-    from tuner.records import TrialRecord
-    from tuner.store import budget_place
+    from tuner.records import FailureKind, TrialRecord
+    from tuner.store import Budget
+
+    budget_place = Budget(4).place
 
     def rec(number, state="complete", **tags):
         return TrialRecord(number=number, state=state, params={}, val_accuracy=0.5, tags=tags)
@@ -105,7 +107,7 @@ def test_places_follow_trial_numbers_and_a_retry_takes_its_trials_place():
     records = [TrialRecord(number=0, state="complete", params={}, val_accuracy=0.5, baseline="basenet"), rec(1), rec(2, "fail"), rec(3, "running"), rec(4, "running"), rec(5, "waiting", retry_of=2)]
     # Baseline 0 holds no place; trial 2 failed and is retried by 5, which takes its place (before 3 and 4).
     assert [budget_place(records, n) for n in (1, 5, 3, 4)] == [0, 1, 2, 3]
-    over = [*records, rec(6, "fail", over_budget=True), rec(7, "running")]
+    over = [*records, TrialRecord(number=6, state="fail", params={}, kind=FailureKind.BUDGET_FULL), rec(7, "running")]
     assert budget_place(over, 7) == 4
 
 

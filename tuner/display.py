@@ -5,6 +5,7 @@ The only module that prints; the API hands it records.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, Iterable
 
 from rich import box
@@ -144,7 +145,7 @@ def render_trials(console: Console, view, wide: bool = False, limit: int | None 
         table.add_column(col, justify=just, overflow="fold", no_wrap=col != "state")
     table.add_column("hyperparameters", overflow="fold", ratio=1, min_width=16)
     for r in rows:
-        # The trial `best` reports and exports (tuner.store.best_record), never a replay.
+        # The trial `best` reports and exports (tuner.store.best_trial), never a replay.
         style = "bold green" if r.number == view.best else ("red" if r.state == "fail" else None)
         state = r.state if r.state != "fail" or not r.reason else f"fail: {r.reason}"
         if compact:
@@ -162,7 +163,7 @@ def render_trials(console: Console, view, wide: bool = False, limit: int | None 
 
 
 TRIAL_FIELDS = ("number", "state", "baseline", "val_accuracy", "test_accuracy", "n_params", "seconds", "seed",
-                "best_epoch", "epochs_run", "backend", "reason", "model_path")
+                "best_epoch", "epochs_run", "backend", "kind", "reason", "model_path")
 
 
 def trials_rows(view) -> list[dict[str, Any]]:
@@ -194,6 +195,8 @@ def write_trials_csv(out, view) -> None:
 def _csv(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, Enum):
+        return str(value.value)
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)

@@ -1,4 +1,5 @@
-"""Plain records the API returns, read from the study store, and the display protocol engines report to.
+"""Plain records the API returns, read from the study store, the ways a trial can fail, and the display protocol
+engines report to.
 
 Engines and API functions return data; one display object prints (the CLI passes a Rich one).
 """
@@ -7,9 +8,66 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Mapping
 
-__all__ = ["Display", "TrialRecord", "state_name", "val_noise_pp"]
+__all__ = ["FINISHED", "Display", "FailureKind", "TrialRecord", "state_name", "val_noise_pp"]
+
+# The states of a trial that ended.
+FINISHED = ("complete", "pruned", "fail")
+
+
+class FailureKind(str, Enum):
+    """How a trial that did not complete ended: stored as the trial's ``fail_kind`` beside its message
+    (``fail_reason``), so that every rule asks the kind and none parses the message.
+
+    ``PRUNED`` and ``TIME_UP`` trials are pruned (by the pruner, or at the end of the search phase when a share of
+    ``--timeout`` is kept); the others failed. ``INTERRUPTED`` (Ctrl-C, SIGTERM) is not a result: the study retries
+    it, from its checkpoint. ``DIVERGED`` (a NaN or infinite loss) is an outcome of its configuration and seed: the
+    same seed would diverge again. ``WORKER_DIED``: its process stopped sending heartbeats and the storage failed it
+    (the study retries it in its place of the budget). ``BUDGET_FULL``: a worker created it after another took the
+    budget's last place; it ran nothing.
+    """
+
+    PRUNED = "pruned"
+    TIME_UP = "time_up"
+    INTERRUPTED = "interrupted"
+    DIVERGED = "diverged"
+    OUT_OF_MEMORY = "out_of_memory"
+    CRASHED = "crashed"
+    ERROR = "error"
+    WORKER_DIED = "worker_died"
+    BUDGET_FULL = "budget_full"
+
+    @classmethod
+    def of(cls, state: str, attrs: Mapping[str, Any]) -> "FailureKind | None":
+        """The kind of a stored trial (``state`` as ``state_name`` gives it): its ``fail_kind``; for a trial recorded
+        before kinds were stored, read once from its message; ``None`` for a trial that completed or has not
+        ended."""
+        stored = attrs.get("fail_kind")
+        if stored is not None:
+            try:
+                return cls(stored)
+            except ValueError:  # a kind a later cnntune wrote: a failure all the same
+                return cls.ERROR
+        if state not in ("fail", "pruned"):
+            return None
+        if attrs.get("over_budget"):
+            return cls.BUDGET_FULL
+        reason = str(attrs.get("fail_reason") or "")
+        for prefix, kind in _LEGACY_REASONS:
+            if reason.startswith(prefix):
+                return kind
+        if state == "pruned":
+            return cls.PRUNED
+        return cls.ERROR if reason else cls.WORKER_DIED
+
+
+# The messages of trials recorded before their kind was stored.
+_LEGACY_REASONS = (("interrupted", FailureKind.INTERRUPTED), ("diverged", FailureKind.DIVERGED),
+                   ("out of memory", FailureKind.OUT_OF_MEMORY), ("pruned at", FailureKind.PRUNED),
+                   ("stopped at epoch", FailureKind.TIME_UP), ("trial process", FailureKind.CRASHED),
+                   ("not run: the study's budget was full", FailureKind.BUDGET_FULL))
 
 
 def state_name(state) -> str:
@@ -36,6 +94,7 @@ class TrialRecord:
     epochs_run: int | None = None
     backend: str | None = None
     latency_ms: float | None = None
+    kind: FailureKind | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
     tags: dict[str, Any] = field(default_factory=dict)
 
@@ -56,7 +115,8 @@ class TrialRecord:
             value = attrs.get("val_accuracy")
         params = dict(attrs.get("config") or params or {})
         tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start", "climb_of",
-                                      "grown_from", "over_budget", "precision", "jit", "device_data") if k in attrs}
+                                      "grown_from", "over_budget", "precision", "jit", "device_data", "kt_trial_id")
+                if k in attrs}
         # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces.
         if "failed_trial" in system_attrs:
             tags["retry_of"] = system_attrs["failed_trial"]
@@ -81,6 +141,7 @@ class TrialRecord:
             epochs_run=attrs.get("epochs_run"),
             backend=attrs.get("backend"),
             latency_ms=attrs.get("latency_ms"),
+            kind=FailureKind.of(state, attrs),
             history=dict(attrs.get("history") or {}),
             tags=tags,
         )

@@ -9,7 +9,7 @@ records, accuracy up and size or latency down, whatever the study's directions);
 
 Each figure is drawn on its own: one that fails is named in the report with its reason and the rest is written.
 The numbers are the store's, read by the same rules as ``trials`` and ``best`` (``_results``): replays are
-never search results and the best is ``tuner.store.pick``'s. Nothing here imports Keras or prints.
+never search results and the best is ``tuner.store.best_trial``'s. Nothing here imports Keras or prints.
 """
 
 from __future__ import annotations

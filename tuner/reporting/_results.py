@@ -1,6 +1,6 @@
 """Reading a study: ``trials`` (every trial, and which one is the best) and ``best`` (the best against each baseline).
 
-Both only read the store, never create one, and never print. The best trial is ``tuner.store.pick``'s (by the mean
+Both only read the store, never create one, and never print. The best trial is ``tuner.store.best_trial``'s (by the mean
 of new seeds where the study re-evaluated its top configurations, else by one run), so the trials table highlights
 exactly the trial ``best`` reports and exports.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from tuner.errors import StorageError
 from tuner.records import TrialRecord, val_noise_pp
-from tuner.store import ReevalRow, pick
+from tuner.store import ReevalRow, best_trial
 from tuner.store import best_record, candidates, is_replay, open_study, read_records, study_meta
 
 __all__ = ["BestReport", "Comparison", "StudyView", "best", "trials"]
@@ -72,7 +72,7 @@ def trials(*, study: str | None = None, storage: str | None = None, history: boo
     """
     _, st = open_study(storage, study)
     records = read_records(st, history=history)
-    top, _ = pick(records)
+    top, _ = best_trial(records)
     meta = study_meta(st)
     return StudyView(st.study_name, meta, records, None if top is None else top.number, _hand_chosen(meta))
 
@@ -111,7 +111,7 @@ def _within(name: str, records: list[TrialRecord], replays: bool, max_params: in
             raise StorageError(f"no completed trial of study {name!r} has at most {limit:,} {unit} (the least: "
                                f"{least:,}); raise the limit")
         pool = inside
-    return max(pool, key=lambda r: (r.val_accuracy, -r.number)) if pool else None
+    return best_record(pool, replays)
 
 
 def _pp(a: float | None, b: float | None) -> float | None:
@@ -141,7 +141,7 @@ def best(*, study: str | None = None, storage: str | None = None, replays: bool 
     if max_params is not None or max_latency_ms is not None:
         top, by_mean = _within(st.study_name, records, replays, max_params, max_latency_ms), None
     else:
-        top, by_mean = (best_record(records, True), None) if replays else pick(records)
+        top, by_mean = (best_record(records, True), None) if replays else best_trial(records)
     if top is None and best_record(records, True) is not None:
         raise StorageError(f"study {st.study_name!r} holds only reproduction or re-evaluation runs; "
                            "add --include-replays to pick among them")

@@ -15,7 +15,7 @@ from tuner.hp import Boolean, Choice, Float, Int, describe
 from tuner.records import TrialRecord, val_noise_pp
 from tuner.reporting._results import StudyView
 from tuner.store import mean_std, pct
-from tuner.store import pick
+from tuner.store import best_record, best_trial
 from tuner.store import candidates, is_replay
 
 __all__ = ["ReportData", "fmt_value", "mattered", "rows_table", "state_section", "value_panels"]
@@ -288,7 +288,7 @@ def _lead_sentence(data: ReportData) -> str:
                 "searched trial beat its validation accuracy")
         if not searched:
             return text + "; no searched trial completed."
-        best = max(searched, key=lambda r: (r.val_accuracy, -r.number))
+        best = best_record(searched)
         text += f"; the best searched trial ({best.number}, {pct(best.val_accuracy):.2f}%) is"
     else:
         text = f"The best trial ({best.number}) is"
@@ -306,7 +306,7 @@ def _lead_sentence(data: ReportData) -> str:
     text += (f". Validation noise is ±{noise:.1f} pp (one standard error on {n_val} images), so a difference under "
              f"about {2 * noise:.1f} pp is not evidence: this {'lead' if lead >= 0 else 'gap'} is **{verdict}** "
              "the noise")
-    by_mean = pick(data.view.records)[1]
+    by_mean = best_trial(data.view.records)[1]
     if by_mean is not None and by_mean.val_mean is not None:
         text += (f"; the best was picked by its mean over {by_mean.runs} new seeds "
                  f"({_mean_sd(by_mean.val_mean, by_mean.val_std)}% validation)")

@@ -19,7 +19,8 @@ from tuner.experiment import Experiment
 from tuner.records import Display, TrialRecord
 from tuner.signals import raise_if_interrupted
 from tuner.store import Artifacts
-from tuner.store import FINISHED, SearchSettings, budget_place, budget_used, holds_budget
+from tuner.records import FINISHED, FailureKind
+from tuner.store import Budget, SearchSettings
 from tuner.trial import Objective
 
 __all__ = ["BaselineRun", "FailureStreak", "SearchPlan", "search_pins"]
@@ -55,7 +56,7 @@ class FailureStreak:
         self.streak: list[TrialRecord] = []
 
     def add(self, record: TrialRecord) -> None:
-        if record.state == "fail" and record.reason != "interrupted":
+        if record.state == "fail" and record.kind is not FailureKind.INTERRUPTED:
             self.streak.append(record)
         elif record.state in ("complete", "pruned"):
             self.streak = []
@@ -159,21 +160,24 @@ class SearchPlan:
             records.append(rec)
         return [r for r in records if not r.tags.get("over_budget")]  # read_records' rule: those ran nothing
 
-    def remaining(self, records: list[TrialRecord] | None = None) -> int:
-        """Searched trials still to run, by the study's records."""
-        return max(self.trials - budget_used(self.records() if records is None else records), 0)
+    @property
+    def budget(self) -> Budget:
+        """The study's budget: the one authority on places, asked by both engines and every worker."""
+        return Budget(self.trials)
 
-    def budget_spent(self) -> bool:
-        """Every place of the budget is held (by finished, running or queued searched trials, whichever process runs
-        them) and nothing is queued."""
-        records = self.records()
-        held = sum(1 for r in records if holds_budget(r) and r.state != "waiting")
-        return held >= self.trials and not any(r.state == "waiting" for r in records)
+    def remaining(self, records: list[TrialRecord] | None = None) -> int:
+        """Searched trials that may still finish, by the study's records (``Budget.left``)."""
+        return self.budget.left(self.records() if records is None else records)
+
+    def budget_spent(self, elsewhere: int = 0) -> bool:
+        """Every place of the budget is held by a finished or running searched trial, whichever process runs it
+        (``elsewhere``: running trials the study does not show yet), and nothing is queued (``Budget.full``)."""
+        return self.budget.full(self.records(), elsewhere)
 
     def over_budget(self, number: int) -> bool:
-        """Whether searched trial ``number``, just created, has no place in the budget (``budget_place``): another
+        """Whether searched trial ``number``, just created, has no place in the budget (``Budget.place``): another
         process took the last place first. Such a trial runs nothing."""
-        return budget_place(self.records(), number) >= self.trials
+        return self.budget.place(self.records(), number) >= self.trials
 
     def should_stop(self) -> bool:
         """Whether to start no further trial: failure streak, timeout, or budget."""

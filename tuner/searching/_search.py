@@ -25,14 +25,13 @@ from tuner.searching._workers import WorkerPool, worker_pool
 from tuner.searching.engines import ENGINES, get_engine, wait_for_chief
 from tuner.signals import interruptible
 from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
-from tuner.store import pick, top_configs
+from tuner.store import best_trial, top_configs
 from tuner.trial import accel_of
 from tuner.trial import Objective, Runner
+from tuner.records import FINISHED
 from tuner.store import (
-    FINISHED,
+    Budget,
     SearchSettings,
-    best_record,
-    budget_used,
     check_backends,
     check_same_experiment,
     current_backend,
@@ -61,7 +60,7 @@ class SearchResult:
     Attributes:
         study: the study's name; ``storage`` its URL without password.
         ran: the trials this call finished, in order.
-        best: the study's best trial (``tuner.store.best_record``).
+        best: the study's best trial (``tuner.store.best_trial``: the one ``best`` reports and exports).
         message: why nothing ran, when nothing did.
     """
 
@@ -246,11 +245,11 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     done = done_baselines(records)
     pending = [b for b in runs if b.name not in done]
     waiting = sum(1 for r in records if r.state == "waiting")
-    used = budget_used(records)
+    used = Budget(settings.trials).used(records)
     # A Keras Tuner chief serves even a finished study: its oracle tells the workers to stop, so they exit.
     serving = settings.engine == "keras-tuner" and chief is not None and worker_id is None
     if used >= settings.trials and not pending and not waiting and not serving:
-        return SearchResult(name, redact(url), [], best_record(records),
+        return SearchResult(name, redact(url), [], best_trial(records)[0],
                             f"study {name!r} already holds {used} searched trials; raise --trials to add more")
 
     if settings.isolate:
@@ -277,7 +276,7 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
     if pool is not None:
         ENGINES[settings.engine].prepare(plan)
         if pool.size == 0:
-            return SearchResult(name, redact(url), [], best_record(read_records(study_obj)),
+            return SearchResult(name, redact(url), [], best_trial(read_records(study_obj))[0],
                                 f"study {name!r} is ready: {max(settings.trials - used, 0)} searched trials and "
                                 f"{len(pending)} baselines to run; start workers with: cnntune worker --study {name} "
                                 f"--storage {redact(url)}")
@@ -301,7 +300,7 @@ def _run(settings: SearchSettings, exp: Experiment, *, name: str, url: str, stor
         ran_again, message = _reevaluate_top(name, url, settings, left, display, runner)
         ran += ran_again
     records = read_records(study_obj)
-    top, _ = pick(records)
+    top, _ = best_trial(records)
     front = pareto_front(records, settings.objective[1]) if len(settings.objective) > 1 else []
     return SearchResult(name, redact(url), ran, top, message, front)
 

@@ -4,7 +4,7 @@ The search process creates the study (settings, queued baselines) and starts ``N
 it, one per listed GPU (K per GPU with ``--trials-per-gpu``, each with a share of its memory) with
 ``CUDA_VISIBLE_DEVICES`` set to that GPU alone; it relays their output line by line,
 tagged with the worker's name, and waits for them. The study's storage is the only thing they share: the budget is
-kept exact by the places of ``tuner.store.budget_place``, a dead worker's trial is retried through the storage's
+kept exact by the places of ``tuner.store.Budget``, a dead worker's trial is retried through the storage's
 heartbeats. Nothing here imports Optuna or Keras.
 """
 

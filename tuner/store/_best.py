@@ -11,15 +11,50 @@ configuration over seeds (re-evaluation and reproduction share them). Nothing he
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
-from tuner.records import TrialRecord
-from tuner.store._study import best_record, candidates
+from tuner.records import FailureKind, TrialRecord
+from tuner.store._study import is_replay
 
-__all__ = ["REEVAL_SEED_STRIDE", "ReevalRow", "SeedStats", "config_key", "diff_se", "is_done", "mean_std", "pct",
-           "rank_configs", "reeval_seeds", "pick", "seed_stats", "top_configs"]
+__all__ = ["REEVAL_SEED_STRIDE", "SIZE_ATTRS", "ReevalRow", "SeedStats", "best_record", "best_trial", "candidates",
+           "config_key", "diff_se", "is_done", "mean_std", "pareto_front", "pct", "rank_configs", "reeval_seeds",
+           "seed_stats", "top_configs"]
+
+
+def candidates(records: Iterable[TrialRecord], replays: bool = False) -> list[TrialRecord]:
+    """The trials ``best`` may pick: complete, a finite validation accuracy, and no replay unless ``replays``."""
+    return [r for r in records if r.state == "complete" and r.val_accuracy is not None
+            and math.isfinite(r.val_accuracy) and (replays or not is_replay(r))]
+
+
+def best_record(records: Sequence[TrialRecord], replays: bool = False) -> TrialRecord | None:
+    """The single-run best: the candidate with the highest validation accuracy (ties go to the earlier trial, so a
+    baseline wins a tie against a search result); ``None`` without candidates. Where a study may hold re-evaluation
+    runs, ask ``best_trial``."""
+    done = candidates(records, replays)
+    if not done:
+        return None
+    return max(done, key=lambda r: (r.val_accuracy, -r.number))
+
+
+# The trial attribute each second objective reads (``search --objective accuracy,KEY``).
+SIZE_ATTRS = {"params": "n_params", "latency": "latency_ms"}
+
+
+def pareto_front(records: Sequence[TrialRecord], objective: str = "params") -> list[TrialRecord]:
+    """The completed, non-replay trials no other trial beats on both validation accuracy (higher) and size or
+    latency (lower), smallest first; trials without the measure are left out. Ties keep the earlier trial."""
+    attr = SIZE_ATTRS[objective]
+    pool = [r for r in candidates(records) if getattr(r, attr) is not None]
+    pool.sort(key=lambda r: (getattr(r, attr), -r.val_accuracy, r.number))
+    front: list[TrialRecord] = []
+    for r in pool:
+        if not front or r.val_accuracy > front[-1].val_accuracy:
+            front.append(r)
+    return front
 
 
 def is_done(rec: TrialRecord) -> bool:
@@ -29,7 +64,7 @@ def is_done(rec: TrialRecord) -> bool:
     BaseNet diverged once), and the same seed would diverge again. Interrupted, crashed (``fail`` for another
     reason) and orphaned ``running`` trials are rerun.
     """
-    return rec.state == "complete" or (rec.state == "fail" and (rec.reason or "").startswith("diverged"))
+    return rec.state == "complete" or rec.kind is FailureKind.DIVERGED
 
 
 def pct(v: float | None) -> float | None:
@@ -181,15 +216,17 @@ def rank_configs(candidates: Sequence[TrialRecord], records: Sequence[TrialRecor
     return rows
 
 
-def pick(records: Sequence[TrialRecord]) -> tuple[TrialRecord | None, ReevalRow | None]:
-    """The trial ``best`` reports and exports, and how it was picked.
+def best_trial(records: Sequence[TrialRecord]) -> tuple[TrialRecord | None, ReevalRow | None]:
+    """The study's best trial, and how it was picked: the one rule that ``search``, ``trials``, ``best``, ``export``,
+    ``report`` and the search strategy ask.
 
-    When the study holds re-evaluation runs (``best --reeval``, or a search's ``--reeval-share``), the pick is the
+    When the study holds re-evaluation runs (``best --reeval``, or a search's ``--reeval-share``), the best is the
     re-evaluated configuration with the highest mean validation accuracy over its new seeds, and its ``ReevalRow`` is
-    returned with it; otherwise the single-run best (``tuner.store.best_record``) and ``None``.
+    returned with it; otherwise the single-run best (``best_record``) and ``None``.
     """
     reevaluated = {r.tags["reeval_of"] for r in records if r.tags.get("reeval_of") is not None}
-    pool = sorted((r for r in candidates(records) if r.number in reevaluated), key=lambda r: (-r.val_accuracy, r.number))
+    pool = sorted((r for r in candidates(records) if r.number in reevaluated),
+                  key=lambda r: (-r.val_accuracy, r.number))
     if pool:
         seeds = max(sum(1 for r in records if r.tags.get("reeval_of") == c.number) for c in pool)
         rows = rank_configs(pool, records, seeds)

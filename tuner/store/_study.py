@@ -1,14 +1,11 @@
-"""A study as cnntune reads and writes it: opening it, its records, its metadata, and the rules over its trials.
+"""A study as cnntune reads and writes it: opening it, its records, its metadata, and what a trial is.
 
-One place decides what a trial *counts as*, for every command and both engines:
-
-* the **budget**: which finished trials use up ``search --trials`` (baselines, replays and interrupted trials do not;
-  a retry replaces the trial it retries);
-* **replays**: reproduction and re-evaluation runs repeat known configurations, so they are never search results;
-* the **best**: the completed, non-replay trial with the highest finite validation accuracy (ties go to the earlier
-  trial, so a baseline wins a tie against a search result);
+* **replays**: reproduction and re-evaluation runs repeat known configurations, so they are never search results
+  (``is_replay``); the baselines a search has run (``done_baselines``);
 * the **metadata schema** stored on the study (what it trains on and the search settings a worker reuses);
 * the **backend**: a study's trials train on one Keras backend unless told otherwise (``check_backends``).
+
+The budget is ``_budget.Budget``'s, the best trial ``_best.best_trial``'s.
 
 Nothing here imports Keras; Optuna is imported where a study is opened.
 """
@@ -16,49 +13,37 @@ Nothing here imports Keras; Optuna is imported where a study is opened.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from tuner.errors import CnntuneError, StorageError
 from tuner.experiment import Experiment
-from tuner.records import TrialRecord
+from tuner.records import FINISHED, FailureKind, TrialRecord
 from tuner.store._rdb import rdb_records
 from tuner.store._storage import DEFAULT_STORAGE, META_KEY, load_study, open_storage, sqlite_file, study_meta
 
 __all__ = [
-    "FINISHED",
     "KERAS_BACKENDS",
     "SearchSettings",
-    "best_record",
-    "budget_place",
-    "budget_used",
-    "candidates",
     "check_backends",
     "check_same_experiment",
-    "counts_toward_budget",
     "current_backend",
-    "holds_budget",
     "done_baselines",
     "is_replay",
     "jsonable",
     "new_meta",
     "open_study",
-    "SIZE_ATTRS",
-    "pareto_front",
     "read_records",
     "start_trial",
     "study_meta",
     "write_meta",
 ]
 
-# A trial that ended in one of these states used up one unit of the trial budget.
-FINISHED = ("complete", "pruned", "fail")
 
 
 # -- opening and reading ---------------------------------------------------------------------------------------------
@@ -80,7 +65,7 @@ def open_study(storage: str | None, study: str | None):
 
 def read_records(study, *, history: bool = True) -> list[TrialRecord]:
     """Every trial of an ``optuna.Study`` as a ``TrialRecord``, in order; trials that a process created after the
-    budget was full ran nothing (``budget_place``) and are left out. An RDB storage's trials are read from its
+    budget was full ran nothing (``FailureKind.BUDGET_FULL``) and are left out. An RDB storage's trials are read from its
     tables (``tuner.store._rdb``); ``history=False`` then skips the per-epoch histories."""
     records = rdb_records(study, history=history)
     if records is None:
@@ -94,87 +79,10 @@ def is_replay(rec: TrialRecord) -> bool:
     return bool(rec.tags.get("reproduce")) or rec.tags.get("reeval_of") is not None
 
 
-def counts_toward_budget(rec: TrialRecord) -> bool:
-    """Whether a trial, on its own, used up one searched trial of the budget (whichever engine ran it)."""
-    # A retry (of an interrupted trial or of a dead worker's) counts; the trial it replaces does not.
-    return rec.baseline is None and rec.state in FINISHED and rec.reason != "interrupted" and not is_replay(rec)
-
-
-def holds_budget(rec: TrialRecord) -> bool:
-    """Whether a searched trial holds a place in the budget: counted once finished, or running, or queued. A trial a
-    process created after the budget was full (``over_budget``) holds none."""
-    if rec.baseline is not None or is_replay(rec) or rec.tags.get("over_budget"):
-        return False
-    return rec.state in ("running", "waiting") or counts_toward_budget(rec)
-
-
-def budget_place(records: Sequence[TrialRecord], number: int) -> int:
-    """How many searched trials hold a place in the budget ahead of trial ``number``.
-
-    Processes sharing a study check the budget before each trial, but several can pass the check at the same moment
-    and start one trial each. The places decide, the same way in every process, which of them run: places are in
-    trial-number order (the storage numbers trials one at a time), a retry takes the place of the trial it retries,
-    and a trial whose place is ``>= --trials`` runs nothing. A lower number is always visible to a higher one, so two
-    processes never both run the last place.
-    """
-    by_number = {r.number: r for r in records}
-    retried = {r.tags["retry_of"] for r in records if "retry_of" in r.tags}
-
-    def place_key(rec: TrialRecord) -> tuple[int, int]:
-        root, seen = rec, set()
-        while "retry_of" in root.tags and root.tags["retry_of"] in by_number and root.number not in seen:
-            seen.add(root.number)
-            root = by_number[root.tags["retry_of"]]
-        return root.number, rec.number
-
-    holders = sorted((place_key(r) for r in records if holds_budget(r) and r.number not in retried))
-    mine = next((key for key in holders if key[1] == number), None)
-    if mine is None:
-        return len(holders)
-    return holders.index(mine)
-
-
-# The trial attribute each second objective reads (``search --objective accuracy,KEY``).
-SIZE_ATTRS = {"params": "n_params", "latency": "latency_ms"}
-
-
-def pareto_front(records: Sequence[TrialRecord], objective: str = "params") -> list[TrialRecord]:
-    """The completed, non-replay trials no other trial beats on both validation accuracy (higher) and size or
-    latency (lower), smallest first; trials without the measure are left out. Ties keep the earlier trial."""
-    attr = SIZE_ATTRS[objective]
-    pool = [r for r in candidates(records) if getattr(r, attr) is not None]
-    pool.sort(key=lambda r: (getattr(r, attr), -r.val_accuracy, r.number))
-    front: list[TrialRecord] = []
-    for r in pool:
-        if not front or r.val_accuracy > front[-1].val_accuracy:
-            front.append(r)
-    return front
-
-
-def budget_used(records: Sequence[TrialRecord]) -> int:
-    """Searched trials of the budget the study already holds."""
-    retried = {r.tags["retry_of"] for r in records if "retry_of" in r.tags}
-    return sum(1 for r in records if counts_toward_budget(r) and r.number not in retried)
-
-
 def done_baselines(records: Iterable[TrialRecord]) -> set[str]:
     """Names of the baselines a search has run, is running or has queued (its own runs, not replays)."""
     return {r.baseline for r in records if r.baseline and r.state in (*FINISHED, "running", "waiting")
-            and r.reason != "interrupted" and not is_replay(r)}
-
-
-def candidates(records: Iterable[TrialRecord], replays: bool = False) -> list[TrialRecord]:
-    """The trials ``best`` may pick: complete, a finite validation accuracy, and no replay unless ``replays``."""
-    return [r for r in records if r.state == "complete" and r.val_accuracy is not None
-            and math.isfinite(r.val_accuracy) and (replays or not is_replay(r))]
-
-
-def best_record(records: Sequence[TrialRecord], replays: bool = False) -> TrialRecord | None:
-    """The best candidate by validation accuracy; ties go to the earlier trial. ``None`` without candidates."""
-    done = candidates(records, replays)
-    if not done:
-        return None
-    return max(done, key=lambda r: (r.val_accuracy, -r.number))
+            and r.kind is not FailureKind.INTERRUPTED and not is_replay(r)}
 
 
 # -- the backend -----------------------------------------------------------------------------------------------------

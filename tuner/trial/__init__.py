@@ -58,6 +58,7 @@ from tuner.trial._objective import (
     Objective,
     Runner,
     fail_reason,
+    failure_of,
     is_out_of_memory,
 )
 from tuner.trial._runner import (
@@ -100,6 +101,7 @@ __all__ = [
     "device_batches",
     "discard",
     "fail_reason",
+    "failure_of",
     "features",
     "fit_options",
     "head_only",

@@ -1,17 +1,19 @@
 """The trial objective: run one configuration and record it, the same way for both engines and for replays.
 
 ``Objective(trial, params, attrs)`` trains ``params`` with the trial runner and writes what it measured into the
-trial's user attributes; it maps every way a trial can end to one record:
+trial's user attributes. It is the one place that maps every way a trial can end to a record: a ``FailureKind``
+(``fail_kind``) and a one-line message (``fail_reason``); engines only map the exception to Optuna's state.
 
 * completed: ``val_accuracy``, ``test_accuracy``, ``n_params``, ``history``, ``best_epoch``, ``epochs_run``,
   ``seconds``, ``model_path``, ``backend`` (and the runner's extras, e.g. ``feature_cache``); returns the validation
   accuracy;
-* pruned: the same, plus ``fail_reason = "pruned at epoch N"`` (or, stopped at the objective's ``stop_at``, ``"stopped
-  at epoch N: the search's time was up"``); raises ``optuna.TrialPruned``;
-* diverged: ``fail_reason = "diverged at epoch N"`` and the history so far; re-raises;
-* Ctrl-C / SIGTERM: ``fail_reason = "interrupted"``; re-raises (the study resumes by retrying it);
-* out of memory (TensorFlow, JAX/XLA, PyTorch, Python): ``fail_reason = "out of memory at batch size N"``; re-raises;
-* any other exception: ``fail_reason = fail_reason(exc)``; re-raises (the engine records the trial as failed).
+* pruned: the same, plus ``PRUNED`` / ``"pruned at epoch N"`` (or, stopped at the objective's deadline, ``TIME_UP``
+  / ``"stopped at epoch N: the search's time was up"``); raises ``optuna.TrialPruned``;
+* diverged: ``DIVERGED`` / ``"diverged at epoch N"`` and the history so far; re-raises;
+* Ctrl-C / SIGTERM: ``INTERRUPTED`` / ``"interrupted"``; re-raises (the study resumes by retrying it);
+* out of memory (TensorFlow, JAX/XLA, PyTorch, Python): ``OUT_OF_MEMORY`` / ``"out of memory at batch size N"``;
+* the trial's own process died (``--isolate``): ``CRASHED`` and why;
+* any other exception: ``ERROR`` / ``"Type: message"``; re-raises (the engine records the trial as failed).
 
 Trials that a search retries (Optuna engine, no replay) survive preemption: the runner checkpoints each one at the
 end of every epoch into ``<model_dir>/checkpoints/trial_NNNN/``. A retry (``retry_of``, set when the search
@@ -34,13 +36,14 @@ from typing import Any, Callable
 
 from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
-from tuner.records import Display
+from tuner.records import Display, FailureKind
 from tuner.signals import raise_if_interrupted
 from tuner.store import jsonable
 from tuner.trial import _checkpoint
+from tuner.trial._isolate import TrialCrashed
 from tuner.trial._runner import TrialDiverged, fit_options, run_trial
 
-__all__ = ["EpochPruning", "Objective", "Runner", "fail_reason", "is_out_of_memory"]
+__all__ = ["EpochPruning", "Objective", "Runner", "fail_reason", "failure_of", "is_out_of_memory"]
 
 # The function that trains one configuration: ``tuner.trial.run_trial`` or anything with its signature (a custom
 # training loop, a test double).
@@ -76,6 +79,7 @@ class EpochPruning:
         self.then = then
         self.stop_at = stop_at
         self.pruned_at: int | None = None
+        self.kind = FailureKind.PRUNED
         self.reason = ""
 
     def on_epoch(self, epoch: int, logs: dict[str, float]) -> None:
@@ -90,9 +94,9 @@ class EpochPruning:
         if epoch >= self.epochs:
             return False
         if self.enabled and self.trial.should_prune():
-            self.reason = f"pruned at epoch {epoch}"
+            self.kind, self.reason = FailureKind.PRUNED, f"pruned at epoch {epoch}"
         elif self.stop_at is not None and time.monotonic() >= self.stop_at and self._study_has_a_model():
-            self.reason = f"stopped at epoch {epoch}: the search's time was up"
+            self.kind, self.reason = FailureKind.TIME_UP, f"stopped at epoch {epoch}: the search's time was up"
         else:
             return False
         self.pruned_at = epoch
@@ -131,12 +135,23 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def fail_reason(exc: BaseException, batch_size: int | None = None) -> str:
-    """The one line a failed trial records: ``out of memory at batch size N`` for an out-of-memory error (when the
-    batch size is known), else ``Type: first line of the message`` (at most 500 characters)."""
+    """The one line a failed trial records (``failure_of``'s message)."""
+    return failure_of(exc, batch_size)[1]
+
+
+def failure_of(exc: BaseException, batch_size: int | None = None) -> tuple[FailureKind, str]:
+    """How a trial that raised ``exc`` ended: its kind and one line. ``out of memory at batch size N`` for an
+    out-of-memory error (when the batch size is known), ``interrupted`` for Ctrl-C / SIGTERM, the runner's message
+    for a divergence, else ``Type: first line of the message`` (at most 500 characters)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return FailureKind.INTERRUPTED, "interrupted"
+    if isinstance(exc, TrialDiverged):
+        return FailureKind.DIVERGED, str(exc)
     if batch_size is not None and is_out_of_memory(exc):
-        return f"out of memory at batch size {int(batch_size)}"
+        return FailureKind.OUT_OF_MEMORY, f"out of memory at batch size {int(batch_size)}"
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:_REASON_CHARS]
+    kind = FailureKind.CRASHED if isinstance(exc, TrialCrashed) else FailureKind.ERROR
+    return kind, f"{type(exc).__name__}: {text[0] if text else ''}"[:_REASON_CHARS]
 
 
 def _retry_history(trial) -> list[int]:
@@ -256,6 +271,32 @@ class Objective:
         return resumed
 
     def __call__(self, trial, params: dict[str, Any], attrs: dict[str, Any]) -> float:
+        """Runs ``params`` as ``trial`` and records it; returns the validation accuracy.
+
+        Raises:
+            optuna.TrialPruned: the trial was pruned (recorded with its measurements).
+            BaseException: whatever ended the trial otherwise, recorded first (``failure_of``).
+        """
+        folder = self.checkpoint_dir(trial.number) if self.resumable(attrs) else None
+        try:
+            return self._run(trial, params, attrs, folder)
+        except BaseException as exc:
+            if type(exc).__name__ == "TrialPruned":
+                raise  # recorded as pruned by _run
+            try:
+                batch_size = fit_options(params).batch_size
+            except (TypeError, ValueError):
+                batch_size = None
+            kind, reason = failure_of(exc, batch_size)
+            trial.set_user_attr("fail_kind", kind.value)
+            trial.set_user_attr("fail_reason", reason)
+            if isinstance(exc, TrialDiverged):
+                trial.set_user_attr("history", exc.history)
+            if kind is not FailureKind.INTERRUPTED:  # an interrupted trial's checkpoint stays: its retry resumes
+                self._discard(folder)
+            raise
+
+    def _run(self, trial, params: dict[str, Any], attrs: dict[str, Any], folder: Path | None) -> float:
         raise_if_interrupted()  # a Ctrl-C the garbage collector swallowed between trials
         trial_seed = int(attrs["seed"]) if attrs.get("seed") is not None else self.seed + trial.number
         trial.set_user_attr("seed", trial_seed)
@@ -273,30 +314,16 @@ class Objective:
         pruning = EpochPruning(trial, self.prune and searched, epochs, then=on_epoch,
                                stop_at=self.stop_at if searched else None)
         continued = {k: attrs[k] for k in ("initial_epoch", "continue_from") if attrs.get(k) is not None}
-        folder = self.checkpoint_dir(trial.number) if self.resumable(attrs) else None
         if self.latency:
             continued["measure_latency"] = True
         continued.update(self.accel)
-        try:
-            if folder is not None:  # inside: an interrupt while taking over keeps the checkpoint for the next retry
-                resumed = self._take_over(trial, attrs, params, folder, pruning)
-                continued.update(checkpoint_dir=folder, resume_from=folder if resumed else None)
-            out = self.runner(self.exp.space, params, self.data, seed=trial_seed,
-                              model_path=self.model_path(trial.number), on_epoch=pruning.on_epoch,
-                              should_stop=pruning.should_stop, spec_options=self.exp.options,
-                              feature_cache=self.feature_cache, **continued)
-        except TrialDiverged as exc:
-            trial.set_user_attr("fail_reason", str(exc))
-            trial.set_user_attr("history", exc.history)
-            self._discard(folder)
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")  # the checkpoint stays: its retry resumes from it
-            raise
-        except Exception as exc:
-            trial.set_user_attr("fail_reason", fail_reason(exc, fit_options(params).batch_size))
-            self._discard(folder)
-            raise
+        if folder is not None:  # an interrupt while taking over keeps the checkpoint for the next retry
+            resumed = self._take_over(trial, attrs, params, folder, pruning)
+            continued.update(checkpoint_dir=folder, resume_from=folder if resumed else None)
+        out = self.runner(self.exp.space, params, self.data, seed=trial_seed,
+                          model_path=self.model_path(trial.number), on_epoch=pruning.on_epoch,
+                          should_stop=pruning.should_stop, spec_options=self.exp.options,
+                          feature_cache=self.feature_cache, **continued)
         for key, value in (
             ("val_accuracy", out.val_accuracy),
             ("test_accuracy", out.test_accuracy),
@@ -314,6 +341,7 @@ class Objective:
         if pruning.pruned_at is not None:
             import optuna  # only the Optuna engine prunes
 
+            trial.set_user_attr("fail_kind", pruning.kind.value)
             trial.set_user_attr("fail_reason", pruning.reason)
             raise optuna.TrialPruned(pruning.reason)
         return out.val_accuracy

@@ -28,12 +28,11 @@ from typing import Any, Iterator
 from tuner.errors import CnntuneError
 from tuner.experiment import grid_values, trial_config, tunable
 from tuner.hp import resolve
-from tuner.records import TrialRecord
+from tuner.records import FailureKind, TrialRecord
 from tuner.searching._plan import SearchPlan
 from tuner.searching.engines import _kt_compat
 from tuner.searching.engines._kt_compat import CHIEF_TIMEOUT
 from tuner.searching.engines._optuna import OptunaHP
-from tuner.trial import fail_reason
 from tuner.trial import model_spec
 
 __all__ = ["NAME", "TUNERS", "check_options", "parse_address", "run", "wait_for_chief"]
@@ -174,7 +173,8 @@ def _oracle(plan: SearchPlan):
     # The baselines, then the warm starts, are the oracle's first trials (ids 0, 1, ...).
     configs = [b.config for b in plan.baselines] + list(plan.warm_starts)
     oracle_class = _kt_compat.baselines_first(base, kind, is_baseline=lambda t: int(t) < len(configs),
-                                              baseline_values=lambda t: configs[int(t)])
+                                              baseline_values=lambda t: configs[int(t)],
+                                              stop=lambda oracle: _budget_full(plan, oracle))
     space, pins = plan.experiment.space, plan.experiment.pins
     hp = kt.HyperParameters()
     for name, value in pins.items():
@@ -187,26 +187,28 @@ def _oracle(plan: SearchPlan):
     if kind == "hyperband":
         kwargs["max_epochs"] = max(int(trial_config(space, pins).get("epochs", 1)), 1)
     else:
-        kwargs["max_trials"] = _total(plan)
+        kwargs["max_trials"] = None  # the plan's budget decides (``_budget_full``), not a cap of Keras Tuner's own
     return oracle_class(**kwargs)
 
 
-def _total(plan: SearchPlan) -> int:
-    """Keras Tuner's own trial cap: the searched trials (warm starts among them) plus the baselines."""
-    return plan.trials + len(plan.baselines)
+def _budget_full(plan: SearchPlan, oracle) -> bool:
+    """The study's budget (``tuner.store.Budget``), asked by the oracle before it proposes a trial, where it runs
+    (the chief, or this process): its running searched trials are not in the study until they end, so they count
+    here."""
+    recorded = {r.tags.get("kt_trial_id") for r in plan.records()}
+    running = sum(1 for t in oracle.ongoing_trials.values()
+                  if int(t.trial_id) >= len(plan.baselines) and t.trial_id not in recorded)
+    return plan.budget_spent(elsewhere=running)
 
 
 def _make_tuner(plan: SearchPlan):
     _kt_compat.quiet()
     oracle = _oracle(plan)
-    # Caps every tuner, Hyperband included, at the study's budget; set again after a reload.
-    oracle.max_trials = _total(plan)
     hypermodel = SpaceModel(plan.experiment.space, None, declare_only=True)
     plan.artifacts.root.mkdir(parents=True, exist_ok=True)
     with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ...": the API never prints
         tuner = _Tuner(plan, oracle=oracle, hypermodel=hypermodel, directory=str(plan.artifacts.root),
                        project_name=_PROJECT, overwrite=False)
-    oracle.max_trials = _total(plan)
     hypermodel.declare_only = False
     if plan.data is not None:
         hypermodel.spec = model_spec(plan.data, plan.experiment.options)
@@ -317,14 +319,12 @@ class _Tuner:
         except optuna.TrialPruned:  # stopped at the search phase's end: recorded as pruned, scored as far as it got
             self._record(optuna.trial.TrialState.PRUNED, None, rec, params)
             return {"val_accuracy": float(rec.user_attrs["val_accuracy"])}
-        except KeyboardInterrupt:
-            rec.user_attrs.setdefault("fail_reason", "interrupted")
+        except KeyboardInterrupt:  # the objective recorded how each trial ended, kind and message
             self._record(optuna.trial.TrialState.FAIL, None, rec, params)
             raise
         except Exception as exc:
-            rec.user_attrs.setdefault("fail_reason", fail_reason(exc))
             self._record(optuna.trial.TrialState.FAIL, None, rec, params)
-            raise kt.errors.FailedTrialError(rec.user_attrs["fail_reason"]) from exc
+            raise kt.errors.FailedTrialError(rec.user_attrs.get("fail_reason", "")) from exc
         self._record(optuna.trial.TrialState.COMPLETE, value, rec, params)
         return {"val_accuracy": float(value)}
 
@@ -359,7 +359,7 @@ class _Tuner:
         except ValueError:  # a value outside the Optuna distribution: keep the record, without params
             frozen = optuna.trial.create_trial(state=state, value=value, user_attrs=rec.user_attrs)
         plan.study.add_trial(frozen)
-        if rec.user_attrs.get("fail_reason") != "interrupted":
+        if rec.user_attrs.get("fail_kind") != FailureKind.INTERRUPTED.value:
             plan.trial_finished(self._stored(rec.user_attrs["kt_trial_id"]) or TrialRecord.from_trial(frozen))
 
     def save_model(self, trial_id, model, step=0):

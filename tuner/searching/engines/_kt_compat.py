@@ -38,8 +38,9 @@ def quiet() -> None:
 
 
 def baselines_first(base: type, kind: str, is_baseline: Callable[[Any], bool],
-                    baseline_values: Callable[[Any], dict[str, Any]]) -> type:
-    """A subclass of the oracle class ``base`` that serves the baselines as its first trials.
+                    baseline_values: Callable[[Any], dict[str, Any]], stop: Callable[[Any], bool]) -> type:
+    """A subclass of the oracle class ``base`` that serves the baselines as its first trials and stops when ``stop``
+    says so (the study's budget, instead of the oracle's own ``max_trials``).
 
     Stateless (the trial id alone decides), so a reloaded project never replays a baseline.
 
@@ -48,10 +49,13 @@ def baselines_first(base: type, kind: str, is_baseline: Callable[[Any], bool],
         kind: the tuner's name (``grid`` needs its walk kept clear of the baselines).
         is_baseline: ``trial_id -> bool``.
         baseline_values: ``trial_id -> values`` of that baseline.
+        stop: ``oracle -> bool``, asked before each new trial that is not a baseline: ``True`` answers ``STOPPED``.
     """
 
     class BaselinesFirst(base):
         def populate_space(self, trial_id):
+            if not is_baseline(trial_id) and stop(self):
+                return {"status": "STOPPED"}
             if is_baseline(trial_id):
                 space = {hp.name for hp in self.get_space().space}
                 values = {k: v for k, v in baseline_values(trial_id).items() if k in space}

@@ -16,11 +16,11 @@ from typing import Any, Mapping
 from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import grid_values, trial_config, tunable
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve
-from tuner.records import TrialRecord
 from tuner.searching._plan import SearchPlan
 from tuner.searching._warm_start import climb, grow
 from tuner.searching.engines._pruning import PRUNERS, make_pruner
-from tuner.store import SIZE_ATTRS, best_record, done_baselines, holds_budget, is_replay, read_records
+from tuner.records import FailureKind, TrialRecord
+from tuner.store import SIZE_ATTRS, Budget, best_trial, done_baselines, is_replay, read_records
 from tuner.trial import long_lived
 
 __all__ = ["SAMPLERS", "OptunaHP", "check_options", "make_sampler", "prepare", "run"]
@@ -115,7 +115,7 @@ def _enqueue(plan: SearchPlan) -> None:
         if b.name not in done:
             # A baseline the search ran and was interrupted is retried as such, so that it resumes from its checkpoint.
             before = [r.number for r in records
-                      if r.baseline == b.name and r.reason == "interrupted" and not is_replay(r)]
+                      if r.baseline == b.name and r.kind is FailureKind.INTERRUPTED and not is_replay(r)]
             attrs = {**b.attrs, "retry_of": max(before)} if before else b.attrs
             study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=attrs)
     # With a growth or a climb, only the first warm starts are queued up front; ``_next`` queues the rest in turn.
@@ -126,7 +126,7 @@ def _enqueue(plan: SearchPlan) -> None:
     for r in records:
         # Interrupted replays are resumed by their own command (reproduce, best --reeval), not by the search;
         # Keras Tuner trials by Keras Tuner's own project state.
-        if (r.reason == "interrupted" and r.number not in retried and not r.baseline and not is_replay(r)
+        if (r.kind is FailureKind.INTERRUPTED and r.number not in retried and not r.baseline and not is_replay(r)
                 and "engine" not in r.tags):
             study.enqueue_trial(_suggestable(exp.space, plan.search_pins, r.params),
                                 user_attrs={"retry_of": r.number, "given": r.params})
@@ -199,6 +199,7 @@ def run(plan: SearchPlan) -> None:
             # Another process took the budget's last place while this one created its trial: run nothing, and
             # leave a mark that every reader skips (Optuna cannot delete a trial).
             trial.set_user_attr("over_budget", True)
+            trial.set_user_attr("fail_kind", FailureKind.BUDGET_FULL.value)
             trial.set_user_attr("fail_reason", "not run: the study's budget was full")
             raise _BudgetFull(trial.number)
         given = configs.get(baseline, {}) if baseline else dict(trial.user_attrs.get("given") or {})
@@ -233,14 +234,14 @@ def _next(plan: SearchPlan) -> None:
     if any(r.state == "waiting" for r in records) or plan.remaining(records) <= 0 or plan.timed_out():
         return
     exp, pins = plan.experiment, plan.search_pins
-    best = best_record(records)
+    best, _ = best_trial(records)
     tried = [r.params for r in records]
     left = _warm_left(plan, records)
     config, attrs = None, {}
     if plan.settings.grow and best is not None and _cheap(best, records):
         config, attrs = grow(exp.space, pins, best.params, tried), {"grown_from": best.number}
     if config is None and best is not None and plan.settings.climb and not any(i < plan.warm_lead for i in left):
-        after = [r for r in records if holds_budget(r) and "retry_of" not in r.tags
+        after = [r for r in records if Budget.holds_place(r) and "retry_of" not in r.tags
                  and r.tags.get("warm_start", plan.warm_lead) >= plan.warm_lead]
         if sum(1 for r in after if "climb_of" in r.tags) < plan.settings.climb * (len(after) + 1):
             # Seeded by the study's size, so that a seeded search climbs the same way; unseeded for workers.

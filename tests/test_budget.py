@@ -1,0 +1,122 @@
+"""The budget of ``search --trials N`` (``tuner.store.Budget``): one authority for both engines and every worker; a
+retried trial takes its predecessor's place, and only it; and how a trial ended is a stored kind, not a message."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import tuner
+from conftest import FakeRunner
+from tuner.records import FailureKind, TrialRecord
+from tuner.store import Budget
+
+SLOW_SYN = ["space=basenet", "data=synthetic", "classes=50", "epochs=6", "learning_rate=0.001"]
+
+
+def _rec(number: int, state: str = "complete", kind: FailureKind | None = None, **tags) -> TrialRecord:
+    return TrialRecord(number=number, state=state, params={}, val_accuracy=0.5, kind=kind, tags=tags)
+
+
+def test_a_dead_workers_trial_and_its_retry_hold_one_place():
+    dead = _rec(0, "fail", FailureKind.WORKER_DIED)
+    retry = _rec(1, "running", retry_of=0)
+    budget = Budget(2)
+    # One place is held (by the retry), one is free: the search goes on to a second trial.
+    assert [r.number for r in budget.places([dead, retry])] == [1]
+    assert budget.used([dead, retry]) == 0 and budget.left([dead, retry]) == 2
+    assert not budget.full([dead, retry])
+    done = [dead, _rec(1, retry_of=0)]
+    assert budget.used(done) == 1 and not budget.full(done)
+    assert budget.full([*done, _rec(2, "running")])
+    # Trials running where the study does not show them yet (Keras Tuner's) count too.
+    assert budget.full(done, elsewhere=1)
+
+
+def test_interrupted_and_budget_full_trials_hold_no_place_and_a_chain_keeps_its_first_place():
+    baseline = _rec(7)
+    baseline.baseline = "basenet"
+    records = [_rec(0, "fail", FailureKind.INTERRUPTED), _rec(1), _rec(2, "fail", FailureKind.BUDGET_FULL),
+               _rec(3, "fail", FailureKind.WORKER_DIED, retry_of=0), _rec(4, "running", retry_of=3),
+               _rec(5, "running"), baseline]
+    budget = Budget(3)
+    # 0 -> 3 -> 4 is one chain: its place is its first trial's (0), ahead of trial 1; the baseline holds none.
+    assert [r.number for r in budget.places(records)] == [4, 1, 5]
+    assert [budget.place(records, n) for n in (4, 1, 5, 2, 7)] == [0, 1, 2, 3, 3]
+    assert budget.used(records) == 1 and budget.left(records) == 2
+    assert budget.full(records)  # three places held, nothing queued
+    assert not budget.full([*records, _rec(8, "waiting")])  # a queued trial runs first
+
+
+@pytest.mark.parametrize("state, attrs, kind", [
+    ("fail", {"fail_reason": "interrupted"}, FailureKind.INTERRUPTED),
+    ("fail", {"fail_reason": "diverged at epoch 3"}, FailureKind.DIVERGED),
+    ("fail", {"fail_reason": "out of memory at batch size 64"}, FailureKind.OUT_OF_MEMORY),
+    ("fail", {"fail_reason": "TrialCrashed: trial process killed by SIGKILL"}, FailureKind.ERROR),
+    ("fail", {"fail_reason": "RuntimeError: boom"}, FailureKind.ERROR),
+    ("fail", {}, FailureKind.WORKER_DIED),
+    ("fail", {"over_budget": True, "fail_reason": "not run: the study's budget was full"}, FailureKind.BUDGET_FULL),
+    ("pruned", {"fail_reason": "pruned at epoch 2"}, FailureKind.PRUNED),
+    ("pruned", {"fail_reason": "stopped at epoch 1: the search's time was up"}, FailureKind.TIME_UP),
+    ("complete", {}, None),
+    ("running", {}, None),
+    # A stored kind wins over the message; an unknown one (a later cnntune's) is a failure all the same.
+    ("fail", {"fail_kind": "crashed", "fail_reason": "TrialCrashed: ..."}, FailureKind.CRASHED),
+    ("fail", {"fail_kind": "from-the-future", "fail_reason": "interrupted"}, FailureKind.ERROR),
+])
+def test_a_trials_kind_is_read_from_its_stored_kind_or_once_from_an_older_trials_message(state, attrs, kind):
+    assert FailureKind.of(state, attrs) is kind
+    assert TrialRecord.from_parts(0, state, None, attrs, {}).kind is kind
+
+
+@pytest.mark.slow
+def test_a_killed_search_rerun_on_postgresql_ends_with_every_trial_of_its_budget(tmp_path, monkeypatch):
+    """``--trials 2`` on PostgreSQL, the searching process killed (SIGKILL) while its first trial trains, then the
+    same search again: the dead trial's retry takes its place and the study ends with 2 complete searched trials."""
+    url = os.environ.get("CNNTUNE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("CNNTUNE_TEST_POSTGRES_URL is not set: no postgresql server to test against")
+    import optuna
+
+    from tuner.store import open_storage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CNNTUNE_HEARTBEAT_INTERVAL", "1")
+    name = f"cnntune-kill-{uuid.uuid4().hex[:12]}"
+    args = ["search", *SLOW_SYN, "--trials", "2", "--no-baselines", "--warm-start", "0", "--heartbeat-grace", "2",
+            "--study", name, "--storage", url, "-q"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    checkpoint = Path(tmp_path) / "cnntune_artifacts" / name / "checkpoints" / "trial_0000" / "checkpoint.npz"
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.is_file():  # training its first trial: an epoch is checkpointed
+            if proc.poll() is not None:
+                pytest.fail(f"the search ended first:\n{proc.communicate()[0][-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("no checkpoint of the first trial after 120 s")
+            time.sleep(0.1)
+        proc.kill()  # SIGKILL: nothing recorded, its trial stays "running" until its heartbeat is found stale
+        proc.wait(timeout=30)
+        time.sleep(3)  # past the grace period
+        runner = FakeRunner()
+        result = tuner.search([*SLOW_SYN], trials=2, storage=url, study=name, baselines=False, warm_start=0,
+                              heartbeat_grace=2, runner=runner)
+        records = tuner.trials(study=name, storage=url).records
+        assert [(r.number, r.state, r.kind) for r in records] == [
+            (0, "fail", FailureKind.WORKER_DIED), (1, "complete", None), (2, "complete", None)]
+        assert records[1].tags["retry_of"] == 0 and records[1].params == records[0].params
+        assert len(runner.calls) == 2 and len(result.ran) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=open_storage(url))
