@@ -24,8 +24,9 @@ from _search_args import birds_words, search_parser
 def run(words: list[str], seed: int, trials: int, storage: str) -> dict:
     name = f"hyperband-seed{seed}"
     start = time.perf_counter()
-    tuner.search(words, trials=trials, storage=storage, study=name, seed=seed, engine="keras-tuner",
-                 kt_tuner="hyperband", baselines=False)
+    tuner.search(words,
+                 tuner.SearchOptions(trials=trials, storage=storage, study=name, seed=seed, engine="keras-tuner",
+                                     tuner="hyperband", baselines=False))
     seconds = time.perf_counter() - start
     records = tuner.trials(study=name, storage=storage).records
     done = [r for r in records if r.state == "complete"]

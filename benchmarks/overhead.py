@@ -123,9 +123,9 @@ def run_side(side: str, space_name: str, trials: int, epochs: int, data_dir: str
         elif side == "cnntune":
             import tuner
 
-            result = tuner.search(words(space_name, params, data_dir, image_size), trials=trials,
-                                  storage=f"sqlite:///{tmp}/cnntune.db", study="overhead", baselines=False, seed=0,
-                                  artifacts=tmp)
+            result = tuner.search(words(space_name, params, data_dir, image_size),
+                                  tuner.SearchOptions(trials=trials, storage=f"sqlite:///{tmp}/cnntune.db",
+                                                      study="overhead", baselines=False, seed=0, artifacts=tmp))
             assert len(result.ran) == trials, result.ran
         else:
             raise SystemExit(f"unknown side {side!r}; valid: {', '.join(SIDES)}")

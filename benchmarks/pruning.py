@@ -24,7 +24,9 @@ from _search_args import birds_words, search_parser
 def run(words: list[str], pruner: str, seed: int, trials: int, storage: str) -> dict:
     name = f"{pruner}-seed{seed}"
     start = time.perf_counter()
-    tuner.search(words, trials=trials, storage=storage, study=name, seed=seed, pruner=pruner, baselines=False)
+    tuner.search(words,
+                 tuner.SearchOptions(trials=trials, storage=storage, study=name, seed=seed, pruner=pruner,
+                                     baselines=False))
     seconds = time.perf_counter() - start
     records = tuner.trials(study=name, storage=storage).records
     done = [r for r in records if r.state == "complete"]

@@ -39,8 +39,8 @@ def _template(folder: Path):
     from conftest import FakeRunner
 
     url = f"sqlite:///{folder / 'template.db'}"
-    tuner.search(["space=improved", "data=synthetic", "epochs=1"], trials=2, storage=url, study="t",
-                 runner=FakeRunner())
+    tuner.search(["space=improved", "data=synthetic", "epochs=1"],
+                 tuner.SearchOptions(trials=2, storage=url, study="t"), runner=FakeRunner())
     study = optuna.load_study(study_name="t", storage=url)
     searched = [t for t in study.trials if "baseline" not in t.user_attrs]
     return study.user_attrs, searched[-1], [t for t in study.trials if "baseline" in t.user_attrs]

@@ -127,7 +127,8 @@ def _cnntune(seed: int, seconds: float, options: dict[str, Any], storage: str, a
     words = ["space=improved", "data=cub200", f"data_dir={Path(args.data_dir).resolve()}",
              f"image_size={args.image_size}"]
     name = f"cnntune-{seed}"
-    tuner.search(words, trials=100_000, timeout=seconds, seed=seed, storage=storage, study=name, **options)
+    tuner.search(words, tuner.SearchOptions(trials=100_000, timeout=seconds, seed=seed, storage=storage, study=name,
+                                            **options))
     records = tuner.trials(study=name, storage=storage).records
     report = tuner.best(study=name, storage=storage)
     # Trials that ran (baselines included); warm starts still queued when the time ran out are not trials.

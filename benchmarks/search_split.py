@@ -41,8 +41,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/split.db"
         start = time.perf_counter()
-        tuner.search(overhead.words("basenet", params, data_dir, 32), trials=args.trials, storage=url,
-                     study="split", baselines=False, seed=0, artifacts=tmp)
+        tuner.search(overhead.words("basenet", params, data_dir, 32),
+                     tuner.SearchOptions(trials=args.trials, storage=url, study="split", baselines=False, seed=0,
+                                         artifacts=tmp))
         wall = time.perf_counter() - start
         seconds = [r.seconds for r in tuner.trials(study="split", storage=url).records]
     print(f"{tuner.__file__}: search {wall:.2f} s, trials {', '.join(f'{s:.2f}' for s in seconds)} "

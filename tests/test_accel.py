@@ -23,8 +23,8 @@ def test_precision_names_and_bad_values():
     with pytest.raises(CnntuneError, match="--mixed-precision must be"):
         check_precision("float8")
     assert accel_of(None) == {}
-    assert accel_of({"precision": "float32", "jit": None}) == {}
-    assert accel_of({"precision": "bfloat16", "jit": False}) == {"precision": "bfloat16", "jit": False}
+    assert accel_of(tuner.SearchOptions().resolved()) == {}
+    assert accel_of(tuner.SearchOptions(mixed_precision="bf16", jit=False)) == {"precision": "bfloat16", "jit": False}
 
 
 def test_bad_accelerator_options_are_one_line(store):
@@ -54,13 +54,13 @@ def test_trials_per_gpu_starts_k_workers_per_gpu_each_with_its_share(tmp_path, m
     from tuner.records import Display
 
     url = f"journal:{tmp_path / 's.journal'}"
-    pool = worker_pool(None, "0,1", url=url, engine="optuna", chief=None, trials_per_gpu=2)
+    pool = worker_pool(tuner.SearchOptions(gpus="0,1", trials_per_gpu=2), url=url, pooled=True)
     assert pool.gpus == ["0", "1", "0", "1"]
     # Without --gpus: every GPU nvidia-smi lists (a fake one on PATH here).
     fake_nvidia_smi(tmp_path, monkeypatch, 1)
     monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
     monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
-    pool = worker_pool(None, None, url=url, engine="optuna", chief=None, trials_per_gpu=3)
+    pool = worker_pool(tuner.SearchOptions(trials_per_gpu=3), url=url, pooled=True)
     assert pool.gpus == ["0", "0", "0"]
 
     # What each worker process gets: its GPU and its share (the processes print their environment here).
@@ -82,18 +82,19 @@ def test_trials_per_gpu_starts_k_workers_per_gpu_each_with_its_share(tmp_path, m
 def test_a_search_stores_precision_and_jit_and_hands_them_to_every_trial(store):
     import optuna
 
-    from tuner.store import SearchSettings, study_meta
+    from tuner.store import study_meta
 
     runner = Recording()
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="mp", runner=runner,
-                 mixed_precision="bfloat16", jit=False)
+    tuner.search(["space=basenet", *SYN],
+                 tuner.SearchOptions(trials=1, storage=store, study="mp", mixed_precision="bfloat16", jit=False),
+                 runner=runner)
     assert runner.kwargs and all(k.get("precision") == "bfloat16" and k.get("jit") is False for k in runner.kwargs)
     meta = study_meta(optuna.load_study(study_name="mp", storage=store))
-    settings = SearchSettings.from_meta(meta, "mp")
-    assert (settings.precision, settings.jit) == ("bfloat16", False)
+    stored = tuner.SearchOptions.from_meta(meta, "mp")
+    assert (stored.mixed_precision, stored.jit) == ("bfloat16", False)
     # A plain study hands the runner neither keyword, so runners written before them keep working.
     plain = Recording()
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="fp32", runner=plain)
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="fp32"), runner=plain)
     assert plain.kwargs and all("precision" not in k and "jit" not in k for k in plain.kwargs)
     # The re-evaluation of the top configurations retrains them as they were searched.
     again = Recording()
@@ -107,8 +108,9 @@ def test_a_runner_without_the_keywords_is_refused_in_one_line(store):
         raise AssertionError("never called")
 
     with pytest.raises(CnntuneError, match="does not take precision"):
-        tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="old", runner=old_runner,
-                     mixed_precision="float16")
+        tuner.search(["space=basenet", *SYN],
+                     tuner.SearchOptions(trials=1, storage=store, study="old", mixed_precision="float16"),
+                     runner=old_runner)
 
 
 class Recording(FakeRunner):

@@ -100,7 +100,7 @@ def test_optuna_search_exports_a_model_that_predicts_raw_images(store, tmp_path,
     # Zoom and rotation pinned off: under JAX, XLA takes ~30 s per trial to compile their training step on 2 cores
     # (the layers run on every backend in the test above); the other choice points are searched.
     words = ["space=improved", *SYN, "zoom_range=0", "rotation_range=0"]
-    tuner.search(words, trials=2, storage=store, study="opt", baselines=False)
+    tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="opt", baselines=False))
     view = tuner.trials(study="opt", storage=store)
     assert [r.state for r in view.records] == ["complete", "complete"]
     assert {r.backend for r in view.records} == {backend}
@@ -123,8 +123,8 @@ def test_optuna_search_exports_a_model_that_predicts_raw_images(store, tmp_path,
 @pytest.mark.backends
 def test_keras_tuner_engine_searches_on_this_backend(store):
     backend = _keras().backend.backend()
-    tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="kt", engine="keras-tuner",
-                 baselines=False, seed=1)
+    tuner.search(["space=basenet", *SYN],
+                 tuner.SearchOptions(trials=2, storage=store, study="kt", engine="keras-tuner", baselines=False, seed=1))
     records = tuner.trials(study="kt", storage=store).records
     assert [r.state for r in records] == ["complete", "complete"]
     assert all(r.backend == backend and r.tags["engine"] == "keras-tuner" for r in records)
@@ -136,7 +136,7 @@ def test_transfer_trains_a_head_on_cached_features_and_exports_one_model(store, 
     monkeypatch.setenv("CNNTUNE_FEATURE_CACHE", str(tmp_path / "features"))
     words = ["space=transfer", "data=synthetic", "image_size=64", "weights=none", "mode=frozen",
              "frozen_augment=false", "epochs=1", "head_units=256"]
-    tuner.search(words, trials=1, storage=store, study="tr", baselines=False)
+    tuner.search(words, tuner.SearchOptions(trials=1, storage=store, study="tr", baselines=False))
     (rec,) = tuner.trials(study="tr", storage=store).records
     import optuna
 
@@ -305,21 +305,22 @@ class OtherBackendRunner(FakeRunner):
 def test_a_study_refuses_trials_of_another_backend_unless_told(store, monkeypatch):
     here = current_backend()
     other = "jax" if here != "jax" else "torch"
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="mix", baselines=False,
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="mix", baselines=False),
                  runner=OtherBackendRunner(other))
-    settings = tuner.trials(study="mix", storage=store).meta["settings"]
+    settings = tuner.trials(study="mix", storage=store).meta["search"]
     # Refused before anything is run or rewritten (the real runner would train: it never starts).
     line = one_line_error(run_cli("search", "space=basenet", *SYN, "--trials", "2", "--no-baselines", "--study",
                                   "mix", "--storage", store, "--seed", "5"), "--allow-mixed-backends", other, here)
     assert f"KERAS_BACKEND={other}" in line
     one_line_error(run_cli("worker", "--study", "mix", "--storage", store), "--allow-mixed-backends")
     view = tuner.trials(study="mix", storage=store)
-    assert len(view.records) == 1 and view.meta["settings"] == settings
+    assert len(view.records) == 1 and view.meta["search"] == settings
     # Told: the trials of this backend join the study, and the backend of each trial is shown.
-    tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="mix", baselines=False,
-                 runner=OtherBackendRunner(here), allow_mixed_backends=True)
+    tuner.search(["space=basenet", *SYN],
+                 tuner.SearchOptions(trials=2, storage=store, study="mix", baselines=False, allow_mixed_backends=True),
+                 runner=OtherBackendRunner(here))
     assert [r.backend for r in tuner.trials(study="mix", storage=store).records] == [other, here]
-    result = tuner.worker(study="mix", storage=store, runner=OtherBackendRunner(here), allow_mixed_backends=True)
+    result = tuner.worker("mix", store, {"allow_mixed_backends": True}, runner=OtherBackendRunner(here))
     assert result.ran == [] and "already holds 2" in result.message
     monkeypatch.setenv("COLUMNS", "80")
     narrow = run_cli("trials", "--study", "mix", "--storage", store)
@@ -334,17 +335,19 @@ def test_a_study_refuses_trials_of_another_backend_unless_told(store, monkeypatc
 
 
 def test_trials_of_a_runner_that_names_no_keras_backend_are_not_compared(store):
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="f", runner=FakeRunner(), baselines=False)
-    tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="f", runner=FakeRunner(), baselines=False)
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="f", baselines=False),
+                 runner=FakeRunner())
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=2, storage=store, study="f", baselines=False),
+                 runner=FakeRunner())
     assert [r.backend for r in tuner.trials(study="f", storage=store).records] == ["fake", "fake"]
 
 
 def test_search_workers_pass_the_permission_on():
     from tuner.searching import worker_pool
 
-    pool = worker_pool(2, None, url="journal:x.journal", engine="optuna", chief=None, allow_mixed_backends=True)
+    pool = worker_pool(tuner.SearchOptions(workers=2, allow_mixed_backends=True), url="journal:x.journal", pooled=True)
     assert "--allow-mixed-backends" in pool.command("s", "w0", None)
-    pool = worker_pool(2, None, url="journal:x.journal", engine="optuna", chief=None)
+    pool = worker_pool(tuner.SearchOptions(workers=2), url="journal:x.journal", pooled=True)
     assert "--allow-mixed-backends" not in pool.command("s", "w0", None)
 
 

@@ -31,11 +31,12 @@ STUDIES = {
 @pytest.mark.parametrize("kind", sorted(STUDIES))
 def test_search_trials_and_best_name_the_same_trial(store, kind):
     words = ["space=basenet", *SYN]
-    result = tuner.search(words, storage=store, study="s", runner=FakeRunner(_accuracy), **STUDIES[kind])
+    options = tuner.SearchOptions(storage=store, study="s", **STUDIES[kind])
+    result = tuner.search(words, options, runner=FakeRunner(_accuracy))
     picked = tuner.best(study="s", storage=store).best.number
     assert result.best.number == picked == tuner.trials(study="s", storage=store).best
     # A search that finds the budget spent returns at once, naming the same trial.
-    again = tuner.search(words, storage=store, study="s", runner=FakeRunner(_accuracy), **STUDIES[kind])
+    again = tuner.search(words, options, runner=FakeRunner(_accuracy))
     assert again.ran == [] and again.best.number == picked
     if kind == "re-evaluated by its share":
         report = tuner.best(study="s", storage=store)
@@ -44,16 +45,16 @@ def test_search_trials_and_best_name_the_same_trial(store, kind):
 
 def test_a_re_evaluation_after_the_search_changes_the_pick_for_every_reader(store):
     words = ["space=basenet", *SYN]
-    tuner.search(words, trials=3, storage=store, study="r", runner=FakeRunner(_accuracy))
+    tuner.search(words, tuner.SearchOptions(trials=3, storage=store, study="r"), runner=FakeRunner(_accuracy))
     tuner.reevaluate(study="r", storage=store, top=2, seeds=2, runner=FakeRunner(_accuracy))
     report = tuner.best(study="r", storage=store)
     picked = report.best.number
     assert report.single_run_best.number != picked
-    resumed = tuner.search(words, trials=3, storage=store, study="r", runner=FakeRunner(_accuracy))
+    resumed = tuner.search(words, tuner.SearchOptions(trials=3, storage=store, study="r"), runner=FakeRunner(_accuracy))
     assert resumed.best.number == picked == tuner.trials(study="r", storage=store).best
 
 
 def test_a_worker_names_the_same_trial(store):
-    tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="w", workers=0)
-    result = tuner.worker(study="w", storage=store, runner=FakeRunner(_accuracy))
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=2, storage=store, study="w", workers=0))
+    result = tuner.worker("w", store, runner=FakeRunner(_accuracy))
     assert result.best.number == tuner.best(study="w", storage=store).best.number

@@ -108,8 +108,9 @@ def test_a_killed_search_rerun_on_postgresql_ends_with_every_trial_of_its_budget
         proc.wait(timeout=30)
         time.sleep(3)  # past the grace period
         runner = FakeRunner()
-        result = tuner.search([*SLOW_SYN], trials=2, storage=url, study=name, baselines=False, warm_start=0,
-                              heartbeat_grace=2, runner=runner)
+        result = tuner.search([*SLOW_SYN],
+                              tuner.SearchOptions(trials=2, storage=url, study=name, baselines=False, warm_start=0,
+                                                  heartbeat_grace=2), runner=runner)
         records = tuner.trials(study=name, storage=url).records
         assert [(r.number, r.state, r.kind) for r in records] == [
             (0, "fail", FailureKind.WORKER_DIED), (1, "complete", None), (2, "complete", None)]

@@ -309,17 +309,17 @@ def test_a_retried_baseline_and_a_retried_trial_take_over_their_predecessors_che
     runner = CheckpointingFake(interrupt=[1])
     # Trial numbers below are those of a study without queued warm starts.
     with pytest.raises(KeyboardInterrupt):  # the baseline (trial 0) is interrupted at epoch 2
-        tuner.search(words, trials=2, storage=store, study="r", runner=runner, warm_start=0)
+        tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="r", warm_start=0), runner=runner)
     assert _checkpoints(tmp_path, "r") == ["trial_0000"]
     runner.interrupt = {3}  # rerun: the retried baseline completes, the next searched trial is interrupted
     with pytest.raises(KeyboardInterrupt):
-        tuner.search(words, trials=2, storage=store, study="r", runner=runner, warm_start=0)
+        tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="r", warm_start=0), runner=runner)
     folder = tmp_path / "cnntune_artifacts" / "r" / "checkpoints"
     assert runner.kwargs[1]["checkpoint_dir"] == folder / "trial_0001"
     assert runner.kwargs[1]["resume_from"] == folder / "trial_0001"
     assert runner.kwargs[2]["resume_from"] is None
     assert _checkpoints(tmp_path, "r") == ["trial_0002"]  # trial 1 finished: its checkpoint went
-    tuner.search(words, trials=2, storage=store, study="r", runner=runner, warm_start=0)
+    tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="r", warm_start=0), runner=runner)
     assert runner.kwargs[3]["resume_from"] == folder / "trial_0003"
     trials = _study(store, "r")
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
@@ -334,9 +334,10 @@ def test_a_retry_of_a_retry_resumes_from_the_latest_checkpoint(store, tmp_path):
     runner = CheckpointingFake(interrupt=[1, 2])
     for _ in range(2):  # trial 0 stops at epoch 2; its retry, trial 1, resumes and stops at epoch 3
         with pytest.raises(KeyboardInterrupt):
-            tuner.search(words, trials=1, storage=store, study="rr", runner=runner, baselines=False)
+            tuner.search(words, tuner.SearchOptions(trials=1, storage=store, study="rr", baselines=False),
+                         runner=runner)
     assert _checkpoints(tmp_path, "rr") == ["trial_0001"]  # taken over from trial 0, then advanced
-    tuner.search(words, trials=1, storage=store, study="rr", runner=runner, baselines=False)
+    tuner.search(words, tuner.SearchOptions(trials=1, storage=store, study="rr", baselines=False), runner=runner)
     trials = _study(store, "rr")
     assert [t.user_attrs.get("retry_of") for t in trials] == [None, 0, 1]
     assert [t.user_attrs.get("resumed_from_epoch") for t in trials] == [None, 2, 3]
@@ -364,8 +365,8 @@ def test_a_retry_does_not_resume_a_checkpoint_of_another_configuration(store, tm
     words = ["space=basenet", "data=synthetic", "epochs=4"]
     runner = CheckpointingFake(interrupt=[1], config_change={"learning_rate": 0.5})
     with pytest.raises(KeyboardInterrupt):
-        tuner.search(words, trials=1, storage=store, study="c", runner=runner, baselines=False)
-    tuner.search(words, trials=1, storage=store, study="c", runner=runner, baselines=False)
+        tuner.search(words, tuner.SearchOptions(trials=1, storage=store, study="c", baselines=False), runner=runner)
+    tuner.search(words, tuner.SearchOptions(trials=1, storage=store, study="c", baselines=False), runner=runner)
     assert runner.kwargs[1]["resume_from"] is None
     retry = _study(store, "c")[1]
     assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["resumed_from_epoch"] == 0
@@ -375,7 +376,8 @@ def test_a_retry_does_not_resume_a_checkpoint_of_another_configuration(store, tm
 def test_failed_trials_delete_their_checkpoint_and_replays_write_none(store, tmp_path):
     words = ["space=basenet", "data=synthetic", "epochs=4"]
     runner = CheckpointingFake(raise_on=1)
-    tuner.search(words, trials=2, storage=store, study="f", runner=runner, baselines=False, max_failures=0)
+    tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="f", baselines=False, max_failures=0),
+                 runner=runner)
     assert [t.state.name for t in _study(store, "f")] == ["FAIL", "COMPLETE"]
     assert _checkpoints(tmp_path, "f") == []
     tuner.reevaluate(study="f", storage=store, top=1, seeds=1, runner=runner)
@@ -390,8 +392,8 @@ def test_a_runner_without_the_checkpoint_arguments_still_works(store):
         calls.append(seed)
         return FakeRunner()(space, params, data, seed=seed, model_path=model_path)
 
-    tuner.search(["space=basenet", "data=synthetic", "epochs=1"], trials=1, storage=store, study="o",
-                 runner=old_runner, baselines=False)
+    tuner.search(["space=basenet", "data=synthetic", "epochs=1"],
+                 tuner.SearchOptions(trials=1, storage=store, study="o", baselines=False), runner=old_runner)
     assert calls and [t.state.name for t in _study(store, "o")] == ["COMPLETE"]
 
 
@@ -413,8 +415,8 @@ def test_an_out_of_memory_trial_records_its_batch_size_and_the_search_goes_on(st
                 raise error
             return super().__call__(space, params, data, **kwargs)
 
-    tuner.search(["space=basenet", "data=synthetic", "epochs=1", "batch_size=64"], trials=2, storage=store,
-                 study="oom", runner=OomRunner(), baselines=False)
+    tuner.search(["space=basenet", "data=synthetic", "epochs=1", "batch_size=64"],
+                 tuner.SearchOptions(trials=2, storage=store, study="oom", baselines=False), runner=OomRunner())
     records = tuner.trials(study="oom", storage=store).records
     assert [(r.state, r.reason) for r in records] == [("fail", "out of memory at batch size 64"), ("complete", None)]
 
@@ -464,7 +466,8 @@ def test_the_trial_of_a_killed_worker_resumes_from_its_checkpoint(store, tmp_pat
     monkeypatch.setenv("CNNTUNE_HEARTBEAT_INTERVAL", "1")
     monkeypatch.setenv("CNNTUNE_GRACE_PERIOD", "2")
     # The study and its first trial, without training; the worker then runs trial 1 for real.
-    tuner.search(SLOW_SYN, trials=2, storage=store, study="k", baselines=False, timeout=0.001, runner=FakeRunner())
+    tuner.search(SLOW_SYN, tuner.SearchOptions(trials=2, storage=store, study="k", baselines=False, timeout=0.001),
+                 runner=FakeRunner())
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "worker", "--study", "k", "--storage", store, "-q"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -479,7 +482,7 @@ def test_the_trial_of_a_killed_worker_resumes_from_its_checkpoint(store, tmp_pat
     reached = _meta_epoch(folder)  # 3, unless the worker finished another epoch before the signal landed
     assert 3 <= reached < 6
     time.sleep(3)  # past the grace period
-    tuner.worker(study="k", storage=store)
+    tuner.worker("k", store)
     records = tuner.trials(study="k", storage=store).records
     assert [r.state for r in records] == ["complete", "fail", "complete"]
     retry = records[2]

@@ -24,7 +24,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 @pytest.fixture
 def study(store) -> tuple[str, int]:
     """``(storage URL, number of trials)`` of a study ``basenet``: its baseline and 2 searched trials."""
-    tuner.search(["space=basenet", *SYN], trials=2, storage=store, runner=FakeRunner())
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=2, storage=store), runner=FakeRunner())
     import optuna
 
     return store, len(optuna.load_study(study_name="basenet", storage=store).trials)

@@ -89,6 +89,7 @@ def test_a_trial_fed_from_the_device_resumes_exactly(tmp_path):
 
 @pytest.mark.backends
 def test_a_search_stores_device_data_for_its_trials(store):
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="dd", baselines=False, device_data="on")
+    tuner.search(["space=basenet", *SYN],
+                 tuner.SearchOptions(trials=1, storage=store, study="dd", baselines=False, device_data="on"))
     (record,) = tuner.trials(study="dd", storage=store).records
     assert record.state == "complete" and record.tags.get("device_data") is True

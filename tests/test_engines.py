@@ -24,7 +24,8 @@ from tuner.store import HEARTBEAT_INTERVAL, open_storage
 def test_each_keras_tuner_tuner_records_its_trials_in_the_study(store, kind):
     # A finite space for the grid: learning rate pinned, optimizer x batch size walked.
     words = ["space=basenet", *SYN, "learning_rate=0.001"] if kind == "grid" else ["space=basenet", *SYN]
-    tuner.search(words, trials=2, storage=store, study=kind, engine="keras-tuner", kt_tuner=kind, seed=1)
+    tuner.search(words,
+                 tuner.SearchOptions(trials=2, storage=store, study=kind, engine="keras-tuner", tuner=kind, seed=1))
     view = tuner.trials(study=kind, storage=store)
     records = view.records
     # Hyperband decides its own number of trials (brackets); the budget caps it.
@@ -36,7 +37,7 @@ def test_each_keras_tuner_tuner_records_its_trials_in_the_study(store, kind):
         assert 0.0 <= rec.val_accuracy <= 1.0 and rec.test_accuracy is not None and rec.n_params > 0
         assert rec.backend == "tensorflow" and rec.history["val_accuracy"] and os.path.isfile(rec.model_path)
         assert rec.params["epochs"] == 1
-    assert view.meta["settings"]["engine"] == "keras-tuner" and view.meta["settings"]["tuner"] == kind
+    assert view.meta["search"]["engine"] == "keras-tuner" and view.meta["search"]["tuner"] == kind
     # Keras Tuner's project (its oracle state) lives next to the study's model files.
     assert os.path.isfile(os.path.join(view.meta["artifacts"], "keras_tuner", "oracle.json"))
     if kind == "random":
@@ -45,22 +46,25 @@ def test_each_keras_tuner_tuner_records_its_trials_in_the_study(store, kind):
         exported = CliRunner().invoke(app, ["best", "--study", kind, "--storage", store, "--export", "m.keras"])
         assert exported.exit_code == 0 and os.path.isfile("m.keras")
         # Resuming with a larger budget continues the same Keras Tuner project.
-        tuner.search(words, trials=3, storage=store, study=kind, engine="keras-tuner", kt_tuner=kind, seed=1)
+        tuner.search(words,
+                     tuner.SearchOptions(trials=3, storage=store, study=kind, engine="keras-tuner", tuner=kind, seed=1))
         again = tuner.trials(study=kind, storage=store).records
         assert len(again) == 4 and [r.baseline for r in again].count("basenet") == 1
 
 
 def test_keras_tuner_engine_honours_the_timeout(store):
     # Like the Optuna engine: the first trial finishes, no other starts.
-    tuner.search(["space=basenet", *SYN], trials=5, storage=store, study="kt-t", engine="keras-tuner",
-                 baselines=False, timeout=0.001)
+    tuner.search(["space=basenet", *SYN],
+                 tuner.SearchOptions(trials=5, storage=store, study="kt-t", engine="keras-tuner", baselines=False,
+                                     timeout=0.001))
     records = tuner.trials(study="kt-t", storage=store).records
     assert len(records) == 1 and records[0].state == "complete"
 
 
 def test_keras_tuner_grid_rejects_a_continuous_choice(store):
     with pytest.raises(tuner.SpaceError, match="--tuner grid needs a finite space"):
-        tuner.search(["space=basenet", *SYN], trials=2, storage=store, engine="keras-tuner", kt_tuner="grid")
+        tuner.search(["space=basenet", *SYN],
+                     tuner.SearchOptions(trials=2, storage=store, engine="keras-tuner", tuner="grid"))
 
 
 def _free_port() -> int:
@@ -103,14 +107,15 @@ def test_keras_tuner_chief_and_two_workers_finish_and_exit(tmp_path):
 
 def test_an_optuna_worker_joins_a_study_and_stops_at_its_budget(store):
     # The search stops after its first trial (timeout); a worker finishes the study's budget of 3.
-    tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="w", baselines=False, timeout=0.001,
-                 pruner="median", warm_start=0)  # no queued warm starts: the worker's sampler proposes the rest
+    tuner.search(["space=basenet", *SYN],
+                 tuner.SearchOptions(trials=3, storage=store, study="w", baselines=False, timeout=0.001,
+                                     pruner="median", warm_start=0))  # no queued warm starts: the worker's sampler proposes the rest
     assert len(tuner.trials(study="w", storage=store).records) == 1
     result = CliRunner().invoke(app, ["worker", "--study", "w", "--storage", store, "-q"])
     assert result.exit_code == 0, result.output
     records = tuner.trials(study="w", storage=store).records
     assert [r.state for r in records] == ["complete"] * 3
-    again = tuner.worker(study="w", storage=store)
+    again = tuner.worker("w", store)
     assert again.ran == []
 
 
@@ -140,7 +145,7 @@ def test_search_on_a_database_server_store(server, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     name = f"cnntune-test-{uuid.uuid4().hex[:12]}"
     try:
-        tuner.search(["space=basenet", *SYN], trials=1, storage=url, study=name)
+        tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=url, study=name))
         records = tuner.trials(study=name, storage=url).records
         assert [r.state for r in records] == ["complete", "complete"] and records[0].baseline == "basenet"
         # Heartbeats are on for database storages, so a killed worker's trial would be retried.
@@ -158,7 +163,7 @@ def test_the_trial_of_a_killed_worker_is_retried(store, monkeypatch):
     monkeypatch.setenv("CNNTUNE_HEARTBEAT_INTERVAL", "1")
     monkeypatch.setenv("CNNTUNE_GRACE_PERIOD", "2")
     words = ["space=basenet", "data=synthetic", "epochs=8", "learning_rate=0.001"]
-    tuner.search(words, trials=2, storage=store, study="k", baselines=False, timeout=0.001)
+    tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="k", baselines=False, timeout=0.001))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "worker", "--study", "k", "--storage", store, "-q"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -177,7 +182,7 @@ def test_the_trial_of_a_killed_worker_is_retried(store, monkeypatch):
         if proc.poll() is None:
             proc.kill()
     time.sleep(3)  # past the grace period
-    tuner.worker(study="k", storage=store)
+    tuner.worker("k", store)
     records = tuner.trials(study="k", storage=store).records
     assert [r.state for r in records] == ["complete", "fail", "complete"]
     assert records[2].tags["retry_of"] == 1 and records[2].params == records[1].params
@@ -187,8 +192,9 @@ def test_keras_tuner_hyperband_continues_promoted_trials_from_their_last_round(s
     import optuna
 
     # max_epochs 3: three 1-epoch trials, then the best of them promoted to 3 epochs (Keras Tuner's brackets).
-    tuner.search(["space=basenet", "data=synthetic", "epochs=3"], trials=4, storage=store, study="hb",
-                 engine="keras-tuner", kt_tuner="hyperband", baselines=False, seed=1)
+    tuner.search(["space=basenet", "data=synthetic", "epochs=3"],
+                 tuner.SearchOptions(trials=4, storage=store, study="hb", engine="keras-tuner", tuner="hyperband",
+                                     baselines=False, seed=1))
     trials = optuna.load_study(study_name="hb", storage=store).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     first_round, (promoted,) = trials[:3], trials[3:]

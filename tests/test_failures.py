@@ -29,8 +29,8 @@ def test_diverging_and_raising_trials_fail_with_their_reason_and_the_search_goes
     import optuna
 
     # ASHA prunes the flat trial at its first rung (epoch 2): it is far below the healthy trial measured before it.
-    tuner.search([*PLANTED_WORDS, "epochs=3"], trials=4, storage=store, study="plant", sampler="grid", seed=5,
-                 pruner="asha")
+    tuner.search([*PLANTED_WORDS, "epochs=3"],
+                 tuner.SearchOptions(trials=4, storage=store, study="plant", sampler="grid", seed=5, pruner="asha"))
     records = {r.params["plant"]: r for r in tuner.trials(study="plant", storage=store).records}
     assert records["none"].state == "complete" and records["none"].val_accuracy > 0.9
     assert records["diverge"].state == "fail" and records["diverge"].reason == "diverged at epoch 1"
@@ -50,7 +50,7 @@ def test_diverging_and_raising_trials_fail_with_their_reason_and_the_search_goes
               for t in optuna.load_study(study_name="plant", storage=store).trials}
     assert stored == {"none": None, "diverge": "diverged", "raise": "error", "flat": "pruned"}
     view = tuner.trials(study="plant", storage=store)
-    assert view.meta["settings"]["pruner"] == "asha"
+    assert view.meta["search"]["pruner"] == "asha"
     result = CliRunner().invoke(app, ["trials", "--study", "plant", "--storage", store], env={"COLUMNS": "300"})
     assert "pruned" in result.output and "diverged at epoch 1" in result.output
 
@@ -67,8 +67,8 @@ def test_consecutive_failures_stop_the_search_with_one_line(store):
 
 def test_keras_tuner_engine_also_stops_after_consecutive_failures(store):
     with pytest.raises(tuner.CnntuneError, match="consecutive"):
-        tuner.search([f"space={PLANTED}", "data=synthetic", "plant=raise"], trials=5, storage=store, study="ktfail",
-                     engine="keras-tuner", max_failures=2)
+        tuner.search([f"space={PLANTED}", "data=synthetic", "plant=raise"],
+                     tuner.SearchOptions(trials=5, storage=store, study="ktfail", engine="keras-tuner", max_failures=2))
     records = tuner.trials(study="ktfail", storage=store).records
     assert len(records) == 2 and all(r.reason == "RuntimeError: planted build failure" for r in records)
 
@@ -115,8 +115,8 @@ def test_sigint_leaves_a_resumable_study_and_the_interrupted_trial_is_retried(tm
     interrupted = [r for r in before if r.reason == "interrupted"]
     assert completed and len(interrupted) == 1 and interrupted[0].state == "fail"
     # Rerunning the same command resumes: the interrupted trial is retried with its values; nothing is lost.
-    tuner.search(["space=basenet", "data=synthetic", "epochs=4"], trials=3, baselines=False, study="int",
-                 storage=f"sqlite:///{db}")
+    tuner.search(["space=basenet", "data=synthetic", "epochs=4"],
+                 tuner.SearchOptions(trials=3, baselines=False, study="int", storage=f"sqlite:///{db}"))
     after = tuner.trials(study="int", storage=f"sqlite:///{db}").records
     assert completed <= {r.number for r in after if r.state == "complete"}
     retry = [r for r in after if r.tags.get("retry_of") == interrupted[0].number]
@@ -163,13 +163,15 @@ def test_a_ctrl_c_swallowed_between_trials_still_stops_the_search(store):
 
     runner = Runner()
     with pytest.raises(KeyboardInterrupt):
-        tuner.search(["space=basenet", *SYN], trials=5, storage=store, study="gc", baselines=False, runner=runner)
+        tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=5, storage=store, study="gc", baselines=False),
+                     runner=runner)
     # The trial in which Ctrl-C was pressed finished and is kept; no further trial started. The next search runs
     # the warm starts not yet run, then stops at the budget.
     assert len(runner.calls) == 2
     records = tuner.trials(study="gc", storage=store).records
     assert [(r.state, r.tags.get("warm_start")) for r in records] == [("complete", 0), ("complete", 1)]
-    tuner.search(["space=basenet", *SYN], trials=5, storage=store, study="gc", baselines=False, runner=FakeRunner())
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=5, storage=store, study="gc", baselines=False),
+                 runner=FakeRunner())
     records = tuner.trials(study="gc", storage=store).records
     assert [(r.state, r.tags.get("warm_start")) for r in records] == [("complete", i) for i in range(5)]
 
@@ -190,8 +192,8 @@ def test_a_ctrl_c_swallowed_during_training_stops_the_trial_at_the_next_batch(st
                      "--storage", store, "--study", "gc", "--quiet")
     assert result.exit_code == 0  # without a Ctrl-C the same command finishes
     with pytest.raises(KeyboardInterrupt):
-        tuner.search(["space=basenet", "data=synthetic", "epochs=3"], trials=3, storage=store, study="gc",
-                     baselines=False, runner=runner)
+        tuner.search(["space=basenet", "data=synthetic", "epochs=3"],
+                     tuner.SearchOptions(trials=3, storage=store, study="gc", baselines=False), runner=runner)
     records = tuner.trials(study="gc", storage=store).records
     assert [(r.state, r.reason) for r in records] == [("complete", None), ("complete", None), ("fail", "interrupted")]
 
@@ -201,8 +203,9 @@ def test_the_same_seed_picks_the_same_values_in_the_same_order(store, engine):
     words = ["space=basenet", "data=synthetic", "epochs=1", "batch_size=64"]
     runs = []
     for name in ("a", "b"):
-        tuner.search(words, trials=2, storage=store, study=f"{engine}-{name}", seed=11, baselines=False,
-                     engine=engine)
+        tuner.search(words,
+                     tuner.SearchOptions(trials=2, storage=store, study=f"{engine}-{name}", seed=11, baselines=False,
+                                         engine=engine))
         runs.append([r.params for r in tuner.trials(study=f"{engine}-{name}", storage=store).records])
     assert runs[0] == runs[1] and len(runs[0]) == 2
     assert len({r["learning_rate"] for r in runs[0]}) == 2

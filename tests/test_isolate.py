@@ -75,8 +75,9 @@ def test_a_stop_after_epoch_1_of_3_stops_the_child_after_epoch_1(data, tmp_path)
 @pytest.mark.slow
 def test_an_isolated_search_records_the_trial_an_in_process_search_records(store):
     words = ["space=basenet", *SYN]
-    tuner.search(words, trials=1, baselines=False, study="here", storage=store, seed=4)
-    tuner.search(words, trials=1, baselines=False, study="there", storage=store, seed=4, runner=isolated())
+    tuner.search(words, tuner.SearchOptions(trials=1, baselines=False, study="here", storage=store, seed=4))
+    tuner.search(words, tuner.SearchOptions(trials=1, baselines=False, study="there", storage=store, seed=4),
+                 runner=isolated())
     here, there = (tuner.trials(study=name, storage=store).records[0] for name in ("here", "there"))
     assert there.state == here.state == "complete"
     assert (there.params, there.val_accuracy, there.history) == (here.params, here.val_accuracy, here.history)
@@ -173,7 +174,7 @@ def test_crash_reasons():
 
 
 def test_a_killed_trial_is_recorded_as_failed_with_its_reason_and_the_search_goes_on(store):
-    tuner.search(["space=basenet", *SYN], trials=2, baselines=False, study="oom", storage=store,
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=2, baselines=False, study="oom", storage=store),
                  runner=isolated(helpers.oom_killed_first_seed))
     records = tuner.trials(study="oom", storage=store).records
     assert [(r.state, r.reason) for r in records] == [
@@ -265,10 +266,11 @@ def test_search_isolate_runs_each_trial_in_a_child_and_workers_inherit_it(store)
 
     import tuner
     from conftest import SYN
-    from tuner.store import SearchSettings, study_meta
+    from tuner.store import study_meta
 
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="iso", baselines=False, isolate=True)
+    tuner.search(["space=basenet", *SYN],
+                 tuner.SearchOptions(trials=1, storage=store, study="iso", baselines=False, isolate=True))
     study = optuna.load_study(study_name="iso", storage=store)
     (trial,) = study.trials
     assert trial.state.name == "COMPLETE" and trial.user_attrs["isolate_seconds"] > 0
-    assert SearchSettings.from_meta(study_meta(study), "iso").isolate is True
+    assert tuner.SearchOptions.from_meta(study_meta(study), "iso").isolate is True

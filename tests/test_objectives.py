@@ -22,7 +22,8 @@ class SizedFake(FakeRunner):
 def test_a_two_objective_search_returns_a_front_with_smaller_models_than_the_most_accurate(store):
     import optuna
 
-    result = tuner.search(["space=improved", *SYN], trials=8, storage=store, study="mo", objective="accuracy,params",
+    result = tuner.search(["space=improved", *SYN],
+                          tuner.SearchOptions(trials=8, storage=store, study="mo", objective="accuracy,params"),
                           runner=SizedFake())
     study = optuna.load_study(study_name="mo", storage=store)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
@@ -48,7 +49,8 @@ def test_a_two_objective_search_returns_a_front_with_smaller_models_than_the_mos
 
 @pytest.mark.slow
 def test_latency_is_measured_per_image_and_bounds_the_export(store, tmp_path):
-    result = tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="lat", objective="accuracy,latency")
+    result = tuner.search(["space=basenet", *SYN],
+                          tuner.SearchOptions(trials=1, storage=store, study="lat", objective="accuracy,latency"))
     records = tuner.trials(study="lat", storage=store).records
     assert all(r.latency_ms is not None and 0 < r.latency_ms < 1000 for r in records)
     assert result.pareto
@@ -68,6 +70,7 @@ def test_objective_errors_are_one_line(store):
     one_line_error(run_cli(*words, "--objective", "accuracy,params", "--pruner", "asha"), "--pruner")
     one_line_error(run_cli(*words, "--objective", "accuracy,params", "--engine", "keras-tuner"), "keras-tuner")
     one_line_error(run_cli(*words, "--objective", "accuracy,params", "--reeval-share", "0.2"), "--max-params")
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="one", runner=FakeRunner())
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="one"),
+                 runner=FakeRunner())
     one_line_error(run_cli(*words, "--study", "one", "--objective", "accuracy,params"), "another --study")
     one_line_error(run_cli("best", "--study", "one", "--storage", store, "--max-latency-ms", "5"), "measured")

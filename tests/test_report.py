@@ -49,7 +49,8 @@ def searched(store):
     """A study of `improved` with 2 baselines, 10 searched trials (calls 4 and 7 fail) and one planted pruned trial."""
     import optuna
 
-    tuner.search(["space=improved", *SYN], trials=10, storage=store, study="imp", runner=CurvesRunner((4, 7)))
+    tuner.search(["space=improved", *SYN], tuner.SearchOptions(trials=10, storage=store, study="imp"),
+                 runner=CurvesRunner((4, 7)))
     st = optuna.load_study(study_name="imp", storage=store)
     st.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={
         "fail_reason": "pruned at epoch 2", "val_accuracy": 0.2, "history": {"val_accuracy": [0.1, 0.2]}}))
@@ -201,7 +202,7 @@ def test_pareto_front_of_a_two_objective_study_lists_the_non_dominated_trials(st
 def test_reevaluation_and_reproduction_runs_add_mean_and_spread(searched, tmp_path):
     tuner.reevaluate(study="imp", storage=searched, top=1, seeds=2, runner=CurvesRunner())
     # `reproduce` writes reproduce-improved beside the study; its baseline runs (seeds 0-2) join the baselines' rows.
-    reproduce(["space=improved", *SYN], seeds=3, storage=searched, runner=CurvesRunner())
+    reproduce(["space=improved", *SYN], tuner.SearchOptions(storage=searched), seeds=3, runner=CurvesRunner())
     md = tuner.report(study="imp", storage=searched, out=tmp_path / "r").markdown.read_text()
     head = next(line for line in md.splitlines() if line.startswith("| configuration"))
     cols = [c.strip() for c in head.strip("|").split("|")]

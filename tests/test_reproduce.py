@@ -53,12 +53,12 @@ def test_reproduce_resumes_after_interruption_without_repeating_runs(store):
     words = ["space=normalization", *SYN]
     first = FakeRunner(interrupt_on=2)
     with pytest.raises(KeyboardInterrupt):
-        rp.reproduce(words, seeds=2, storage=store, runner=first)
+        rp.reproduce(words, tuner.SearchOptions(storage=store), seeds=2, runner=first)
     assert len(first.calls) == 2
     done_pair = (first.calls[0][0]["normalize"], first.calls[0][1])
 
     second = FakeRunner()
-    result = rp.reproduce(words, seeds=2, storage=store, runner=second)
+    result = rp.reproduce(words, tuner.SearchOptions(storage=store), seeds=2, runner=second)
     pairs = [(params["normalize"], seed) for params, seed in second.calls]
     # 2 baselines x 2 seeds = 4 pairs; 1 completed before the interruption: 3 run now, the completed one is not among them.
     assert len(pairs) == 3 and done_pair not in pairs and len(set(pairs)) == 3
@@ -69,10 +69,10 @@ def test_reproduce_resumes_after_interruption_without_repeating_runs(store):
     assert not any(r.state in ("waiting", "running") for r in records)
 
     third = FakeRunner()
-    again = rp.reproduce(words, seeds=2, storage=store, runner=third)
+    again = rp.reproduce(words, tuner.SearchOptions(storage=store), seeds=2, runner=third)
     assert third.calls == [] and again.ran == []
     more = FakeRunner()
-    rp.reproduce(words, seeds=3, storage=store, runner=more)  # one more seed: only the new pairs
+    rp.reproduce(words, tuner.SearchOptions(storage=store), seeds=3, runner=more)  # one more seed: only the new pairs
     assert sorted(seed for _, seed in more.calls) == [2, 2]
 
 
@@ -101,7 +101,8 @@ def test_reproduce_all_spaces_one_row_per_baseline_and_claims_from_means(store, 
             test = 0.60
         return test, test + 0.01 * seed
 
-    result = rp.reproduce(["space=all", *SYN], seeds=2, storage=store, runner=FakeRunner(accuracy=accuracy))
+    result = rp.reproduce(["space=all", *SYN], tuner.SearchOptions(storage=store), seeds=2,
+                          runner=FakeRunner(accuracy=accuracy))
     assert result.label == "all"
     assert len(result.rows) == sum(len(m.BASELINES) for m in SPACES.values())
     assert {p.study for p in result.spaces} == {f"reproduce-{name}" for name in SPACES}
@@ -160,7 +161,8 @@ def test_every_space_claims_name_its_own_baselines():
 def _planted_search(store):
     """A basenet study with a baseline and 3 searched trials whose single-run values are planted."""
     script = iter([0.50, 0.90, 0.70, 0.60])
-    tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="s", sampler="random", seed=1,
+    tuner.search(["space=basenet", *SYN],
+                 tuner.SearchOptions(trials=3, storage=store, study="s", sampler="random", seed=1),
                  runner=FakeRunner(accuracy=lambda params, seed: (next(script), 0.5)))
     records = tuner.trials(study="s", storage=store).records
     assert [r.val_accuracy for r in records] == [0.50, 0.90, 0.70, 0.60]
@@ -208,7 +210,8 @@ def test_best_reeval_reranks_by_the_mean_of_new_seeds(store):
     # With replays allowed, the single-run rule applies to every trial, re-evaluation runs included.
     with_replays = tuner.best(study="s", storage=store, replays=True)
     assert with_replays.best.number == lucky.number and with_replays.picked_by_mean is None
-    assert "already holds 3" in tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="s").message
+    assert "already holds 3" in tuner.search(["space=basenet", *SYN],
+                                             tuner.SearchOptions(trials=3, storage=store, study="s")).message
 
 
 def test_cli_best_reeval_prints_the_reranked_table_and_the_winner(store):
@@ -236,7 +239,8 @@ def test_top_configs_are_distinct_and_skip_replays():
 # -- bad input ---------------------------------------------------------------------------------------------------
 def test_a_pin_that_contradicts_the_space_names_the_conflict(store):
     with pytest.raises(SpaceError, match="conv3_filters=106 contradicts body=basenet"):
-        tuner.search(["space=deeper_net", "body=basenet", "conv3_filters=106", *SYN], storage=store)
+        tuner.search(["space=deeper_net", "body=basenet", "conv3_filters=106", *SYN],
+                     tuner.SearchOptions(storage=store))
     one_line_error(run_cli("search", "space=deeper_net", "body=basenet", "conv3_filters=106", "--storage", store),
                     "conv3_filters=106", "body=basenet")
     one_line_error(run_cli("search", "space=improved", "early_stopping=false", "patience=3", "--storage", store),
@@ -291,11 +295,11 @@ def test_reproduce_skips_bad_images_when_asked_and_remembers_it(store, tmp_path)
     one_line_error(run_cli("reproduce", *words, "--seeds", "1", "--storage", store, "--quiet"), "broken.png")
     first = FakeRunner(interrupt_on=2)
     with pytest.raises(KeyboardInterrupt):
-        rp.reproduce(words, seeds=1, storage=store, skip_bad_images=True, runner=first)
+        rp.reproduce(words, tuner.SearchOptions(storage=store, skip_bad_images=True), seeds=1, runner=first)
     assert tuner.trials(study="reproduce-normalization", storage=store).meta["skip_bad_images"] is True
     # Resuming without the flag keeps it: the broken file does not stop the study it was skipped in.
     rest = FakeRunner()
-    result = rp.reproduce(words, seeds=1, storage=store, runner=rest)
+    result = rp.reproduce(words, tuner.SearchOptions(storage=store), seeds=1, runner=rest)
     assert len(rest.calls) == 1 and [row.runs for row in result.rows] == [1, 1]
     cli = run_cli("reproduce", *words, "--seeds", "1", "--skip-bad-images", "--storage", store, "--quiet")
     assert cli.exit_code == 0 and "ran 0 runs" in cli.output

@@ -14,7 +14,7 @@ from conftest import SYN
 
 
 def test_two_trial_search_on_synthetic_records_everything(store):
-    result = tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="s1")
+    result = tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=2, storage=store, study="s1"))
     view = tuner.trials(study="s1", storage=store)
     assert [r.state for r in view.records] == ["complete"] * 3
     first = view.records[0]
@@ -36,7 +36,7 @@ def test_two_trial_search_on_synthetic_records_everything(store):
 
 def test_search_on_the_real_bird_photos(store, birds_dir):
     words = ["space=basenet", "data=cub200", f"data_dir={birds_dir}", "image_size=32", "epochs=1"]
-    tuner.search(words, trials=2, storage=store, study="birds", seed=3)
+    tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="birds", seed=3))
     view = tuner.trials(study="birds", storage=store)
     assert len(view.records) == 3 and all(r.state == "complete" for r in view.records)
     assert view.meta["num_classes"] == 50 and view.meta["n_val"] == 300 and view.meta["n_test"] == 1449
@@ -47,25 +47,25 @@ def test_search_on_the_real_bird_photos(store, birds_dir):
 
 
 def test_resume_adds_trials_and_never_reruns_baselines(store):
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="r")
-    again = tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="r")
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="r"))
+    again = tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="r"))
     assert again.ran == [] and "already holds 1" in again.message
-    more = tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="r")
+    more = tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=2, storage=store, study="r"))
     assert [r.number for r in more.ran] == [2]
     records = tuner.trials(study="r", storage=store).records
     assert [r.baseline for r in records] == ["basenet", None, None]
 
 
 def test_resume_from_the_study_alone(store):
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="r2", baselines=False)
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="r2", baselines=False))
     # No words at all: the study remembers its space, data and pins.
-    tuner.search([], trials=2, storage=store, study="r2", baselines=False)
+    tuner.search([], tuner.SearchOptions(trials=2, storage=store, study="r2", baselines=False))
     records = tuner.trials(study="r2", storage=store).records
     assert len(records) == 2 and all(r.params["epochs"] == 1 for r in records)
 
 
 def test_baselines_are_the_first_trials_and_export_the_study_architecture(store, tmp_path):
-    tuner.search(["space=improved", *SYN], trials=1, storage=store, study="imp")
+    tuner.search(["space=improved", *SYN], tuner.SearchOptions(trials=1, storage=store, study="imp"))
     records = tuner.trials(study="imp", storage=store).records
     assert [r.baseline for r in records] == ["basenet", "final", None]
     final = records[1]
@@ -84,8 +84,8 @@ def test_baselines_are_the_first_trials_and_export_the_study_architecture(store,
 
 
 def test_pins_are_used_and_never_sampled(store):
-    tuner.search(["space=basenet", *SYN, "learning_rate=0.01", "batch_size=16"], trials=2, storage=store,
-                 study="p", baselines=False)
+    tuner.search(["space=basenet", *SYN, "learning_rate=0.01", "batch_size=16"],
+                 tuner.SearchOptions(trials=2, storage=store, study="p", baselines=False))
     import optuna
 
     study = optuna.load_study(study_name="p", storage=store)
@@ -95,15 +95,16 @@ def test_pins_are_used_and_never_sampled(store):
 
 
 def test_grid_sampler_and_timeout(store):
-    tuner.search(["space=basenet", *SYN, "learning_rate=0.01"], trials=50, storage=store, study="g",
-                 sampler="grid", baselines=False, timeout=0.001)
+    tuner.search(["space=basenet", *SYN, "learning_rate=0.01"],
+                 tuner.SearchOptions(trials=50, storage=store, study="g", sampler="grid", baselines=False,
+                                     timeout=0.001))
     records = tuner.trials(study="g", storage=store).records
     # The timeout lets the first trial finish and starts no other.
     assert len(records) == 1 and records[0].state == "complete"
 
 
 def test_best_reports_improvement_over_each_baseline(store):
-    tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="b")
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=2, storage=store, study="b"))
     report = tuner.best(study="b", storage=store)
     records = tuner.trials(study="b", storage=store).records
     assert report.best.val_accuracy == max(r.val_accuracy for r in records)
@@ -114,7 +115,7 @@ def test_best_reports_improvement_over_each_baseline(store):
 
 
 def test_export_round_trips_raw_uint8_images(store, tmp_path):
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="e")
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="e"))
     path = tuner.export(tmp_path / "model.keras", study="e", storage=store)
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta == tuner.read_export_metadata(path)

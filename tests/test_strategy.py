@@ -133,7 +133,8 @@ def test_a_best_trial_that_trains_faster_than_the_longest_baseline_grows_first(s
 
     runner = FakeRunner(accuracy=lambda p, seed: (p["conv2_filters"] / 256 + p["conv1_filters"] / 1000, 0.3),
                         seconds=seconds)
-    tuner.search(["space=improved", *SYN], trials=8, storage=store, study="g", warm_start=4, seed=4, runner=runner)
+    tuner.search(["space=improved", *SYN],
+                 tuner.SearchOptions(trials=8, storage=store, study="g", warm_start=4, seed=4), runner=runner)
     records = tuner.trials(study="g", storage=store).records
     assert [r.baseline for r in records[:2]] == ["basenet", "final"]
     assert [(r.tags.get("warm_start"), r.tags.get("grown_from")) for r in records[2:]] == [
@@ -141,7 +142,8 @@ def test_a_best_trial_that_trains_faster_than_the_longest_baseline_grows_first(s
     assert [r.params["conv1_filters"] for r in records[2:7]] == [6, 12, 24, 48, 64]
     assert records[3].params == {**records[2].params, "conv1_filters": 12, "dense_units": 100}  # epochs pinned
     # --no-grow: the warm starts, then the sampler.
-    tuner.search(["space=improved", *SYN], trials=6, storage=store, study="g0", warm_start=4, seed=4, grow=False,
+    tuner.search(["space=improved", *SYN],
+                 tuner.SearchOptions(trials=6, storage=store, study="g0", warm_start=4, seed=4, grow=False),
                  runner=runner)
     assert [r.tags.get("warm_start") for r in tuner.trials(study="g0", storage=store).records[2:]] == [
         0, 1, 2, 3, None, None]
@@ -156,7 +158,8 @@ def test_growing_is_an_optuna_engine_option(tmp_path):
 def test_after_the_study_continued_half_the_searched_trials_climb_from_the_best_so_far(store):
     # The more filters in the second conv, the better: the climb follows them.
     runner = FakeRunner(accuracy=lambda params, seed: (params["conv2_filters"] / 256, 0.3))
-    tuner.search(["space=improved", *SYN], trials=10, storage=store, study="c", warm_start=4, climb=0.5, seed=4,
+    tuner.search(["space=improved", *SYN],
+                 tuner.SearchOptions(trials=10, storage=store, study="c", warm_start=4, climb=0.5, seed=4),
                  runner=runner)
     records = tuner.trials(study="c", storage=store).records
     # The study continued (2 warm starts) first; then the climb takes turns with the other warm starts (crossovers),
@@ -165,7 +168,8 @@ def test_after_the_study_continued_half_the_searched_trials_climb_from_the_best_
         (0, False), (1, False), (None, True), (2, False), (None, True), (3, False), (None, True), (None, False),
         (None, True), (None, False)]
     # Resumed, it goes on taking turns.
-    tuner.search(["space=improved", *SYN], trials=12, storage=store, study="c", warm_start=4, climb=0.5, seed=4,
+    tuner.search(["space=improved", *SYN],
+                 tuner.SearchOptions(trials=12, storage=store, study="c", warm_start=4, climb=0.5, seed=4),
                  runner=runner)
     resumed = tuner.trials(study="c", storage=store).records
     assert [(r.tags.get("warm_start"), "climb_of" in r.tags) for r in resumed[12:]] == [(None, True), (None, False)]
@@ -176,15 +180,15 @@ def test_after_the_study_continued_half_the_searched_trials_climb_from_the_best_
             assert rec.tags["climb_of"] == best.number
             assert 1 <= sum(rec.params.get(k) != v for k, v in best.params.items() if k != "epochs") <= 8
     # Off: the sampler proposes every trial after the warm starts.
-    tuner.search(["space=improved", *SYN], trials=4, storage=store, study="c0", warm_start=1, climb=0, seed=4,
-                 runner=runner)
+    tuner.search(["space=improved", *SYN],
+                 tuner.SearchOptions(trials=4, storage=store, study="c0", warm_start=1, climb=0, seed=4), runner=runner)
     assert not any("climb_of" in r.tags for r in tuner.trials(study="c0", storage=store).records)
 
 
 def test_warm_start_trials_come_right_after_the_baselines(store):
     runner = FakeRunner()
-    tuner.search(["space=improved", *SYN], trials=5, storage=store, study="w", warm_start=3, climb=0, seed=2,
-                 runner=runner)
+    tuner.search(["space=improved", *SYN],
+                 tuner.SearchOptions(trials=5, storage=store, study="w", warm_start=3, climb=0, seed=2), runner=runner)
     records = tuner.trials(study="w", storage=store).records
     assert [r.baseline for r in records[:2]] == ["basenet", "final"]
     assert [r.tags.get("warm_start") for r in records[2:]] == [0, 1, 2, None, None]
@@ -194,14 +198,15 @@ def test_warm_start_trials_come_right_after_the_baselines(store):
     # The warm starts are searched trials: they count toward the budget of 5.
     assert len(records) == 7
     # Resuming does not repeat them.
-    tuner.search(["space=improved", *SYN], trials=6, storage=store, study="w", warm_start=3, climb=0, seed=2,
-                 runner=runner)
+    tuner.search(["space=improved", *SYN],
+                 tuner.SearchOptions(trials=6, storage=store, study="w", warm_start=3, climb=0, seed=2), runner=runner)
     assert [r.tags.get("warm_start") for r in tuner.trials(study="w", storage=store).records].count(0) == 1
 
 
 def test_keras_tuner_also_runs_the_warm_starts_after_the_baselines(store):
-    tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="kw", engine="keras-tuner", warm_start=2,
-                 seed=2, runner=FakeRunner())
+    tuner.search(["space=basenet", *SYN],
+                 tuner.SearchOptions(trials=3, storage=store, study="kw", engine="keras-tuner", warm_start=2, seed=2),
+                 runner=FakeRunner())
     records = tuner.trials(study="kw", storage=store).records
     assert [r.baseline for r in records] == ["basenet", None, None, None]
     assert [r.tags.get("warm_start") for r in records] == [None, 0, 1, None]
@@ -210,24 +215,25 @@ def test_keras_tuner_also_runs_the_warm_starts_after_the_baselines(store):
 
 
 def test_under_a_pruner_epochs_are_the_fidelity_not_a_choice(store):
-    tuner.search(["space=improved", "data=synthetic"], trials=3, storage=store, study="f", pruner="asha",
-                 max_epochs=4, warm_start=1, runner=FakeRunner())
+    tuner.search(["space=improved", "data=synthetic"],
+                 tuner.SearchOptions(trials=3, storage=store, study="f", pruner="asha", max_epochs=4, warm_start=1),
+                 runner=FakeRunner())
     view = tuner.trials(study="f", storage=store)
-    assert view.meta["pins"] == {} and view.meta["settings"]["max_epochs"] == 4
+    assert view.meta["pins"] == {} and view.meta["search"]["max_epochs"] == 4
     # The baselines are the study's configurations, with their own epochs; every searched trial may train 4.
     assert [(r.baseline, r.params["epochs"]) for r in view.records[:2]] == [("basenet", 15), ("final", 20)]
     assert [r.params["epochs"] for r in view.records[2:]] == [4, 4, 4]
     trials = optuna.load_study(study_name="f", storage=store).trials
     assert all("epochs" not in t.params for t in trials[2:])  # never sampled
     # Without --max-epochs the maximum is the space's, and a worker reuses it.
-    tuner.search(["space=improved", "data=synthetic"], trials=1, storage=store, study="g", pruner="median",
-                 runner=FakeRunner())
+    tuner.search(["space=improved", "data=synthetic"],
+                 tuner.SearchOptions(trials=1, storage=store, study="g", pruner="median"), runner=FakeRunner())
     top = describe(IMPROVED)["epochs"].max_value
-    assert tuner.trials(study="g", storage=store).meta["settings"]["max_epochs"] == top
-    tuner.worker(study="g", storage=store, runner=FakeRunner())
+    assert tuner.trials(study="g", storage=store).meta["search"]["max_epochs"] == top
+    tuner.worker("g", store, runner=FakeRunner())
     # A pinned epochs stays what the user said, for every trial.
-    tuner.search(["space=improved", "data=synthetic", "epochs=2"], trials=1, storage=store, study="h", pruner="asha",
-                 runner=FakeRunner())
+    tuner.search(["space=improved", "data=synthetic", "epochs=2"],
+                 tuner.SearchOptions(trials=1, storage=store, study="h", pruner="asha"), runner=FakeRunner())
     assert {r.params["epochs"] for r in tuner.trials(study="h", storage=store).records} == {2}
 
 
@@ -283,8 +289,9 @@ def test_the_reevaluation_phase_makes_best_pick_by_the_mean(store):
     words = ["space=basenet", *SYN, "optimizer=adam", "batch_size=32"]
     runner = FakeRunner(accuracy=_planted)
     # The sampler's start-up (no warm starts) draws the planted lucky learning rate.
-    result = tuner.search(words, trials=6, storage=store, study="r", seed=3, reeval_share=0.3, reeval_top=3,
-                          warm_start=0, runner=runner)
+    result = tuner.search(words,
+                          tuner.SearchOptions(trials=6, storage=store, study="r", seed=3, reeval_share=0.3,
+                                              reeval_top=3, warm_start=0), runner=runner)
     records = tuner.trials(study="r", storage=store).records
     reeval = [r for r in records if "reeval_of" in r.tags]
     searched = [r for r in records if "reeval_of" not in r.tags and r.baseline is None]
@@ -304,7 +311,8 @@ def test_reevaluation_fits_the_time_left_or_says_why_it_did_not_run(store):
             out.seconds = 100.0  # as if each run took 100 s
             return out
 
-    result = tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="t", timeout=30, reeval_share=0.25,
+    result = tuner.search(["space=basenet", *SYN],
+                          tuner.SearchOptions(trials=3, storage=store, study="t", timeout=30, reeval_share=0.25),
                           runner=Slow())
     assert "no time left to re-evaluate" in result.message and "best --reeval" in result.message
     assert not [r for r in tuner.trials(study="t", storage=store).records if "reeval_of" in r.tags]
@@ -323,8 +331,9 @@ def test_reevaluation_retrains_the_top_two_when_the_top_three_do_not_fit(store):
 
     runner = Scripted()
     # 200 s budget, a quarter kept: one round of the top 3 takes 240 s, of the top 2 40 s (3 seeds fit).
-    result = tuner.search(["space=basenet", *SYN], trials=3, storage=store, study="k", timeout=200,
-                          reeval_share=0.25, reeval_top=3, runner=runner)
+    result = tuner.search(["space=basenet", *SYN],
+                          tuner.SearchOptions(trials=3, storage=store, study="k", timeout=200, reeval_share=0.25,
+                                              reeval_top=3), runner=runner)
     assert result.message == ""
     records = tuner.trials(study="k", storage=store).records
     originals = {r.number: r.val_accuracy for r in records if not r.tags.get("reeval_of")}
@@ -332,31 +341,26 @@ def test_reevaluation_retrains_the_top_two_when_the_top_three_do_not_fit(store):
     assert sorted(originals[n] for n in set(reeval)) == [0.80, 0.90] and len(reeval) == 2 * 3
 
 
-class _Clock:
-    """``time.monotonic`` that a runner moves forward: epochs "take" seconds without sleeping."""
+class Clock:
+    """A clock that only runs when a trial "trains": a runner moves it forward, epochs take seconds without
+    sleeping. Passed to ``tuner.search`` / ``tuner.worker`` as their ``clock``."""
 
     def __init__(self):
-        import time
+        self.now = 0.0
 
-        self.real, self.ahead = time.monotonic, 0.0
-
-    def monotonic(self) -> float:
-        return self.real() + self.ahead
+    def __call__(self) -> float:
+        return self.now
 
 
-def _clocked_runner(monkeypatch):
-    """A ``FakeRunner`` whose 10 epochs each take 100 s of a fake clock; it asks ``should_stop`` after each."""
-    import tuner.trial._objective
-
-    clock = _Clock()
-    monkeypatch.setattr(tuner.trial._objective, "time", clock)
+def _clocked_runner(clock: Clock):
+    """A ``FakeRunner`` whose 10 epochs each take 100 s of ``clock``; it asks ``should_stop`` after each."""
 
     class Epochs(FakeRunner):
         def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, should_stop=None, **kwargs):
             out = super().__call__(space, params, data, seed=seed, model_path=model_path)
             run = 0
             for run in range(1, 11):
-                clock.ahead += 100.0
+                clock.now += 100.0
                 if should_stop(run, {"val_accuracy": out.val_accuracy}):
                     break
             out.epochs_run, out.seconds = run, 100.0 * run
@@ -365,47 +369,56 @@ def _clocked_runner(monkeypatch):
     return Epochs()
 
 
-@pytest.mark.parametrize("share, searched_epochs", [(0.25, 1), (0.0, 10)])
-def test_a_kept_share_stops_the_last_trial_at_the_search_phase_end(store, monkeypatch, share, searched_epochs):
-    # 1,000 s with a quarter kept: the search phase ends 750 s in, while the baseline trains its 10 epochs (1,000 s).
-    tuner.search(["space=basenet", "data=synthetic", "epochs=10"], trials=1, storage=store, study="s", timeout=1000,
-                 reeval_share=share, runner=_clocked_runner(monkeypatch))
+@pytest.mark.parametrize("share, searched_epochs", [(0.25, 5), (0.0, 10)])
+def test_a_kept_share_stops_the_last_trial_at_the_search_phase_end(store, share, searched_epochs):
+    clock = Clock()
+    # 2,000 s with a quarter kept: the search phase ends 1,500 s in; the baseline trains its 10 epochs (1,000 s),
+    # the searched trial starts then and is stopped after its 5th epoch.
+    tuner.search(["space=basenet", "data=synthetic", "epochs=10"],
+                 tuner.SearchOptions(trials=1, storage=store, study="s", timeout=2000, reeval_share=share),
+                 runner=_clocked_runner(clock), clock=clock)
     baseline, searched = [r for r in tuner.trials(study="s", storage=store).records if "reeval_of" not in r.tags]
     assert baseline.state == "complete" and baseline.epochs_run == 10  # the hand-chosen configuration always finishes
     assert searched.epochs_run == searched_epochs
     if share:
-        assert searched.state == "pruned" and searched.reason == "stopped at epoch 1: the search's time was up"
+        assert searched.state == "pruned" and searched.reason == "stopped at epoch 5: the search's time was up"
     else:  # without a kept share, --timeout only stops new trials from starting
         assert searched.state == "complete"
 
 
 @pytest.mark.parametrize("share", [0.25, 0.0])
-def test_a_kept_share_also_stops_a_workers_last_trial(store, monkeypatch, share):
-    # The study keeps a share; its worker's --timeout (750 s, as --workers N passes the search phase's time left)
-    # ends while the baseline trains its 10 epochs (1,000 s).
+def test_a_kept_share_also_stops_a_workers_last_trial(store, share):
+    clock = Clock()
+    # The study keeps a share; its worker's --timeout (1,500 s, as --workers N passes the search phase's time left)
+    # ends while the searched trial trains, after the baseline's 10 epochs (1,000 s).
     words = ["space=basenet", "data=synthetic", "epochs=10"]
-    tuner.search(words, trials=1, storage=store, study="w", timeout=1000, reeval_share=share, workers=0)
-    tuner.worker(study="w", storage=store, timeout=750, runner=_clocked_runner(monkeypatch))
+    tuner.search(words,
+                 tuner.SearchOptions(trials=1, storage=store, study="w", timeout=2000, reeval_share=share, workers=0))
+    tuner.worker("w", store, {"timeout": 1500}, runner=_clocked_runner(clock), clock=clock)
     baseline, searched = tuner.trials(study="w", storage=store).records
     assert baseline.state == "complete" and baseline.epochs_run == 10
-    expected = ("pruned", 1) if share else ("complete", 10)  # without a share, as a worker started by hand
+    expected = ("pruned", 5) if share else ("complete", 10)  # without a share, as a worker started by hand
     assert (searched.state, searched.epochs_run) == expected
 
 
-def test_a_kept_share_stops_the_last_keras_tuner_trial(store, monkeypatch):
-    tuner.search(["space=basenet", "data=synthetic", "epochs=10"], trials=1, storage=store, study="k", timeout=1000,
-                 reeval_share=0.25, engine="keras-tuner", runner=_clocked_runner(monkeypatch))
+def test_a_kept_share_stops_the_last_keras_tuner_trial(store):
+    clock = Clock()
+    tuner.search(["space=basenet", "data=synthetic", "epochs=10"],
+                 tuner.SearchOptions(trials=1, storage=store, study="k", timeout=2000, reeval_share=0.25,
+                                     engine="keras-tuner"), runner=_clocked_runner(clock), clock=clock)
     baseline, searched = [r for r in tuner.trials(study="k", storage=store).records if "reeval_of" not in r.tags]
     assert baseline.state == "complete" and baseline.epochs_run == 10
-    assert (searched.state, searched.epochs_run) == ("pruned", 1)
-    assert searched.reason == "stopped at epoch 1: the search's time was up"
+    assert (searched.state, searched.epochs_run) == ("pruned", 5)
+    assert searched.reason == "stopped at epoch 5: the search's time was up"
     assert searched.tags["engine"] == "keras-tuner" and searched.val_accuracy == 0.5  # scored as far as it got
 
 
-def test_the_search_phase_end_does_not_stop_the_only_trial(store, monkeypatch):
+def test_the_search_phase_end_does_not_stop_the_only_trial(store):
+    clock = Clock()
     # No baselines: past the search phase's end (750 s) at epoch 8, the first trial is the search's only model.
-    tuner.search(["space=basenet", "data=synthetic", "epochs=10"], trials=1, storage=store, study="s", timeout=1000,
-                 reeval_share=0.25, baselines=False, runner=_clocked_runner(monkeypatch))
+    tuner.search(["space=basenet", "data=synthetic", "epochs=10"],
+                 tuner.SearchOptions(trials=1, storage=store, study="s", timeout=1000, reeval_share=0.25,
+                                     baselines=False), runner=_clocked_runner(clock), clock=clock)
     records = [r for r in tuner.trials(study="s", storage=store).records if "reeval_of" not in r.tags]
     assert [(r.state, r.epochs_run) for r in records] == [("complete", 10)]
 
@@ -420,17 +433,13 @@ def test_the_search_phase_end_does_not_stop_the_only_trial(store, monkeypatch):
     ({"timeout": 1500, "warm_start": 0, "reeval_share": 0.1, "climb": 0.2}, (0, 0.1, 0.2)),  # given values win
 ])
 def test_the_default_strategy_starts_from_the_study_and_picks_by_the_mean(options, expected):
-    from tuner.searching import check_settings
-
-    given = {"engine": "optuna", "timeout": None, "sampler": None, "warm_start": None, "reeval_share": None,
-             **options}
-    settings = check_settings(trials=10, seed=0, baselines=True, max_failures=5, pruner=None, kt_tuner=None,
-                              chief=None, max_epochs=None, reeval_top=None, **given)
-    assert (settings.warm_start, settings.reeval_share, settings.climb) == expected
+    resolved = tuner.SearchOptions(**options).resolved()
+    assert (resolved.warm_start, resolved.reeval_share, resolved.climb) == expected
 
 
 def test_by_default_the_searched_trials_start_as_warm_starts_within_the_budget(store):
-    tuner.search(["space=improved", *SYN], trials=3, storage=store, study="d", seed=1, runner=FakeRunner())
+    tuner.search(["space=improved", *SYN], tuner.SearchOptions(trials=3, storage=store, study="d", seed=1),
+                 runner=FakeRunner())
     records = tuner.trials(study="d", storage=store).records
     # 3 of the default 8 warm starts fit the budget of 3; none is left queued.
     assert [r.tags.get("warm_start") for r in records] == [None, None, 0, 1, 2]

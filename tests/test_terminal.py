@@ -52,7 +52,8 @@ def _study(store):
     def accuracy(params, seed):
         return (0.5 + seed / 100, 0.4)
 
-    tuner.search(["space=improved", *SYN], trials=3, storage=store, study="t", runner=FakeRunner(accuracy))
+    tuner.search(["space=improved", *SYN], tuner.SearchOptions(trials=3, storage=store, study="t"),
+                 runner=FakeRunner(accuracy))
     return tuner.trials(study="t", storage=store)
 
 
@@ -97,7 +98,8 @@ def test_a_large_study_shows_the_baselines_the_best_and_the_latest_unless_all(st
     def accuracy(params, seed):
         return (0.9 if seed == 7 else 0.3 + seed / 1000, 0.4)  # trial 7 is the best
 
-    tuner.search(["space=basenet", *SYN], trials=60, storage=store, study="big", runner=FakeRunner(accuracy))
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=60, storage=store, study="big"),
+                 runner=FakeRunner(accuracy))
 
     def rows(output: str) -> list[int]:
         return [int(w[0]) for w in (line.split() for line in output.splitlines()) if len(w) > 1 and w[0].isdigit()

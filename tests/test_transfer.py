@@ -237,7 +237,7 @@ def test_frozen_search_on_the_birds_hits_the_cache_and_exports_one_model(store, 
 
     words = ["space=transfer", "data=cub200", f"data_dir={birds_dir}", "image_size=64", "classes=5",
              "weights=none", "mode=frozen", "frozen_augment=false", "epochs=1", "head_units=256"]
-    tuner.search(words, trials=2, storage=store, study="birds", baselines=False)
+    tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="birds", baselines=False))
     import optuna
 
     trials = optuna.load_study(study_name="birds", storage=store).trials
@@ -247,8 +247,8 @@ def test_frozen_search_on_the_birds_hits_the_cache_and_exports_one_model(store, 
     meta = tuner.trials(study="birds", storage=store).meta
     assert meta["options"] == {"weights": "none"} and meta["skip_bad_images"] is False
     with pytest.raises(CnntuneError, match="was run with"):  # other weights are another study
-        tuner.search([w for w in words if w != "weights=none"] + ["weights=imagenet"], trials=3, storage=store,
-                     study="birds")
+        tuner.search([w for w in words if w != "weights=none"] + ["weights=imagenet"],
+                     tuner.SearchOptions(trials=3, storage=store, study="birds"))
 
     path = tuner.export(tmp_path / "birds.keras", study="birds", storage=store)
     assert tuner.read_export_metadata(path)["options"] == {"weights": "none"}
@@ -286,5 +286,5 @@ def test_skip_bad_images_flag_is_used_and_remembered(store, tmp_path):
     assert result.exit_code == 0, result.output
     assert tuner.trials(storage=store).meta["skip_bad_images"] is True
     # resuming without the flag keeps it (otherwise the broken file would now stop the study)
-    tuner.search([], trials=2, storage=store, study="basenet", baselines=False)
+    tuner.search([], tuner.SearchOptions(trials=2, storage=store, study="basenet", baselines=False))
     assert len(tuner.trials(storage=store).records) == 2

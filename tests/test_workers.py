@@ -41,16 +41,16 @@ def test_workers_and_a_search_finish_an_exact_shared_budget(kind, n_workers, tmp
     trials = 3 * n_workers + 1
     words = ["space=basenet", *SYN]
     try:
-        created = tuner.search(words, trials=trials, storage=url, study=name, workers=0)
+        created = tuner.search(words, tuner.SearchOptions(trials=trials, storage=url, study=name, workers=0))
         assert created.ran == [] and "is ready" in created.message
         errors: list[BaseException] = []
 
         def work(i: int) -> None:
             try:
                 if i == 0:  # a plain search beside the workers: the budget is shared by both kinds of process
-                    tuner.search(words, trials=trials, storage=url, study=name, runner=SlowFake())
+                    tuner.search(words, tuner.SearchOptions(trials=trials, storage=url, study=name), runner=SlowFake())
                 else:
-                    tuner.worker(study=name, storage=url, worker_id=f"t{i}", runner=SlowFake())
+                    tuner.worker(name, url, worker_id=f"t{i}", runner=SlowFake())
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
@@ -69,7 +69,7 @@ def test_workers_and_a_search_finish_an_exact_shared_budget(kind, n_workers, tmp
         numbers = [t.number for t in optuna.load_study(study_name=name, storage=open_storage(url)).trials]
         assert len(numbers) == len(set(numbers))
         # A worker that finds the budget spent runs nothing.
-        again = tuner.worker(study=name, storage=url, runner=SlowFake())
+        again = tuner.worker(name, url, runner=SlowFake())
         assert again.ran == []
     finally:
         if kind != "journal":
@@ -80,7 +80,8 @@ def test_workers_and_a_search_finish_an_exact_shared_budget(kind, n_workers, tmp
 def test_trials_created_past_the_budget_run_nothing_and_are_not_listed(store):
     import optuna
 
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="b", baselines=False, runner=FakeRunner())
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="b", baselines=False),
+                 runner=FakeRunner())
     study = optuna.load_study(study_name="b", storage=store)
     # Another process created a trial at the same moment as the one that took the last place.
     late = study.ask()
@@ -89,8 +90,8 @@ def test_trials_created_past_the_budget_run_nothing_and_are_not_listed(store):
     assert Budget(1).place(read_records(study), late.number) == 1  # >= --trials: no place
     runner = FakeRunner()
     study.tell(late, state=optuna.trial.TrialState.FAIL)
-    result = tuner.search(["space=basenet", *SYN], trials=2, storage=store, study="b", baselines=False,
-                          runner=runner)
+    result = tuner.search(["space=basenet", *SYN],
+                          tuner.SearchOptions(trials=2, storage=store, study="b", baselines=False), runner=runner)
     # The failed trial holds a place (it counts as run), so one more trial fills the budget of 2.
     assert len(runner.calls) == 0 and result.ran == []
 
@@ -128,11 +129,13 @@ def test_gpus_give_each_worker_its_own_device(monkeypatch, tmp_path):
     from tuner.searching import parse_gpus, worker_pool
 
     url = f"journal:{tmp_path / 's.journal'}"
-    assert worker_pool(None, "1,3", url=url, engine="optuna", chief=None).gpus == ["1", "3"]
+    def pool(**given):
+        return worker_pool(tuner.SearchOptions(**given), url=url, pooled=True)
+
+    assert pool(gpus="1,3").gpus == ["1", "3"]
     # More workers than GPUs: they take the GPUs in turn (several small trials per GPU).
-    assert worker_pool(4, ["0", "1"], url=url, engine="optuna", chief=None).gpus == ["0", "1", "0", "1"]
-    assert worker_pool(None, None, url=url, engine="optuna", chief=None) is None
-    assert worker_pool(1, None, url=url, engine="optuna", chief=None) is None
+    assert pool(workers=4, gpus=["0", "1"]).gpus == ["0", "1", "0", "1"]
+    assert pool() is None and pool(workers=1) is None
     # --gpus all reads nvidia-smi -L: a fake one on PATH.
     fake_nvidia_smi(tmp_path, monkeypatch, 2)
     assert parse_gpus("all") == ["0", "1"]
@@ -141,13 +144,14 @@ def test_gpus_give_each_worker_its_own_device(monkeypatch, tmp_path):
 def test_the_grace_period_is_an_option_stored_for_workers(store):
     assert heartbeat_timing(None) == (30, 90)
     assert heartbeat_timing(6) == (2, 6)
-    tuner.search(["space=basenet", *SYN], trials=1, storage=store, study="g", heartbeat_grace=6, runner=FakeRunner())
+    tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=1, storage=store, study="g", heartbeat_grace=6),
+                 runner=FakeRunner())
     import optuna
 
-    from tuner.store import SearchSettings, study_meta
+    from tuner.store import study_meta
 
     meta = study_meta(optuna.load_study(study_name="g", storage=store))
-    assert SearchSettings.from_meta(meta, "g").heartbeat_grace == 6
+    assert tuner.SearchOptions.from_meta(meta, "g").heartbeat_grace == 6
     storage = open_storage(store, heartbeat=True, grace=6)
     assert storage.get_heartbeat_interval() == 2
 

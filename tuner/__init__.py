@@ -22,6 +22,7 @@ __all__ = [
     "ReevalReport",
     "ReportResult",
     "Reproduction",
+    "SearchOptions",
     "SearchResult",
     "SpaceError",
     "StorageError",
@@ -44,7 +45,7 @@ __version__ = "0.1.0"
 # Each lazily loaded name and the module that re-exports it.
 _LAZY = {name: "tuner.api" for name in __all__ if name not in ("CnntuneError", "DataError", "SpaceError",
                                                                  "StorageError", "Display", "TrialRecord")}
-_LAZY.update(Display="tuner.records", TrialRecord="tuner.records")
+_LAZY.update(Display="tuner.records", TrialRecord="tuner.records", SearchOptions="tuner.options")
 
 
 def __getattr__(name: str) -> Any:

@@ -7,13 +7,16 @@ import TensorFlow or Keras.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
-from typing import Iterator, List, Optional
+import typing
+from typing import Any, Callable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
 
 from tuner.errors import CnntuneError
+from tuner.options import STORAGE_HELP, SearchOptions, option_fields
 from tuner.quiet import set_verbose
 from tuner.signals import interruptible
 from tuner.store import redact
@@ -28,11 +31,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-STORAGE_HELP = "Optuna storage URL (sqlite:///file.db, postgresql://..., mysql+pymysql://..., journal:PATH)."
 STUDY_HELP = "Study name (default: the space's name; for reading commands, the only study in the storage)."
-MIXED_BACKENDS = typer.Option(False, "--allow-mixed-backends", help="Add trials to a study whose completed trials "
-                              "trained on another Keras backend (KERAS_BACKEND) than this one.")
-
 out = Console()
 err = Console(stderr=True)
 
@@ -61,111 +60,81 @@ def _spaces(name: Optional[str]) -> None:
         render_space_detail(out, api.space_detail(name))
 
 
-@app.command()
-def search(
-    words: Optional[List[str]] = typer.Argument(None, help="key=value words: space=NAME data=... data_dir=... "
-                                                "image_size=N classes=N epochs=N batch_size=N, or any choice point."),
-    trials: int = typer.Option(10, "--trials", "-n", help="Searched trials the study should hold (baselines extra)."),
-    study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="Optuna engine: tpe (default), random, grid, or "
-                                          "nsga2 (two objectives)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the sampler; trial n trains with seed+n."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after SECONDS."),
-    no_baselines: bool = typer.Option(False, "--no-baselines", help="Do not enqueue the space's baselines."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Folder for model files."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    skip_bad_images: bool = typer.Option(False, "--skip-bad-images",
-                                         help="Skip unreadable image files (named in a warning) instead of failing."),
-    engine: str = typer.Option("optuna", "--engine", help="optuna or keras-tuner (both record into the study)."),
-    kt_tuner: Optional[str] = typer.Option(None, "--tuner", help="Keras Tuner engine: random (default), bayesian, "
-                                           "hyperband or grid."),
-    pruner: Optional[str] = typer.Option(None, "--pruner", help="Optuna engine: none (default), median, asha or "
-                                         "hyperband."),
-    max_failures: int = typer.Option(5, "--max-failures", help="Stop after N consecutive failed trials (0: never)."),
-    chief: Optional[str] = typer.Option(None, "--chief", help="Keras Tuner engine: serve the oracle on HOST:PORT "
-                                        "for `cnntune worker` processes."),
-    warm_start: Optional[int] = typer.Option(None, "--warm-start", help="The first N searched trials start from the "
-                                             "study's hand-chosen configurations (default 8 with TPE; 0: off)."),
-    climb: Optional[float] = typer.Option(None, "--climb", help="Share of the trials, once the study continued has "
-                                          "run, that step from the best one so far (default 0: off; e.g. 0.5)."),
-    grow: Optional[bool] = typer.Option(None, "--grow/--no-grow", help="Make the best trial bigger while it trains "
-                                        "faster than the hand-chosen model (default: on with TPE)."),
-    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="With a pruner: epochs are not searched; "
-                                             "every trial may train up to N (default: the space's maximum)."),
-    reeval_share: Optional[float] = typer.Option(None, "--reeval-share", help="Share of --timeout kept to retrain "
-                                                 "the top configurations with new seeds; best then picks by the "
-                                                 "mean (default 0.25 with TPE; 0: off)."),
-    reeval_top: Optional[int] = typer.Option(None, "--reeval-top", help="How many configurations the "
-                                             "re-evaluation ranks (default 3)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Start N worker processes on the study and wait "
-                                          "for them (0: create the study and run nothing)."),
-    gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker per GPU: 0,1,2,3 or all (nvidia-smi -L); "
-                                       "each sees only its GPU."),
-    heartbeat_grace: Optional[float] = typer.Option(None, "--heartbeat-grace", help="Seconds without a heartbeat "
-                                                    "before a worker counts as dead and its trial is retried "
-                                                    "(default 90)."),
-    isolate: bool = typer.Option(False, "--isolate", help="Run each trial in a child process: memory is returned "
-                                 "after every trial, a crash fails only that trial."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="accuracy (default), accuracy,params or "
-                                            "accuracy,latency: a two-objective study; best --max-params N picks."),
-    allow_mixed_backends: bool = MIXED_BACKENDS,
-    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="bfloat16 or float16: train "
-                                                  "under Keras's mixed-precision policy (GPUs); off (default)."),
-    jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="Compile training steps with XLA (TensorFlow, "
-                                       "JAX) or torch.compile, or not (default: Keras's choice)."),
-    trials_per_gpu: Optional[int] = typer.Option(None, "--trials-per-gpu", help="K workers per GPU of --gpus "
-                                                 "(default all), each with a share of its memory."),
-    device_data: Optional[str] = typer.Option(None, "--device-data", help="auto (default: on for JAX and PyTorch "
-                                              "on a GPU), on or off: the data copied to the GPU once, batched there."),
-    verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
-                                 "messages and warnings."),
-) -> None:
+def _option_parameters(command: str) -> list[inspect.Parameter]:
+    """``command``'s options generated from ``SearchOptions``'s fields: each field's flag (its name with dashes),
+    default, type and help are the field's, so that an option is written once. A ``worker`` override defaults to
+    ``None`` (the study's value); a boolean with another default than ``False`` gets its ``--no-`` form."""
+    params = []
+    for f, mode in option_fields(command):
+        meta = f.metadata
+        kind = meta["cli"] or _OPTION_TYPES[f.name]
+        default = None if mode == "override" else (... if mode == "required" else f.default)
+        flag = "--" + f.name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}" if kind is bool and default is not False else flag]
+        if meta["short"]:
+            decls.append(meta["short"])
+        annotation = Optional[kind] if default is None else kind
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                        default=typer.Option(default, *decls,
+                                                             help=meta["helps"].get(command, meta["help"]))))
+    return params
+
+
+# Each option's type as the command line parses it: the field's annotation without its None.
+_OPTION_TYPES = {name: next(a for a in typing.get_args(hint) or (hint,) if a is not type(None))
+                 for name, hint in typing.get_type_hints(SearchOptions).items()}
+
+_WORDS = inspect.Parameter("words", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[List[str]],
+                           default=typer.Argument(None, help="key=value words: space=NAME data=... data_dir=... "
+                                                  "image_size=N classes=N epochs=N batch_size=N, or any choice point."))
+_QUIET = inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                           default=typer.Option(False, "--quiet", "-q", help="No progress output."))
+_VERBOSE = inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                             default=typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print "
+                                                  "their own messages and warnings."))
+
+
+def _command(name: str, body: Callable[..., None], params: list[inspect.Parameter]) -> None:
+    """Registers ``body`` as command ``name`` with ``params`` as its signature (Typer reads the signature)."""
+
+    def command(**kwargs: Any) -> None:
+        body(**kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = body.__doc__
+    app.command(name)(command)
+
+
+def _search(words: Optional[List[str]], quiet: bool, verbose: bool, **given: Any) -> None:
     """Search a space: cnntune search space=deeper_net --trials 50."""
     from tuner import api
 
     set_verbose(verbose)
     display = _progress(quiet)
     with _guard(), interruptible():
-        result = api.search(words or [], trials=trials, study=study, storage=storage, sampler=sampler, seed=seed,
-                            timeout=timeout, baselines=not no_baselines, artifacts=artifacts, display=display,
-                            engine=engine, kt_tuner=kt_tuner, pruner=pruner, max_failures=max_failures,
-                            chief=chief, skip_bad_images=skip_bad_images, warm_start=warm_start, climb=climb,
-                            grow=grow, max_epochs=max_epochs, reeval_share=reeval_share, reeval_top=reeval_top,
-                            workers=workers, gpus=gpus, heartbeat_grace=heartbeat_grace, isolate=isolate,
-                            objective=objective, allow_mixed_backends=allow_mixed_backends,
-                            mixed_precision=mixed_precision, jit=jit, trials_per_gpu=trials_per_gpu,
-                            device_data=device_data)
+        result = api.search(words or [], SearchOptions(**given), display=display)
     _summary(result, quiet)
 
 
-@app.command()
-def worker(
-    study: str = typer.Option(..., "--study", help="The study to join (started by `cnntune search`)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    engine: Optional[str] = typer.Option(None, "--engine", help="optuna or keras-tuner (default: the study's)."),
-    chief: Optional[str] = typer.Option(None, "--chief", help="Keras Tuner engine: HOST:PORT of the chief."),
-    worker_id: Optional[str] = typer.Option(None, "--worker-id", help="This worker's name (default worker-PID)."),
-    max_failures: Optional[int] = typer.Option(None, "--max-failures", help="Default: the study's."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after SECONDS (in a study "
-                                            "that keeps time to re-evaluate, stop the running one then)."),
-    heartbeat_grace: Optional[float] = typer.Option(None, "--heartbeat-grace", help="Seconds without a heartbeat "
-                                                    "before a worker counts as dead (default: the study's)."),
-    allow_mixed_backends: bool = MIXED_BACKENDS,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
-                                 "messages and warnings."),
-) -> None:
+def _worker(study: str, storage: Optional[str], worker_id: Optional[str], quiet: bool, verbose: bool,
+            **given: Any) -> None:
     """Join a study and run its trials until its budget is reached: cnntune worker --study c25 --storage URL."""
     from tuner import api
 
     set_verbose(verbose)
     display = _progress(quiet)
+    overrides = {key: value for key, value in given.items() if value is not None}
     with _guard(), interruptible():
-        result = api.worker(study=study, storage=storage, engine=engine, chief=chief, worker_id=worker_id,
-                            max_failures=max_failures, display=display, timeout=timeout,
-                            heartbeat_grace=heartbeat_grace, allow_mixed_backends=allow_mixed_backends)
+        result = api.worker(study, storage, overrides, worker_id=worker_id, display=display)
     _summary(result, quiet)
+
+
+_WORKER_ID = inspect.Parameter("worker_id", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                               default=typer.Option(None, "--worker-id", help="This worker's name (default "
+                                                    "worker-PID)."))
+_command("search", _search, [_WORDS, *_option_parameters("search"), _QUIET, _VERBOSE])
+_command("worker", _worker, [*_option_parameters("worker"), _WORKER_ID, _QUIET, _VERBOSE])
 
 
 def _summary(result, quiet: bool) -> None:
@@ -319,24 +288,8 @@ def _best_reeval(study: Optional[str], storage: Optional[str], export: Optional[
     out.print(f"exported trial {number} to {path} (metadata in {path.with_suffix('.json').name})")
 
 
-@app.command()
-def reproduce(
-    words: Optional[List[str]] = typer.Argument(None, help="space=NAME or space=all, then data=... data_dir=... "
-                                                "image_size=N classes=N epochs=N, or any choice point."),
-    seeds: int = typer.Option(3, "--seeds", help="Seeds per baseline: --seed .. --seed + S - 1."),
-    seed: int = typer.Option(0, "--seed", help="The first seed."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default reproduce-<space>; with "
-                                        "space=all a prefix: <study>-<space>). An existing study resumes."),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    out_dir: Optional[str] = typer.Option(None, "--out", help="Folder for reproduce_<space>.csv and .json "
-                                          "(default: the working directory)."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Folder for model files."),
-    skip_bad_images: bool = typer.Option(False, "--skip-bad-images",
-                                         help="Skip unreadable image files (named in a warning) instead of failing."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
-                                 "messages and warnings."),
-) -> None:
+def _reproduce(words: Optional[List[str]], seeds: int, out_dir: Optional[str], quiet: bool, verbose: bool,
+               **given: Any) -> None:
     """Replay the study's baselines over several seeds: cnntune reproduce space=augmentation --seeds 3."""
     from tuner import api
     from tuner.display import render_reproduction
@@ -345,11 +298,20 @@ def reproduce(
     set_verbose(verbose)
     with _guard(), interruptible():
         check_out_dir(out_dir)
-        result = api.reproduce(words or [], seeds=seeds, seed=seed, study=study, storage=storage,
-                               artifacts=artifacts, display=_progress(quiet), skip_bad_images=skip_bad_images)
+        result = api.reproduce(words or [], SearchOptions(**given), seeds=seeds, display=_progress(quiet))
         paths = api.write_reproduction(result, out_dir)
     render_reproduction(out, result)
     out.print(f"ran {len(result.ran)} runs; wrote {' and '.join(str(p) for p in paths)}")
+
+
+_SEEDS = inspect.Parameter("seeds", inspect.Parameter.KEYWORD_ONLY, annotation=int,
+                           default=typer.Option(3, "--seeds", help="Seeds per baseline: --seed .. --seed + S - 1."))
+_OUT = inspect.Parameter("out_dir", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                         default=typer.Option(None, "--out", help="Folder for reproduce_<space>.csv and .json "
+                                              "(default: the working directory)."))
+_REPRO_WORDS = _WORDS.replace(default=typer.Argument(None, help="space=NAME or space=all, then data=... data_dir=... "
+                                                     "image_size=N classes=N epochs=N, or any choice point."))
+_command("reproduce", _reproduce, [_REPRO_WORDS, _SEEDS, *_option_parameters("reproduce"), _OUT, _QUIET, _VERBOSE])
 
 
 def _progress(quiet: bool):

@@ -21,7 +21,7 @@ from tuner.experiment import from_meta, load_data
 from tuner.records import Display, TrialRecord
 from tuner.replays._replay import ReplayRun, run_replays
 from tuner.store import Artifacts
-from tuner.trial import accel_of
+from tuner.options import SearchOptions, stored_record
 from tuner.trial import Runner
 from tuner.store import (ReevalRow, diff_se, is_done, open_study, rank_configs, read_records, reeval_seeds, study_meta,
                          top_configs)
@@ -103,9 +103,10 @@ def reevaluate(
         display.search_begin(study=st.study_name, space=exp.space_name, data=exp.data.label(), trials=len(runs),
                              baselines=0)
         try:
-            # the study's precision and JIT: its top configurations retrain as they were searched
-            ran = run_replays(st, exp, data, Artifacts.of(meta, url, st.study_name), runs, display, runner,
-                              accel=accel_of(meta.get("settings")))
+            # the study's options (isolation, precision, JIT, device data): its top configurations retrain as
+            # they were searched
+            options = SearchOptions.from_meta(meta, st.study_name) if stored_record(meta) else None
+            ran = run_replays(st, exp, data, Artifacts.of(meta, url, st.study_name), runs, display, runner, options)
         finally:
             display.search_end()
         records = read_records(st)

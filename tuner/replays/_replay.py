@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from tuner.options import SearchOptions
 from tuner.records import Display, TrialRecord
 from tuner.signals import interruptible
 from tuner.store import start_trial
@@ -42,7 +43,7 @@ class ReplayRun:
 
 
 def run_replays(study_obj, exp, data, artifacts: Artifacts, runs: Sequence[ReplayRun], display: Display,
-                runner: Runner | None = None, accel: dict[str, Any] | None = None) -> list[TrialRecord]:
+                runner: Runner | None = None, options: SearchOptions | None = None) -> list[TrialRecord]:
     """Trains each run as a new trial of ``study_obj`` and records it; returns the finished trials.
 
     A run that raises is recorded as failed with its reason and the next run goes on; Ctrl-C records the current
@@ -56,12 +57,13 @@ def run_replays(study_obj, exp, data, artifacts: Artifacts, runs: Sequence[Repla
         runs: what to train.
         display: progress receiver.
         runner: trains one configuration; default ``tuner.trial.run_trial``.
-        accel: the runner's ``precision``/``jit`` keywords (``tuner.trial.accel_of``).
+        options: how the runs train (``--isolate``, ``--mixed-precision``, ``--jit``, ``--device-data``): the
+            study's stored options, so that a replay trains as the trials it repeats did; default: the defaults.
     """
     from optuna.trial import TrialState
 
-    objective = Objective(exp, data, model_dir=artifacts.root, feature_cache=artifacts.feature_cache, seed=0,
-                          display=display, runner=runner, accel=accel)
+    options = (options or SearchOptions()).replace(seed=0, objective=None)  # each run has its own seed
+    objective = Objective.of(options, exp, data, artifacts, display, runner)
     done: list[TrialRecord] = []
     with interruptible():
         for run in runs:

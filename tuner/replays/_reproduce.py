@@ -20,6 +20,7 @@ from search_spaces import SPACES, get_space
 from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import DATA_KEYS, OPTION_KEYS, load_data, parse_words, split_words, trial_config
 from tuner.hp import describe
+from tuner.options import SearchOptions
 from tuner.records import Display, TrialRecord
 from tuner.replays._replay import ReplayRun, run_replays
 from tuner.store import SeedStats, diff_se, is_done, seed_stats
@@ -247,28 +248,23 @@ def check_out_dir(out: str | Path | None) -> Path:
 
 def reproduce(
     words: Sequence[str],
+    options: SearchOptions | None = None,
     *,
     seeds: int = 3,
-    seed: int = 0,
-    study: str | None = None,
-    storage: str | None = None,
-    artifacts: str | None = None,
     display: Display | None = None,
-    skip_bad_images: bool = False,
     runner: Runner | None = None,
 ) -> Reproduction:
     """Trains every baseline of a space (or of all spaces) with several seeds; resumes an interrupted run.
 
     Args:
         words: ``key=value`` words: ``space=NAME`` or ``space=all``, data keys, pins (``epochs=1``).
+        options: the options of ``cnntune reproduce`` (``tuner.options.SearchOptions``): ``seed`` (the first seed),
+            ``study`` (default ``reproduce-<space>``; with ``space=all`` a prefix: ``<study>-<space>``),
+            ``storage``, ``artifacts``, ``skip_bad_images`` (a resumed study keeps the value it was created with)
+            and how trials train (``isolate``, ``mixed_precision``, ``jit``, ``device_data``); stored with each
+            study, as a search's are.
         seeds: seeds per baseline (``seed .. seed + seeds - 1``); every baseline gets the same seeds.
-        seed: the first seed.
-        study: study name; default ``reproduce-<space>``; with ``space=all`` a prefix: ``<study>-<space>``.
-        storage: Optuna storage URL; default ``sqlite:///cnntune.db``.
-        artifacts: folder for model files; default next to the study.
         display: receives progress; default shows nothing.
-        skip_bad_images: skip unreadable image files (named in a warning) instead of failing; a resumed study
-            keeps the setting it was created with.
         runner: trains one configuration; default ``tuner.trial.run_trial``.
 
     Returns:
@@ -278,23 +274,24 @@ def reproduce(
         CnntuneError: bad words, ``seeds < 1``, a study holding another space/data/pins, missing data.
     """
     display = display or Display()
+    options = (options or SearchOptions()).resolved()
     if seeds < 1:
         raise CnntuneError(f"--seeds must be at least 1. Received: {seeds}")
     label, plan = _plan(words)
-    url = storage or DEFAULT_STORAGE
+    url = options.storage or DEFAULT_STORAGE
     store = open_storage(url)
-    seed_list = [int(seed) + i for i in range(int(seeds))]
+    seed_list = [int(options.seed) + i for i in range(int(seeds))]
     parts = []
     for space_name, space_words in plan:
         default = f"reproduce-{space_name}"
-        name = default if not study else (study if label != ALL else f"{study}-{space_name}")
-        parts.append(_reproduce_space(space_words, name, url, store, seed_list, artifacts=artifacts, display=display,
-                                      skip_bad_images=skip_bad_images, runner=runner))
+        name = default if not options.study else (options.study if label != ALL else f"{options.study}-{space_name}")
+        parts.append(_reproduce_space(space_words, name, url, store, seed_list, options, display=display,
+                                      runner=runner))
     return Reproduction(label=label, storage=redact(url), seeds=seed_list, spaces=parts)
 
 
-def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[int], *, artifacts: str | None,
-                     display: Display, skip_bad_images: bool, runner: Runner | None) -> SpaceReproduction:
+def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[int], options: SearchOptions, *,
+                     display: Display, runner: Runner | None) -> SpaceReproduction:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -307,7 +304,8 @@ def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[i
         if meta:
             check_same_experiment(name, meta, exp)
         records = read_records(existing)
-    skip_bad_images = bool(skip_bad_images or meta.get("skip_bad_images", False))
+    if meta.get("skip_bad_images"):  # a study created with it keeps it
+        options = options.replace(skip_bad_images=True)
     baselines = list(exp.space.BASELINES)
     configs = {b.name: jsonable(trial_config(exp.space, exp.pins, b.params)) for b in baselines}
     done = {(r.baseline, r.seed) for r in records
@@ -316,18 +314,20 @@ def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[i
     missing = [(b, s) for s in seeds for b in baselines if (b.name, s) not in done]
     ran: list[TrialRecord] = []
     if missing:
-        data = load_data(exp, skip_bad_images=skip_bad_images)
+        data = load_data(exp, skip_bad_images=options.skip_bad_images)
         # The sampler is never consulted (runs are not sampled); random keeps create_study cheap and seedless.
         study_obj = create_or_load_study(store, name, sampler=optuna.samplers.RandomSampler())
-        art = Artifacts.of(meta, url, name, artifacts)
-        if not meta:
-            meta = new_meta(exp, data, art.root, skip_bad_images=skip_bad_images)
+        art = Artifacts.of(meta, url, name, options.artifacts)
+        if not meta or meta.get("search") != options.stored():
+            # How this reproduction's runs train, as a search stores its options (``best --reeval`` reads them).
+            meta = meta or new_meta(exp, data, art.root, skip_bad_images=options.skip_bad_images)
+            meta["search"] = options.stored()
             write_meta(study_obj, meta)
         runs = [ReplayRun(configs[b.name], s, {"reproduce": True, "baseline": b.name, "reported": b.reported})
                 for b, s in missing]
         display.search_begin(study=name, space=exp.space_name, data=exp.data.label(), trials=len(runs), baselines=0)
         try:
-            ran = run_replays(study_obj, exp, data, art, runs, display, runner)
+            ran = run_replays(study_obj, exp, data, art, runs, display, runner, options)
         finally:
             display.search_end()
         records = read_records(study_obj)

@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from tuner.hp import Boolean, Choice, Float, Int, describe
+from tuner.options import stored_record
 from tuner.records import TrialRecord, val_noise_pp
 from tuner.reporting._results import StudyView
 from tuner.store import mean_std, pct
@@ -107,8 +108,8 @@ class ReportData:
         return next((r for r in base if r.baseline == "final"), base[-1] if base else None)
 
     def objective(self) -> list[str]:
-        """What the study optimizes (``settings.objective``): ``["accuracy"]`` or accuracy and a second measure."""
-        raw = (self.meta.get("settings") or {}).get("objective") or ["accuracy"]
+        """What the study optimizes (its stored ``objective``): ``["accuracy"]`` or accuracy and a second measure."""
+        raw = stored_record(self.meta).get("objective") or ["accuracy"]
         return [str(s).strip() for s in (raw.split(",") if isinstance(raw, str) else raw)]
 
     def seed_runs(self, rec: TrialRecord, winner: bool) -> list[TrialRecord]:
@@ -330,9 +331,9 @@ def state_section(doc, data: ReportData) -> None:
             doc.bullets([f"{n} × {reason}" for reason, n in reasons.most_common()])
     doc.heading("Settings and data")
     meta = data.meta
-    settings = meta.get("settings") or {}
-    # Unset settings (the other engine's keys, defaults left as None) would only add noise.
-    rows = [[f"`{k}`", fmt_value(v)] for k, v in settings.items() if v is not None]
+    settings = stored_record(meta)
+    # Unset options (the other engine's keys, defaults left as None) and the record's version would only add noise.
+    rows = [[f"`{k}`", fmt_value(v)] for k, v in settings.items() if v is not None and k != "version"]
     rows += [[f"`data.{k}`", fmt_value(v)] for k, v in (meta.get("data") or {}).items() if v is not None]
     rows += [[f"`{k}`", fmt_value(meta[k])] for k in ("space", "pins", "options", "n_train", "n_val", "n_test",
                                                        "num_classes", "input_shape", "created")

@@ -5,30 +5,24 @@ processes.
 
 from __future__ import annotations
 
-from tuner.searching._options import (
-    OBJECTIVES,
-    DEFAULT_CLIMB,
-    DEFAULT_GROW,
-    DEFAULT_PRUNER,
-    DEFAULT_REEVAL_SHARE,
-    DEFAULT_REEVAL_TOP,
-    DEFAULT_WARM_START,
-    check_engine_options,
-    check_settings,
-    parse_objective,
-    with_fidelity,
-)
 from tuner.searching._plan import (
     BaselineRun,
     FailureStreak,
     SearchPlan,
+    baseline_runs,
     search_pins,
+    with_fidelity,
 )
 from tuner.searching._search import (
     SearchResult,
-    baseline_runs,
     search,
     worker,
+)
+from tuner.searching._strategy import (
+    REEVAL_SEEDS,
+    Proposal,
+    Strategy,
+    reeval_round,
 )
 from tuner.searching._warm_start import (
     GROWTH,
@@ -47,28 +41,22 @@ from tuner.searching._workers import (
 
 __all__ = [
     "BaselineRun",
-    "DEFAULT_CLIMB",
-    "DEFAULT_GROW",
-    "DEFAULT_PRUNER",
-    "DEFAULT_REEVAL_SHARE",
-    "DEFAULT_REEVAL_TOP",
-    "DEFAULT_WARM_START",
     "FailureStreak",
     "GROWTH",
     "MIX",
-    "OBJECTIVES",
+    "Proposal",
     "RATE",
+    "REEVAL_SEEDS",
     "SearchPlan",
     "SearchResult",
+    "Strategy",
     "WorkerPool",
     "baseline_runs",
-    "check_engine_options",
-    "check_settings",
     "climb",
     "grow",
     "parse_gpus",
-    "parse_objective",
     "perturbations",
+    "reeval_round",
     "search",
     "search_pins",
     "study_trend",

@@ -1,37 +1,66 @@
 """What one search process does, decided once by ``_search`` and carried out by an engine's ``run(plan)``.
 
-An engine only decides *which configuration to try next* (Optuna's sampler, Keras Tuner's oracle). Everything else
-is decided here, the same for both: the budget (searched trials the study should hold), the timeout, the failure
-streak, the baselines and their configurations, where model files and cached features go, and how a finished trial
-is shown and counted. An engine calls ``plan.objective(trial, params, attrs)`` for each trial and
-``plan.trial_finished(record)`` after it, and stops as soon as that returns ``True``.
+An engine only decides *which configuration to try next* (Optuna's sampler, Keras Tuner's oracle), asking the
+strategy (``_strategy``) for the trials it proposes itself. Everything else is decided here, the same for both: the
+budget (``tuner.store.Budget``), the timeout, the failure streak, the baselines and their configurations, where
+model files and cached features go, and how a finished trial is shown and counted. An engine calls
+``plan.objective(trial, params, attrs)`` for each trial and ``plan.trial_finished(record)`` after it, and stops as
+soon as that returns ``True``. Time is the plan's ``clock`` (injected by tests), never read anywhere else.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 from tuner.errors import CnntuneError
-from tuner.experiment import Experiment
-from tuner.records import Display, TrialRecord
+from tuner.experiment import Experiment, trial_config
+from tuner.hp import describe
+from tuner.options import SearchOptions
+from tuner.records import FINISHED, Display, FailureKind, TrialRecord
 from tuner.signals import raise_if_interrupted
-from tuner.store import Artifacts
-from tuner.records import FINISHED, FailureKind
-from tuner.store import Budget, SearchSettings
+from tuner.store import Artifacts, Budget
 from tuner.trial import Objective
 
-__all__ = ["BaselineRun", "FailureStreak", "SearchPlan", "search_pins"]
+__all__ = ["BaselineRun", "FailureStreak", "SearchPlan", "baseline_runs", "search_pins", "with_fidelity"]
+
+Clock = Callable[[], float]
 
 
-def search_pins(experiment: Experiment, settings: SearchSettings) -> dict[str, Any]:
+def search_pins(experiment: Experiment, options: SearchOptions) -> dict[str, Any]:
     """The values the sampler never varies in *searched* trials: the experiment's pins and, under a pruner, the
-    epochs fidelity (``settings.max_epochs``). Baselines get the experiment's pins only: they keep their own epochs."""
-    if settings.max_epochs is None:
+    epochs fidelity (``options.max_epochs``). Baselines get the experiment's pins only: they keep their own epochs."""
+    if options.max_epochs is None:
         return dict(experiment.pins)
-    return {**experiment.pins, "epochs": int(settings.max_epochs)}
+    return {**experiment.pins, "epochs": int(options.max_epochs)}
+
+
+def with_fidelity(exp: Experiment, options: SearchOptions) -> SearchOptions:
+    """Epochs as the pruner's fidelity: under a pruner, the searched trials do not sample ``epochs`` but may train up
+    to the maximum (the space's, or ``--max-epochs``), and the pruner decides how far each one goes. Searching the
+    epochs *and* pruning on them would compare trials of different lengths at the same rung. A pinned ``epochs``
+    stays; baselines keep their own epochs (they are the study's configurations and are never pruned).
+
+    Raises:
+        CnntuneError: ``--max-epochs`` with a pinned ``epochs``, a space without epochs, or outside its range.
+    """
+    param = describe(exp.space).get("epochs")
+    if options.pruner in (None, "none"):
+        return options
+    if "epochs" in exp.pins:
+        if options.max_epochs is not None:
+            raise CnntuneError(f"--max-epochs {options.max_epochs} contradicts epochs={exp.pins['epochs']}; "
+                               "give one of them")
+        return options
+    if param is None or not param.is_tunable:
+        if options.max_epochs is not None:
+            raise CnntuneError(f"--max-epochs needs a space that searches epochs; {exp.space_name} does not")
+        return options
+    top = int(options.max_epochs or param.max_value)
+    if not param.contains(top):
+        raise CnntuneError(f"--max-epochs {top} is outside the space's epochs ({param.summary()})")
+    return replace(options, max_epochs=top)
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,11 @@ class BaselineRun:
     def attrs(self) -> dict[str, Any]:
         """The user attributes that mark a trial as this baseline."""
         return {"baseline": self.name, "reported": self.reported}
+
+
+def baseline_runs(exp: Experiment) -> list[BaselineRun]:
+    """The space's baselines with their full configurations under the experiment's pins."""
+    return [BaselineRun(b.name, b.reported, trial_config(exp.space, exp.pins, b.params)) for b in exp.space.BASELINES]
 
 
 class FailureStreak:
@@ -86,60 +120,61 @@ class SearchPlan:
         experiment: space, data settings, pins and run options.
         data: the loaded ``Dataset``.
         objective: runs and records one configuration.
-        settings: engine, budget (``trials``), seed and the engine's own options.
+        options: the search's options, resolved (engine, budget, seed, the engine's own options).
         baselines: the space's baselines, in order (empty with ``--no-baselines``); engines run those the study
             has not run yet first.
-        warm_starts: configurations near the hand-chosen one (``_warm_start``), run right after the baselines
-            as searched trials (``warm_start: i``).
-        warm_lead: how many warm starts are the study continued (``tuner.searching.study_trend``); with
-            ``settings.climb`` the Optuna engine climbs only once they have run.
+        strategy: the warm starts, growth and climbing (``_strategy.Strategy``): the trials the search proposes
+            itself, asked by both engines.
         artifacts: where model files, cached features and Keras Tuner's project go.
         display: receives progress.
         timeout: start no new trial after this many seconds (from the plan's creation).
-        chief: Keras Tuner engine: ``HOST:PORT`` of the chief oracle.
         worker_id: set when this process joins a study started elsewhere (``cnntune worker``).
         heartbeat: the storage records heartbeats, so trials of dead workers can be failed and retried.
+        clock: seconds, ``time.monotonic`` unless a test injects another.
     """
 
     study: Any
     experiment: Experiment
     data: Any
     objective: Objective
-    settings: SearchSettings
+    options: SearchOptions
     baselines: list[BaselineRun]
+    strategy: Any
     artifacts: Artifacts
-    warm_starts: list[dict[str, Any]] = field(default_factory=list)
-    warm_lead: int = 0
     display: Display = field(default_factory=Display)
     timeout: float | None = None
-    chief: str | None = None
     worker_id: str | None = None
     heartbeat: bool = False
+    clock: Clock = time.monotonic
     ran: list[TrialRecord] = field(default_factory=list)
     failures: FailureStreak = field(init=False)
-    started: float = field(init=False, default_factory=time.monotonic)
+    started: float = field(init=False)
     _finished: dict[int, TrialRecord] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.failures = FailureStreak(self.settings.max_failures)
+        self.failures = FailureStreak(self.options.max_failures)
+        self.started = self.clock()
 
     @property
     def trials(self) -> int:
         """Searched trials the study should hold (baselines are extra)."""
-        return self.settings.trials
+        return self.options.trials
 
     @property
     def search_pins(self) -> dict[str, Any]:
-        """``search_pins(experiment, settings)``: what the searched trials never vary."""
-        return search_pins(self.experiment, self.settings)
+        """``search_pins(experiment, options)``: what the searched trials never vary."""
+        return search_pins(self.experiment, self.options)
 
     @property
     def seed(self) -> int | None:
         """The sampler's seed; ``None`` for a worker, so that workers do not all propose the same configurations."""
-        return None if self.worker_id else self.settings.seed
+        return None if self.worker_id else self.options.seed
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
 
     def timed_out(self) -> bool:
-        return self.timeout is not None and time.monotonic() - self.started >= self.timeout
+        return self.timeout is not None and self.elapsed() >= self.timeout
 
     def records(self) -> list[TrialRecord]:
         """The study's records as ``read_records`` gives them, read afresh, but each finished trial converted once.
@@ -158,7 +193,7 @@ class SearchPlan:
                 if rec.state in FINISHED:
                     self._finished[trial.number] = rec
             records.append(rec)
-        return [r for r in records if not r.tags.get("over_budget")]  # read_records' rule: those ran nothing
+        return [r for r in records if r.kind is not FailureKind.BUDGET_FULL]  # read_records' rule: they ran nothing
 
     @property
     def budget(self) -> Budget:
@@ -185,7 +220,7 @@ class SearchPlan:
 
     def trial_finished(self, record: TrialRecord) -> bool:
         """Shows and counts a finished trial; returns ``True`` when the engine should start no further trial."""
-        if record.tags.get("over_budget"):
+        if record.kind is FailureKind.BUDGET_FULL:
             return True  # it ran nothing: the budget was full
         self.ran.append(record)
         self.display.trial_end(record)

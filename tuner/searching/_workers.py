@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from tuner.errors import CnntuneError
+from tuner.options import SearchOptions
 from tuner.records import Display
 from tuner.store import redact, sqlite_file
 from tuner.trial import share_gpu_env
@@ -157,28 +158,30 @@ def _stop(procs) -> None:
             proc.wait()
 
 
-def worker_pool(workers: int | None, gpus: str | Sequence[str] | None, *, url: str, engine: str,
-                chief: str | None, allow_mixed_backends: bool = False,
-                trials_per_gpu: int | None = None) -> WorkerPool | None:
+def worker_pool(options: SearchOptions, *, url: str, pooled: bool) -> WorkerPool | None:
     """The pool ``search --workers/--gpus/--trials-per-gpu`` asks for, or ``None`` when this process runs the
-    trials itself. ``trials_per_gpu`` K starts K workers per GPU of ``gpus`` (default ``all``), GPU by GPU in turn.
+    trials itself. ``--trials-per-gpu K`` starts K workers per GPU of ``--gpus`` (default ``all``), GPU by GPU in
+    turn.
+
+    Args:
+        options: the search's options.
+        url: the study's storage URL.
+        pooled: the engine's workers share a storage (``POOLED_WORKERS``); the Keras Tuner engine's follow a chief.
 
     Raises:
-        CnntuneError: a negative count, the Keras Tuner engine, or several writers on a SQLite file.
+        CnntuneError: the Keras Tuner engine, ``--workers`` with ``--trials-per-gpu``, or several writers on a SQLite
+            file.
     """
-    if trials_per_gpu is not None:
-        if trials_per_gpu < 1:
-            raise CnntuneError(f"--trials-per-gpu must be at least 1. Received: {trials_per_gpu}")
+    workers, gpus = options.workers, options.gpus
+    if options.trials_per_gpu is not None:
         if workers is not None:
             raise CnntuneError("--trials-per-gpu K starts K workers per GPU; drop --workers (or drop "
                                "--trials-per-gpu and let --workers N take the GPUs in turn)")
         gpus = "all" if gpus is None else gpus
-        workers = trials_per_gpu * len(parse_gpus(gpus))
+        workers = options.trials_per_gpu * len(parse_gpus(gpus))
     if gpus is None and workers in (None, 1):
         return None
-    if workers is not None and workers < 0:
-        raise CnntuneError(f"--workers must be 0 (create the study only) or more. Received: {workers}")
-    if engine != "optuna" or chief is not None:
+    if not pooled or options.chief is not None:
         raise CnntuneError("--workers and --gpus start Optuna workers; the Keras Tuner engine runs its workers with "
                            "--chief HOST:PORT and `cnntune worker --chief HOST:PORT`")
     ids = parse_gpus(gpus) if gpus is not None else []
@@ -189,4 +192,4 @@ def worker_pool(workers: int | None, gpus: str | Sequence[str] | None, *, url: s
                            f"--storage journal:{journal} (Optuna's journal file), across hosts a PostgreSQL or "
                            "MySQL URL")
     per_worker: list[str | None] = [ids[i % len(ids)] for i in range(size)] if ids else [None] * size
-    return WorkerPool(size=size, url=url, gpus=per_worker, allow_mixed_backends=allow_mixed_backends)
+    return WorkerPool(size=size, url=url, gpus=per_worker, allow_mixed_backends=options.allow_mixed_backends)

@@ -52,7 +52,6 @@ from tuner.store._storage import (
 )
 from tuner.store._study import (
     KERAS_BACKENDS,
-    SearchSettings,
     check_backends,
     check_same_experiment,
     current_backend,
@@ -78,7 +77,6 @@ __all__ = [
     "REEVAL_SEED_STRIDE",
     "ReevalRow",
     "SIZE_ATTRS",
-    "SearchSettings",
     "SeedStats",
     "artifacts_root",
     "best_record",

@@ -252,7 +252,3 @@ class Artifacts:
     def keras_tuner(self) -> Path:
         """Keras Tuner's project folder (its oracle state, for resuming) and the models of its trials."""
         return self.root / "keras_tuner"
-
-    def model_dir(self, engine: str) -> Path:
-        """Model files of the trials an engine runs: Keras Tuner numbers its trials itself, so they get a folder."""
-        return self.keras_tuner if engine == "keras-tuner" else self.root

@@ -2,7 +2,8 @@
 
 * **replays**: reproduction and re-evaluation runs repeat known configurations, so they are never search results
   (``is_replay``); the baselines a search has run (``done_baselines``);
-* the **metadata schema** stored on the study (what it trains on and the search settings a worker reuses);
+* the **metadata schema** stored on the study (what it trains on; the options a worker reuses are
+  ``tuner.options.SearchOptions.stored``'s record);
 * the **backend**: a study's trials train on one Keras backend unless told otherwise (``check_backends``).
 
 The budget is ``_budget.Budget``'s, the best trial ``_best.best_trial``'s.
@@ -17,7 +18,6 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -29,7 +29,6 @@ from tuner.store._storage import DEFAULT_STORAGE, META_KEY, load_study, open_sto
 
 __all__ = [
     "KERAS_BACKENDS",
-    "SearchSettings",
     "check_backends",
     "check_same_experiment",
     "current_backend",
@@ -135,87 +134,6 @@ def check_backends(name: str, records: Iterable[TrialRecord], backend: str, allo
 def jsonable(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` as they read back from the store (JSON types: tuples become lists)."""
     return json.loads(json.dumps(values))
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """How a study is searched; stored with it so that ``cnntune worker`` needs only the study and the storage.
-
-    ``sampler`` and ``pruner`` belong to the Optuna engine, ``tuner`` to the Keras Tuner engine (the other engine's
-    keys are ``None``).
-
-    Attributes:
-        warm_start: searched trials that perturb the hand-chosen configuration, run right after the baselines.
-        climb: share of the searched trials after the study continued that perturb the best trial so far
-            (``tuner.searching.climb``); the other warm starts, then the sampler, propose the rest.
-        grow: while the best trial trained in less time than the longest baseline, the next trial is it made
-            bigger (``tuner.searching.grow``).
-        max_epochs: with a pruner, ``epochs`` is not searched but fixed at this maximum (the pruner decides how far a
-            trial goes); ``None`` when epochs are searched.
-        reeval_share: share of the budget kept to retrain the top ``reeval_top`` configurations with new seeds, so
-            that ``best`` picks by their mean; 0 picks by one run.
-        heartbeat_grace: seconds without a heartbeat after which a running trial's worker counts as dead and the
-            trial is retried (database storages); ``None``: ``tuner.store.GRACE_PERIOD``.
-        isolate: each trial runs in a child process (``tuner.trial._isolate``).
-        objective: what the study optimizes: ``("accuracy",)``, or accuracy and the model's size
-            (``"params"``) or its latency per image (``"latency"``), minimized, as a two-objective study.
-        precision: ``float32``, or ``bfloat16`` / ``float16``: trials train under Keras's mixed-precision policy.
-        jit: the models' ``jit_compile``; ``None``: Keras's ``"auto"`` (``tuner.trial._accel``).
-        device_data: ``auto``, ``on`` or ``off``: the data copied to the accelerator and batched there
-            (``tuner.trial._device_data``).
-    """
-
-    engine: str
-    trials: int
-    seed: int
-    baselines: bool
-    max_failures: int
-    sampler: str | None = None
-    pruner: str | None = None
-    tuner: str | None = None
-    warm_start: int = 0
-    climb: float = 0.0
-    grow: bool = False
-    max_epochs: int | None = None
-    reeval_share: float = 0.0
-    reeval_top: int = 3
-    heartbeat_grace: int | None = None
-    isolate: bool = False
-    objective: tuple[str, ...] = ("accuracy",)
-    precision: str = "float32"
-    jit: bool | None = None
-    device_data: str = "auto"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "objective": list(self.objective)}  # as JSON stores it, so that it compares equal
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any], study: str) -> "SearchSettings":
-        """The settings stored on a study.
-
-        Raises:
-            CnntuneError: a study that was never searched (no settings).
-        """
-        raw = meta.get("settings")
-        if not raw:
-            raise CnntuneError(f"study {study!r} has no stored search settings; start it with `cnntune search` first")
-        engine = raw.get("engine", "optuna")
-        optuna_engine = engine == "optuna"
-        return cls(
-            engine=engine, trials=int(raw["trials"]), seed=int(raw.get("seed", 0)),
-            baselines=bool(raw.get("baselines", True)), max_failures=int(raw.get("max_failures", 5)),
-            sampler=(raw.get("sampler") or "tpe") if optuna_engine else None,
-            pruner=(raw.get("pruner") or "none") if optuna_engine else None,
-            tuner=None if optuna_engine else (raw.get("tuner") or "random"),
-            warm_start=int(raw.get("warm_start", 0)), climb=float(raw.get("climb", 0.0)),
-            grow=bool(raw.get("grow", False)),
-            max_epochs=raw.get("max_epochs"),
-            reeval_share=float(raw.get("reeval_share", 0.0)), reeval_top=int(raw.get("reeval_top", 3)),
-            heartbeat_grace=raw.get("heartbeat_grace"), isolate=bool(raw.get("isolate", False)),
-            objective=tuple(raw.get("objective") or ("accuracy",)),
-            precision=str(raw.get("precision") or "float32"), jit=raw.get("jit"),
-            device_data=str(raw.get("device_data") or "auto"),
-        )
 
 
 def new_meta(exp: Experiment, data, artifacts: Path, skip_bad_images: bool = False) -> dict[str, Any]:

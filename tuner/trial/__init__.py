@@ -8,7 +8,7 @@ Nothing here imports Keras until a trial runs.
 from __future__ import annotations
 
 from tuner.trial._accel import (
-    PRECISIONS,
+    POLICIES,
     accel_of,
     apply_jit,
     check_precision,
@@ -33,7 +33,6 @@ from tuner.trial._checkpoint import (
     write,
 )
 from tuner.trial._device_data import (
-    DEVICE_DATA,
     check_device_data,
     device_batches,
     wanted,
@@ -74,7 +73,6 @@ from tuner.trial._runner import (
 __all__ = [
     "Checkpoint",
     "ChildError",
-    "DEVICE_DATA",
     "ENV_VAR",
     "EpochHook",
     "EpochPruning",
@@ -83,7 +81,7 @@ __all__ = [
     "HeadOnly",
     "IsolatedRunner",
     "Objective",
-    "PRECISIONS",
+    "POLICIES",
     "Runner",
     "TrialCrashed",
     "TrialDiverged",

@@ -18,49 +18,39 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from tuner.errors import CnntuneError
+from tuner.options import SearchOptions, option_value
 
-__all__ = ["PRECISIONS", "accel_of", "apply_jit", "check_precision", "precision_policy", "share_gpu_env"]
+__all__ = ["POLICIES", "accel_of", "apply_jit", "check_precision", "precision_policy", "share_gpu_env"]
 
-# --mixed-precision value -> Keras dtype policy.
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-_OFF = {"off", "none", "no", "false", "float32", "fp32"}
+# --mixed-precision value (``tuner.options.PRECISIONS``) -> Keras dtype policy.
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 # Share of a GPU's memory that K processes may take together; the rest is left to the driver and other processes.
 GPU_MEMORY_SHARE = 0.9
 
 
 def check_precision(value: str | None) -> str:
-    """``--mixed-precision``'s value as one of ``PRECISIONS`` (``None`` and ``off`` are ``float32``).
+    """``--mixed-precision``'s value as one of ``tuner.options.PRECISIONS`` (``None`` and ``off`` are ``float32``).
 
     Raises:
         CnntuneError: anything else.
     """
-    if value is None:
-        return "float32"
-    name = str(value).strip().lower()
-    name = {"bf16": "bfloat16", "mixed_bfloat16": "bfloat16", "fp16": "float16", "mixed_float16": "float16"}.get(
-        name, name)
-    if name in _OFF:
-        return "float32"
-    if name not in PRECISIONS:
-        raise CnntuneError(f"--mixed-precision must be bfloat16, float16 or off. Received: {value!r}")
-    return name
+    return option_value("mixed_precision", value) or "float32"
 
 
-def accel_of(settings: dict[str, Any] | None) -> dict[str, Any]:
-    """The runner keywords (``precision``, ``jit``, ``device_data``) of a study's stored settings (a
-    ``SearchSettings.to_dict()``); the defaults are left out, so that a runner that does not take them still works for
-    ordinary studies."""
-    settings = settings or {}
+def accel_of(options: SearchOptions | None) -> dict[str, Any]:
+    """The runner keywords (``precision``, ``jit``, ``device_data``) of a search's options; the defaults are left
+    out, so that a runner that does not take them still works for ordinary studies."""
     out: dict[str, Any] = {}
-    precision = check_precision(settings.get("precision"))
+    if options is None:
+        return out
+    precision = check_precision(options.mixed_precision)
     if precision != "float32":
         out["precision"] = precision
-    if settings.get("jit") is not None:
-        out["jit"] = bool(settings["jit"])
-    if settings.get("device_data") not in (None, "auto"):
-        out["device_data"] = str(settings["device_data"])
+    if options.jit is not None:
+        out["jit"] = bool(options.jit)
+    if options.device_data not in (None, "auto"):
+        out["device_data"] = str(options.device_data)
     return out
 
 
@@ -75,7 +65,7 @@ def precision_policy(precision: str = "float32") -> Iterator[None]:
     import keras
 
     before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISIONS[precision])
+    keras.config.set_dtype_policy(POLICIES[precision])
     try:
         yield
     finally:

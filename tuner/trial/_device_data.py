@@ -18,12 +18,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tuner.errors import CnntuneError
+from tuner.options import option_value
 
-__all__ = ["DEVICE_DATA", "check_device_data", "device_batches", "wanted"]
-
-DEVICE_DATA = ("auto", "on", "off")
-
+__all__ = ["check_device_data", "device_batches", "wanted"]
 
 def check_device_data(value: str | None) -> str:
     """``--device-data``'s value (``None``: ``auto``).
@@ -31,10 +28,7 @@ def check_device_data(value: str | None) -> str:
     Raises:
         CnntuneError: anything but auto, on or off.
     """
-    mode = "auto" if value is None else str(value).strip().lower()
-    if mode not in DEVICE_DATA:
-        raise CnntuneError(f"--device-data must be auto, on or off. Received: {value!r}")
-    return mode
+    return option_value("device_data", value) or "auto"
 
 
 def _on_gpu(backend: str) -> bool:

@@ -36,11 +36,14 @@ from typing import Any, Callable
 
 from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
+from tuner.options import SearchOptions
 from tuner.records import Display, FailureKind
+from tuner.store import Artifacts
+from tuner.trial._accel import accel_of
 from tuner.signals import raise_if_interrupted
 from tuner.store import jsonable
 from tuner.trial import _checkpoint
-from tuner.trial._isolate import TrialCrashed
+from tuner.trial._isolate import TrialCrashed, isolated
 from tuner.trial._runner import TrialDiverged, fit_options, run_trial
 
 __all__ = ["EpochPruning", "Objective", "Runner", "fail_reason", "failure_of", "is_out_of_memory"]
@@ -66,18 +69,20 @@ class EpochPruning:
         enabled: ``False`` reports nothing and never stops (baselines, ``--pruner none``).
         epochs: the trial's epochs; the last one is never "pruned" (the trial is complete by then).
         then: called after each epoch with ``(epoch, logs)`` (progress display).
-        stop_at: a ``time.monotonic()`` time after which the trial stops at the end of its epoch, pruner or not,
-            once its study holds a complete trial (a search that stops at its time still has a model to pick);
-            ``None``: never.
+        stop_at: a ``clock()`` time after which the trial stops at the end of its epoch, pruner or not, once its
+            study holds a complete trial (a search that stops at its time still has a model to pick); ``None``: never.
+        clock: seconds (``time.monotonic``, or a test's clock).
     """
 
     def __init__(self, trial, enabled: bool, epochs: int,
-                 then: Callable[[int, dict[str, float]], None] | None = None, stop_at: float | None = None):
+                 then: Callable[[int, dict[str, float]], None] | None = None, stop_at: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.trial = trial
         self.enabled = enabled
         self.epochs = epochs
         self.then = then
         self.stop_at = stop_at
+        self.clock = clock
         self.pruned_at: int | None = None
         self.kind = FailureKind.PRUNED
         self.reason = ""
@@ -95,7 +100,7 @@ class EpochPruning:
             return False
         if self.enabled and self.trial.should_prune():
             self.kind, self.reason = FailureKind.PRUNED, f"pruned at epoch {epoch}"
-        elif self.stop_at is not None and time.monotonic() >= self.stop_at and self._study_has_a_model():
+        elif self.stop_at is not None and self.clock() >= self.stop_at and self._study_has_a_model():
             self.kind, self.reason = FailureKind.TIME_UP, f"stopped at epoch {epoch}: the search's time was up"
         else:
             return False
@@ -193,13 +198,15 @@ class Objective:
         seed: searched trial ``n`` trains with ``seed + n``; a replay carries its own seed in ``attrs``.
         display: receives progress.
         prune: report each epoch's validation accuracy and stop when the trial's pruner says so.
-        engine: recorded as the trial's ``engine`` attribute when not the default one.
+        engine: recorded as the trial's ``engine`` attribute (the engine's ``TAG``; ``None`` records none).
+        resumes: the engine retries interrupted trials, so searched trials are checkpointed every epoch.
         runner: trains one configuration; default ``tuner.trial.run_trial``.
         latency: also measure the trained model's milliseconds per image (``latency_ms``), for a study whose
             second objective is latency.
         accel: the runner's ``precision`` and ``jit`` keywords (``tuner.trial.accel_of``); empty: Keras's defaults.
+        clock: seconds (``time.monotonic``, or a test's clock), for ``stop_at``.
 
-    ``stop_at`` (set after construction, ``None`` by default): a ``time.monotonic()`` time after which a searched
+    ``stop_at`` (set after construction, ``None`` by default): a ``clock()`` time after which a searched
     trial stops at the end of its epoch and is recorded as pruned once the study holds a complete trial (either
     engine; baselines always finish, and so does the first trial of a search without them). A search, or a worker of
     a study, that keeps a share of its ``--timeout`` for the re-evaluation sets it, so that a long last trial cannot
@@ -210,8 +217,9 @@ class Objective:
     """
 
     def __init__(self, exp: Experiment, data, *, model_dir: Path, feature_cache: Path, seed: int, display: Display,
-                 prune: bool = False, engine: str | None = None, runner: Runner | None = None,
-                 latency: bool = False, accel: dict[str, Any] | None = None):
+                 prune: bool = False, engine: str | None = None, resumes: bool = True, runner: Runner | None = None,
+                 latency: bool = False, accel: dict[str, Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.exp = exp
         self.data = data
         self.model_dir = Path(model_dir)
@@ -220,6 +228,8 @@ class Objective:
         self.display = display
         self.prune = prune
         self.engine = engine
+        self.resumes = resumes
+        self.clock = clock
         self.runner = runner or run_trial
         self.can_checkpoint = _accepts(self.runner, "checkpoint_dir") and _accepts(self.runner, "resume_from")
         self.latency = latency and _accepts(self.runner, "measure_latency")
@@ -229,6 +239,20 @@ class Objective:
         if missing:
             raise CnntuneError(f"this trial runner does not take {', '.join(missing)}; drop --mixed-precision, --jit "
                                "and --device-data")
+
+    @classmethod
+    def of(cls, options: SearchOptions, exp: Experiment, data, artifacts: Artifacts, display: Display,
+           runner: Runner | None = None, **kwargs: Any) -> "Objective":
+        """The objective a search, a re-evaluation or a reproduction runs its trials with, from its options: each
+        trial in its own process with ``--isolate`` (the data the children memory-map beside the study), trained
+        under ``--mixed-precision``, ``--jit`` and ``--device-data``, its latency measured for a latency
+        objective. ``kwargs``: the constructor's other keywords (``model_dir`` defaults to the study's folder).
+        """
+        if options.isolate:
+            runner = isolated(runner, workdir=artifacts.root)
+        kwargs.setdefault("model_dir", artifacts.root)
+        return cls(exp, data, feature_cache=artifacts.feature_cache, seed=options.seed, display=display,
+                   runner=runner, latency="latency" in (options.objective or ()), accel=accel_of(options), **kwargs)
 
     def model_path(self, number: int) -> Path:
         return self.model_dir / f"trial_{number:04d}.keras"
@@ -241,7 +265,7 @@ class Objective:
         """Whether a trial is checkpointed: only trials that something retries are. The Optuna engine retries
         interrupted trials and dead workers' trials; replays are rerun by their own command as new runs, and Keras
         Tuner keeps its own trial state."""
-        return (self.can_checkpoint and self.engine is None and not attrs.get("reproduce")
+        return (self.can_checkpoint and self.resumes and not attrs.get("reproduce")
                 and attrs.get("reeval_of") is None)
 
     def predecessor(self, trial, attrs: dict[str, Any]) -> int | None:
@@ -312,7 +336,7 @@ class Objective:
 
         searched = not attrs.get("baseline")
         pruning = EpochPruning(trial, self.prune and searched, epochs, then=on_epoch,
-                               stop_at=self.stop_at if searched else None)
+                               stop_at=self.stop_at if searched else None, clock=self.clock)
         continued = {k: attrs[k] for k in ("initial_epoch", "continue_from") if attrs.get(k) is not None}
         if self.latency:
             continued["measure_latency"] = True

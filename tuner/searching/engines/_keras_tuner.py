@@ -26,6 +26,7 @@ import time
 from typing import Any, Iterator
 
 from tuner.errors import CnntuneError
+from tuner.options import KERAS_TUNER, SearchOptions, option_value
 from tuner.experiment import grid_values, trial_config, tunable
 from tuner.hp import resolve
 from tuner.records import FailureKind, TrialRecord
@@ -35,10 +36,16 @@ from tuner.searching.engines._kt_compat import CHIEF_TIMEOUT
 from tuner.searching.engines._optuna import OptunaHP
 from tuner.trial import model_spec
 
-__all__ = ["NAME", "TUNERS", "check_options", "parse_address", "run", "wait_for_chief"]
+__all__ = ["NAME", "check", "model_dir", "parse_address", "prepare", "run", "wait_for_chief"]
 
-NAME = "keras-tuner"
-TUNERS = ("random", "bayesian", "hyperband", "grid")
+NAME = KERAS_TUNER
+# What the engine can do (see the Optuna engine's): its oracle proposes and numbers its own trials, so the strategy's
+# trials cannot be queued one at a time (warm starts are served as its first trials); Keras Tuner keeps its own trial
+# state, so trials are not resumed from checkpoints; its workers follow a chief (``--chief``), not a storage.
+QUEUES_TRIALS = False
+RESUMES_TRIALS = False
+POOLED_WORKERS = False
+TAG = KERAS_TUNER
 _PROJECT = "keras_tuner"
 
 
@@ -46,11 +53,9 @@ def parse_address(address: str) -> tuple[str, int]:
     """``HOST:PORT`` -> ``(host, port)``.
 
     Raises:
-        CnntuneError: not ``HOST:PORT`` with a port in 1..65535.
+        CnntuneError: not ``HOST:PORT`` with a port in 1..65535 (``--chief``'s check).
     """
-    host, sep, port = str(address).rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise CnntuneError(f"--chief needs HOST:PORT, e.g. 0.0.0.0:8000. Received: {address}")
+    host, _, port = option_value("chief", address).rpartition(":")
     return host, int(port)
 
 
@@ -77,18 +82,24 @@ def wait_for_chief(address: str, timeout: float = CHIEF_TIMEOUT) -> None:
             time.sleep(0.5)
 
 
-def check_options(*, tuner: str, chief: str | None, space, pins) -> None:
-    """Checks the Keras Tuner engine's options before any data is loaded.
+def check(options: SearchOptions, experiment) -> None:
+    """Checks the Keras Tuner engine's options against the space before any data is loaded.
 
     Raises:
-        CnntuneError: an unknown tuner, a malformed chief address, or a grid over a continuous choice point.
+        SpaceError: a grid over a continuous choice point.
     """
-    if tuner not in TUNERS:
-        raise CnntuneError(f"unknown tuner {tuner!r}; valid: {', '.join(TUNERS)}")
-    if chief is not None:
-        parse_address(chief)
-    if tuner == "grid":
-        grid_values(space, pins, option="--tuner grid")
+    if options.tuner == "grid":
+        grid_values(experiment.space, experiment.pins, option="--tuner grid")
+
+
+def model_dir(artifacts):
+    """Where the model files of this engine's trials go: Keras Tuner numbers its trials itself, so they get the
+    project's folder."""
+    return artifacts.keras_tuner
+
+
+def prepare(plan: SearchPlan) -> None:
+    """Nothing to queue before workers start: the chief's oracle serves the baselines and warm starts first."""
 
 
 class RecordingTrial:
@@ -117,8 +128,8 @@ def _kt_environment(plan: SearchPlan) -> Iterator[None]:
     saved = {n: os.environ.get(n) for n in names}
     for n in names:
         os.environ.pop(n, None)
-    if plan.chief is not None:
-        host, port = parse_address(plan.chief)
+    if plan.options.chief is not None:
+        host, port = parse_address(plan.options.chief)
         os.environ["KERASTUNER_TUNER_ID"] = plan.worker_id or "chief"
         os.environ["KERASTUNER_ORACLE_IP"] = host
         os.environ["KERASTUNER_ORACLE_PORT"] = str(port)
@@ -142,13 +153,13 @@ def run(plan: SearchPlan) -> None:
     Raises:
         CnntuneError: a worker without a chief, a chief that cannot listen, a worker that lost its chief.
     """
-    if plan.worker_id is not None and plan.chief is None:
+    if plan.worker_id is not None and plan.options.chief is None:
         raise CnntuneError("a Keras Tuner worker needs --chief HOST:PORT")
     with _kt_environment(plan):
         tuner = _make_tuner(plan)
-        if plan.chief is not None and plan.worker_id is None:
-            host, port = parse_address(plan.chief)
-            _kt_compat.serve(tuner, host, port, plan.chief)
+        if plan.options.chief is not None and plan.worker_id is None:
+            host, port = parse_address(plan.options.chief)
+            _kt_compat.serve(tuner, host, port, plan.options.chief)
             return
         import grpc
 
@@ -157,13 +168,13 @@ def run(plan: SearchPlan) -> None:
         except _StopSearch:
             pass
         except grpc.RpcError as exc:
-            raise CnntuneError(f"lost the chief oracle at {plan.chief}: {exc.code().name}") from None
+            raise CnntuneError(f"lost the chief oracle at {plan.options.chief}: {exc.code().name}") from None
 
 
 def _oracle(plan: SearchPlan):
     import keras_tuner as kt
 
-    kind = plan.settings.tuner or "random"
+    kind = plan.options.tuner
     base = {
         "random": kt.oracles.RandomSearchOracle,
         "bayesian": kt.oracles.BayesianOptimizationOracle,
@@ -171,7 +182,7 @@ def _oracle(plan: SearchPlan):
         "grid": kt.oracles.GridSearchOracle,
     }[kind]
     # The baselines, then the warm starts, are the oracle's first trials (ids 0, 1, ...).
-    configs = [b.config for b in plan.baselines] + list(plan.warm_starts)
+    configs = [b.config for b in plan.baselines] + list(plan.strategy.warm_starts)
     oracle_class = _kt_compat.baselines_first(base, kind, is_baseline=lambda t: int(t) < len(configs),
                                               baseline_values=lambda t: configs[int(t)],
                                               stop=lambda oracle: _budget_full(plan, oracle))
@@ -181,7 +192,7 @@ def _oracle(plan: SearchPlan):
         hp.Fixed(name, value)
     kwargs: dict[str, Any] = dict(
         objective=kt.Objective("val_accuracy", direction="max"), hyperparameters=hp, tune_new_entries=True,
-        allow_new_entries=True, seed=int(plan.settings.seed) + 1,  # Keras Tuner treats seed 0 as "no seed"
+        allow_new_entries=True, seed=int(plan.options.seed) + 1,  # Keras Tuner treats seed 0 as "no seed"
         max_consecutive_failed_trials=10**9,  # the plan's failure streak decides
     )
     if kind == "hyperband":
@@ -304,8 +315,8 @@ class _Tuner:
         if number < len(plan.baselines):
             baseline = plan.baselines[number]
             params, attrs = dict(baseline.config), dict(baseline.attrs)
-        elif warm < len(plan.warm_starts):
-            params, attrs = dict(plan.warm_starts[warm]), {"warm_start": warm}
+        elif warm < len(plan.strategy.warm_starts):
+            params, attrs = dict(plan.strategy.warm_starts[warm]), {"warm_start": warm}
         else:
             params, attrs = params_of(plan.experiment.space, trial.hyperparameters.copy()), {}
         if "tuner/epochs" in values:  # Hyperband: this round's epoch budget

@@ -2,10 +2,10 @@
 
 ``OptunaHP`` maps each ``Choice/Int/Float/Boolean`` call onto ``trial.suggest_*``; pinned and ``Fixed`` values are
 recorded but never suggested, so samplers do not vary them. ``run(plan)`` enqueues the baselines the study has not run
-(trials carrying their name), the warm starts and retries of interrupted trials, then lets ``Study.optimize`` propose
-the rest; with a growth or a climb, after each finished trial it queues the best one made bigger, a perturbation of
-it, or the next warm start (``_next``). The plan decides the budget, the timeout and the failure streak through its
-``trial_finished`` callback.
+(trials carrying their name), the strategy's first trials and retries of interrupted trials, then lets
+``Study.optimize`` propose the rest; when the strategy takes turns (growth, climbing), after each finished trial it
+queues what the strategy proposes next (``plan.strategy``). The plan decides the budget, the timeout and the failure
+streak through its ``trial_finished`` callback.
 """
 
 from __future__ import annotations
@@ -17,16 +17,22 @@ from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import grid_values, trial_config, tunable
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve
 from tuner.searching._plan import SearchPlan
-from tuner.searching._warm_start import climb, grow
-from tuner.searching.engines._pruning import PRUNERS, make_pruner
+from tuner.options import OPTUNA, SAMPLERS, SearchOptions
+from tuner.searching.engines._pruning import make_pruner
 from tuner.records import FailureKind, TrialRecord
-from tuner.store import SIZE_ATTRS, Budget, best_trial, done_baselines, is_replay, read_records
+from tuner.store import SIZE_ATTRS, done_baselines, is_replay, read_records
 from tuner.trial import long_lived
 
-__all__ = ["SAMPLERS", "OptunaHP", "check_options", "make_sampler", "prepare", "run"]
+__all__ = ["NAME", "OptunaHP", "check", "make_sampler", "model_dir", "prepare", "run"]
 
-NAME = "optuna"
-SAMPLERS = ("tpe", "random", "grid", "nsga2")
+NAME = OPTUNA
+# What the engine can do (asked instead of its name): queue the strategy's trials one at a time in the study, retry
+# interrupted trials from their checkpoints, run ``--workers`` processes on a shared storage; ``TAG`` is recorded
+# on each trial as its ``engine`` (``None``: the default engine records none).
+QUEUES_TRIALS = True
+RESUMES_TRIALS = True
+POOLED_WORKERS = True
+TAG = None
 
 
 class OptunaHP(HyperParameters):
@@ -92,18 +98,19 @@ def make_sampler(name: str, space, pins: Mapping[str, Any], seed: int | None, *,
     raise SpaceError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
 
 
-def check_options(*, sampler: str, pruner: str, space, pins: Mapping[str, Any]) -> None:
-    """Checks the Optuna engine's options before any data is loaded.
+def check(options: SearchOptions, experiment) -> None:
+    """Checks the Optuna engine's options against the space before any data is loaded.
 
     Raises:
-        CnntuneError: an unknown sampler or pruner, or a grid over a continuous choice point.
+        SpaceError: a grid over a continuous choice point.
     """
-    if sampler not in SAMPLERS:
-        raise CnntuneError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
-    if pruner not in PRUNERS:
-        raise CnntuneError(f"unknown pruner {pruner!r}; valid: {', '.join(PRUNERS)}")
-    if sampler == "grid":
-        grid_values(space, pins)
+    if options.sampler == "grid":
+        grid_values(experiment.space, experiment.pins)
+
+
+def model_dir(artifacts):
+    """Where the model files of this engine's trials go: the study's artifacts folder."""
+    return artifacts.root
 
 
 def _enqueue(plan: SearchPlan) -> None:
@@ -118,10 +125,8 @@ def _enqueue(plan: SearchPlan) -> None:
                       if r.baseline == b.name and r.kind is FailureKind.INTERRUPTED and not is_replay(r)]
             attrs = {**b.attrs, "retry_of": max(before)} if before else b.attrs
             study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=attrs)
-    # With a growth or a climb, only the first warm starts are queued up front; ``_next`` queues the rest in turn.
-    for index in _warm_left(plan, records):
-        if index < _upfront(plan):
-            _enqueue_warm(plan, index)
+    for proposal in plan.strategy.first(records):  # the warm starts to run first; the rest in turns (``_next``)
+        _enqueue_proposal(plan, proposal)
     retried = {r.tags.get("retry_of") for r in records if "retry_of" in r.tags}
     for r in records:
         # Interrupted replays are resumed by their own command (reproduce, best --reeval), not by the search;
@@ -132,25 +137,9 @@ def _enqueue(plan: SearchPlan) -> None:
                                 user_attrs={"retry_of": r.number, "given": r.params})
 
 
-def _upfront(plan: SearchPlan) -> int:
-    """How many warm starts are queued before any trial runs: all of them, unless ``_next`` takes turns: with a
-    growth only the first (the study continued on its cheapest body, which may grow at once), with a climb the
-    lead (the study continued on each body)."""
-    if plan.settings.grow:
-        return 1
-    return plan.warm_lead if plan.settings.climb else len(plan.warm_starts)
-
-
-def _warm_left(plan: SearchPlan, records: list[TrialRecord]) -> list[int]:
-    """The indexes of the warm starts the study has not run, is not running and has not queued."""
-    started = {r.tags["warm_start"] for r in records if "warm_start" in r.tags}
-    return [i for i in range(len(plan.warm_starts)) if i not in started]
-
-
-def _enqueue_warm(plan: SearchPlan, index: int) -> None:
-    config = plan.warm_starts[index]
-    plan.study.enqueue_trial(_suggestable(plan.experiment.space, plan.search_pins, config),
-                             user_attrs={"warm_start": index, "given": config})
+def _enqueue_proposal(plan: SearchPlan, proposal) -> None:
+    plan.study.enqueue_trial(_suggestable(plan.experiment.space, plan.search_pins, proposal.config),
+                             user_attrs={**proposal.attrs, "given": proposal.config})
 
 
 def prepare(plan: SearchPlan) -> None:
@@ -174,9 +163,9 @@ def run(plan: SearchPlan) -> None:
 
     study, exp = plan.study, plan.experiment
     pins = plan.search_pins
-    study.sampler = make_sampler(plan.settings.sampler or "tpe", exp.space, pins, plan.seed,
-                                 startup=len(plan.warm_starts) or None)
-    study.pruner = make_pruner(plan.settings.pruner or "none", max_epochs=plan.settings.max_epochs)
+    study.sampler = make_sampler(plan.options.sampler, exp.space, pins, plan.seed,
+                                 startup=len(plan.strategy.warm_starts) or None)
+    study.pruner = make_pruner(plan.options.pruner, max_epochs=plan.options.max_epochs)
     if plan.heartbeat:
         # Fail (and queue for retry) the trials of workers that died, before counting the budget.
         with warnings.catch_warnings():
@@ -188,10 +177,10 @@ def run(plan: SearchPlan) -> None:
     n_trials = plan.remaining(records) + waiting
     if n_trials <= 0:
         return
-    if plan.settings.grow or plan.settings.climb:
+    if plan.strategy.takes_turns:
         _next(plan)  # a resumed study whose first warm starts are done goes on with the turns
     configs = {b.name: b.config for b in plan.baselines}
-    objectives = plan.settings.objective
+    objectives = plan.options.objective
 
     def objective(trial) -> float:
         baseline = trial.user_attrs.get("baseline")
@@ -214,7 +203,7 @@ def run(plan: SearchPlan) -> None:
     def after_trial(st, frozen) -> None:
         if plan.trial_finished(TrialRecord.from_trial(frozen)):
             st.stop()
-        elif plan.settings.grow or plan.settings.climb:
+        elif plan.strategy.takes_turns:
             _next(plan)
 
     # No garbage collection after each trial (Optuna's gc_after_trial): the runner collects as the next trial starts.
@@ -223,38 +212,11 @@ def run(plan: SearchPlan) -> None:
 
 
 def _next(plan: SearchPlan) -> None:
-    """Queues the next trial when nothing is queued: with ``settings.grow``, the best trial so far made bigger
-    (``tuner.searching.grow``) while it trains faster than the longest baseline; else, once the lead warm starts
-    (the study continued) have run, a step from the best trial (the step that led to it once more, when it was a
-    climb's, else a perturbation) while the climbing trials hold less than their share (``settings.climb``) of the
-    searched trials after the lead (``tuner.searching.climb``); else the next warm start not yet run, if any (else
-    the sampler proposes it). Two workers finishing at once may both queue: a configuration then runs twice, nothing
-    is lost."""
+    """Queues what the strategy proposes next (``Strategy.next``) when nothing is queued, budget and time are left.
+    Two workers finishing at once may both queue: a configuration then runs twice, nothing is lost."""
     records = plan.records()
     if any(r.state == "waiting" for r in records) or plan.remaining(records) <= 0 or plan.timed_out():
         return
-    exp, pins = plan.experiment, plan.search_pins
-    best, _ = best_trial(records)
-    tried = [r.params for r in records]
-    left = _warm_left(plan, records)
-    config, attrs = None, {}
-    if plan.settings.grow and best is not None and _cheap(best, records):
-        config, attrs = grow(exp.space, pins, best.params, tried), {"grown_from": best.number}
-    if config is None and best is not None and plan.settings.climb and not any(i < plan.warm_lead for i in left):
-        after = [r for r in records if Budget.holds_place(r) and "retry_of" not in r.tags
-                 and r.tags.get("warm_start", plan.warm_lead) >= plan.warm_lead]
-        if sum(1 for r in after if "climb_of" in r.tags) < plan.settings.climb * (len(after) + 1):
-            # Seeded by the study's size, so that a seeded search climbs the same way; unseeded for workers.
-            seed = None if plan.seed is None else plan.seed * 1_000_003 + len(records)
-            parent = next((r.params for r in records if r.number == best.tags.get("climb_of")), None)
-            config, attrs = climb(exp.space, pins, best.params, tried, seed, parent=parent), {"climb_of": best.number}
-    if config is not None:
-        plan.study.enqueue_trial(_suggestable(exp.space, pins, config), user_attrs={**attrs, "given": config})
-    elif left:
-        _enqueue_warm(plan, left[0])
-
-
-def _cheap(best: TrialRecord, records: list[TrialRecord]) -> bool:
-    """Whether ``best`` trained in less time than the longest baseline (the hand-chosen model's budget)."""
-    spent = [r.seconds for r in records if r.baseline and r.state == "complete" and not is_replay(r) and r.seconds]
-    return bool(spent) and best.seconds is not None and best.seconds < max(spent)
+    proposal = plan.strategy.next(records)
+    if proposal is not None:
+        _enqueue_proposal(plan, proposal)

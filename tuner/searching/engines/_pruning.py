@@ -9,11 +9,10 @@ shows as ``pruned``. Baselines are never pruned: they are the yardstick.
 from __future__ import annotations
 
 from tuner.errors import CnntuneError
+from tuner.options import PRUNERS
 
-__all__ = ["FIRST_RUNG_SHARE", "MEDIAN_WARMUP_EPOCHS", "MIN_EPOCHS", "PRUNERS", "REDUCTION_FACTOR", "first_rung",
-           "make_pruner"]
+__all__ = ["FIRST_RUNG_SHARE", "MEDIAN_WARMUP_EPOCHS", "MIN_EPOCHS", "REDUCTION_FACTOR", "first_rung", "make_pruner"]
 
-PRUNERS = ("none", "median", "asha", "hyperband")
 # The first epoch at which ASHA and Hyperband may stop a trial; rungs follow at x4, x16, ... (reduction factor 4).
 # 2, not 1: on the 50-class birds at 32 px, first-epoch accuracy ranked configurations by noise, and ASHA from
 # epoch 1 lost the best configuration on 2 of 3 seeds (BENCHMARKS.md); from epoch 2 it kept it on all three.
