@@ -30,7 +30,7 @@ install: $(VENV)/.installed-$(EXTRAS)
 
 # Debian's packages the tests use, installed where apt can (as root), else those tests skip and say why:
 # docker-compose validates deploy/compose.yaml in tests/test_deploy.py (it accepts the GPU reservation syntax);
-# chromium renders `cnntune dashboard` in tests/test_dashboard.py (playwright drives it: no browser download).
+# chromium renders `cnntune dashboard` in tests/reporting/test_dashboard.py (playwright drives it: no browser download).
 # Each package is installed on its own, so one that apt cannot find does not keep the other out.
 tools:
 	@missing=""; \
@@ -40,7 +40,7 @@ tools:
 	  for pkg in $$missing; do DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$pkg >/dev/null || true; done; \
 	fi; \
 	command -v docker-compose >/dev/null || echo "docker-compose is not installed: its checks in tests/test_deploy.py will skip"; \
-	[ -x /usr/bin/chromium ] || echo "chromium is not installed: the browser test in tests/test_dashboard.py will skip"
+	[ -x /usr/bin/chromium ] || echo "chromium is not installed: the browser test in tests/reporting/test_dashboard.py will skip"
 
 # The import contracts of pyproject.toml (layers, private modules, no cycle) first: seconds, and a broken one fails.
 test: install tools
@@ -54,7 +54,7 @@ test: install tools
 # torch for CPU: PyPI's Linux torch wheel is the CUDA build (~3 GB of NVIDIA libraries a CPU run never loads), so a
 # CPU wheel pip finds without an index (its find-links) comes first, else PyTorch's CPU index (TORCH_INDEX).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-BACKEND_TESTS = $(BIN)/python -m pytest tests/test_backends.py tests/test_device_data.py tests/test_accel.py $(PYTEST_ARGS)
+BACKEND_TESTS = $(BIN)/python -m pytest tests/test_backends.py tests/trial/test_device_data.py tests/trial/test_accel.py $(PYTEST_ARGS)
 
 $(VENV)/.installed-backends-$(EXTRAS): pyproject.toml $(VENV)/.installed-$(EXTRAS)
 	$(BIN)/python -m pip install --quiet --no-index --no-deps torch 2>/dev/null \

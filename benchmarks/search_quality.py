@@ -187,7 +187,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def run(args, strategy: str, seed: int, data, final: list[float]) -> dict[str, Any]:
-    from tuner.replays._reeval import config_key
+    from tuner.store import config_key
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp) / f"{strategy.replace(':', '_').replace(',', '_')}-seed{seed}"

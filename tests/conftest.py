@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIRDS = ROOT.parent / "shared" / "data" / "cub200_subset"
 # Words of the fastest real search: generated data (3 classes, 32 px), one epoch.
 SYN = ["data=synthetic", "epochs=1"]
+# A space that plants diverging, raising and flat trials (tests/spaces/planted.py), by file.
+PLANTED = str(ROOT / "tests" / "spaces" / "planted.py")
 
 
 @pytest.fixture
@@ -92,13 +94,15 @@ class FakeRunner:
         accuracy: ``(params, seed) -> (val, test)``.
         interrupt_on: raise ``KeyboardInterrupt`` on this call (1-based).
         seconds: ``params -> seconds`` the trial took.
+        facts: ``params -> extras`` the trial records, e.g. its cost (``macs``, ``activations``).
     """
 
     def __init__(self, accuracy: Callable = lambda params, seed: (0.5, 0.4), interrupt_on: int | None = None,
-                 seconds: Callable = lambda params: 0.01):
+                 seconds: Callable = lambda params: 0.01, facts: Callable = lambda params: {}):
         self.accuracy = accuracy
         self.interrupt_on = interrupt_on
         self.seconds = seconds
+        self.facts = facts
         self.calls: list[tuple[dict, int]] = []
 
     def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, **kwargs):
@@ -110,7 +114,7 @@ class FakeRunner:
         val, test = self.accuracy(params, seed)
         return TrialOutcome(val_accuracy=val, test_accuracy=test, n_params=10, history={"val_accuracy": [val]},
                             best_epoch=1, epochs_run=1, seconds=self.seconds(params), model_path=None,
-                            backend="fake")
+                            backend="fake", extra=dict(self.facts(params)))
 
 
 # -- the command line ------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import sys
 import typing
+import warnings
 from typing import Any, Callable, Iterator, List, Optional
 
 import typer
@@ -41,6 +42,12 @@ def _terminals() -> None:
     # Made anew for each command: rich reads COLUMNS once, when a console is made, not when it prints.
     global out, err
     out, err = Console(), Console(stderr=True)
+    warnings.showwarning = _warning_line
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning (a skipped image, a store read through Optuna) is one line on stderr, not Python's two."""
+    err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -157,13 +164,13 @@ def trials_cmd(
                                   "baselines, the best and the latest)."),
 ) -> None:
     """Table of a study's trials."""
-    from tuner import api
+    from tuner import reporting  # only what reads a study: no training code is imported
     from tuner.display import TRIALS_SHOWN, render_trials, trials_rows, write_trials_csv
 
     with _guard():
         if fmt not in TRIAL_FORMATS:
             raise CnntuneError(f"--format must be one of {', '.join(TRIAL_FORMATS)}. Received: {fmt!r}")
-        view = api.trials(study=study, storage=storage, history=fmt == "json")  # only json prints histories
+        view = reporting.trials(study=study, storage=storage, history=fmt == "json")  # only json prints histories
         if fmt == "json":
             import json
 
@@ -242,13 +249,13 @@ def best(
                                  "messages and warnings."),
 ) -> None:
     """The best trial against the study's baselines; --export writes it as one .keras file."""
-    from tuner import api
+    from tuner import reporting  # only what reads a study (--reeval imports the rest)
     from tuner.display import render_best
 
     set_verbose(verbose)
     with _guard(), interruptible():
         if export is not None:
-            api.export_target(export)
+            reporting.export_target(export)
         limited = max_params is not None or max_latency_ms is not None
         if reeval is not None or seeds is not None:
             if limited:
@@ -256,14 +263,14 @@ def best(
                                    "alone: use one of them")
             _best_reeval(study, storage, export, trial, reeval, seeds, quiet)
             return
-        report = api.best(study=study, storage=storage, replays=include_replays, max_params=max_params, history=False,
-                          max_latency_ms=max_latency_ms)
+        report = reporting.best(study=study, storage=storage, replays=include_replays, max_params=max_params,
+                                history=False, max_latency_ms=max_latency_ms)
         render_best(out, report)
         if export is None:
             return
         if trial is None and limited:
             trial = report.best.number
-        path = api.export(export, study=study, storage=storage, trial=trial)
+        path = reporting.export(export, study=study, storage=storage, trial=trial)
         out.print(f"exported to {path} (raw uint8 images in, class probabilities out; metadata in "
                   f"{path.with_suffix('.json').name})")
 

@@ -94,6 +94,8 @@ class TrialRecord:
     epochs_run: int | None = None
     backend: str | None = None
     latency_ms: float | None = None
+    macs: int | None = None
+    activations: int | None = None
     kind: FailureKind | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
     tags: dict[str, Any] = field(default_factory=dict)
@@ -141,6 +143,8 @@ class TrialRecord:
             epochs_run=attrs.get("epochs_run"),
             backend=attrs.get("backend"),
             latency_ms=attrs.get("latency_ms"),
+            macs=attrs.get("macs"),
+            activations=attrs.get("activations"),
             kind=FailureKind.of(state, attrs),
             history=dict(attrs.get("history") or {}),
             tags=tags,

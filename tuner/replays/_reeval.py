@@ -84,7 +84,7 @@ def reevaluate(
         raise CnntuneError(f"--seeds must be at least 1. Received: {seeds}")
     url, st = open_study(storage, study)
     meta = study_meta(st)
-    records = read_records(st)
+    records = read_records(st, url=url)
     candidates = top_configs(records, top)
     if not candidates:
         raise StorageError(f"study {st.study_name!r} has no completed trial yet; run `cnntune search` first")
@@ -109,7 +109,7 @@ def reevaluate(
             ran = run_replays(st, exp, data, Artifacts.of(meta, url, st.study_name), runs, display, runner, options)
         finally:
             display.search_end()
-        records = read_records(st)
+        records = read_records(st, url=url)
     rows = rank_configs(candidates, records, seeds)
     report = ReevalReport(study=st.study_name, meta=meta, seeds=int(seeds), rows=rows, ran=ran)
     if len(rows) > 1 and rows[0].val_mean is not None and rows[1].val_mean is not None:

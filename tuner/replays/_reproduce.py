@@ -303,7 +303,7 @@ def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[i
         meta = study_meta(existing)
         if meta:
             check_same_experiment(name, meta, exp)
-        records = read_records(existing)
+        records = read_records(existing, url=url)
     if meta.get("skip_bad_images"):  # a study created with it keeps it
         options = options.replace(skip_bad_images=True)
     baselines = list(exp.space.BASELINES)
@@ -330,7 +330,7 @@ def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[i
             ran = run_replays(study_obj, exp, data, art, runs, display, runner, options)
         finally:
             display.search_end()
-        records = read_records(study_obj)
+        records = read_records(study_obj, url=url)
     rows = summarize(exp.space_name, baselines, records, seeds, configs)
     claims = check_claims(exp.space_name, exp.space.CLAIMS, rows, configs)
     return SpaceReproduction(space=exp.space_name, study=name, data=exp.data.to_dict(), pins=jsonable(exp.pins),

@@ -10,7 +10,7 @@ from typing import Any
 
 from tuner.errors import CnntuneError, StorageError
 from tuner.reporting._results import best
-from tuner.store import open_study, read_records, study_meta
+from tuner.store import read_study
 
 __all__ = ["METADATA_NAME", "export", "export_target", "read_export_metadata"]
 
@@ -47,11 +47,11 @@ def export(path: str | Path, *, study: str | None = None, storage: str | None = 
         report = best(study=study, storage=storage)
         rec, meta, name = report.best, report.meta, report.study
     else:
-        _, st = open_study(storage, study)
-        matches = [r for r in read_records(st) if r.number == trial]
+        read = read_study(storage, study, history=False)
+        matches = [r for r in read.records if r.number == trial]
         if not matches or matches[0].state != "complete":
-            raise StorageError(f"study {st.study_name!r} has no completed trial {trial}")
-        rec, meta, name = matches[0], study_meta(st), st.study_name
+            raise StorageError(f"study {read.name!r} has no completed trial {trial}")
+        rec, meta, name = matches[0], read.meta, read.name
     if not rec.model_path or not Path(rec.model_path).is_file():
         raise CnntuneError(f"the model file of trial {rec.number} is missing ({rec.model_path}); rerun the search")
     info = {

@@ -12,8 +12,7 @@ from typing import Any
 
 from tuner.errors import StorageError
 from tuner.records import TrialRecord, val_noise_pp
-from tuner.store import ReevalRow, best_trial
-from tuner.store import best_record, candidates, is_replay, open_study, read_records, study_meta
+from tuner.store import ReevalRow, best_record, best_trial, candidates, is_replay, read_study
 
 __all__ = ["BestReport", "Comparison", "StudyView", "best", "trials"]
 
@@ -70,11 +69,10 @@ def trials(*, study: str | None = None, storage: str | None = None, history: boo
     Raises:
         StorageError: no store, an unknown study, or several studies and no name.
     """
-    _, st = open_study(storage, study)
-    records = read_records(st, history=history)
-    top, _ = best_trial(records)
-    meta = study_meta(st)
-    return StudyView(st.study_name, meta, records, None if top is None else top.number, _hand_chosen(meta))
+    read = read_study(storage, study, history=history)
+    top, _ = best_trial(read.records)
+    return StudyView(read.name, read.meta, read.records, None if top is None else top.number,
+                     _hand_chosen(read.meta))
 
 
 def _hand_chosen(meta: dict[str, Any]) -> dict[str, Any]:
@@ -136,18 +134,17 @@ def best(*, study: str | None = None, storage: str | None = None, replays: bool 
     Raises:
         StorageError: unknown study, a study without a completed trial, or none within the limits.
     """
-    _, st = open_study(storage, study)
-    records = read_records(st, history=history)
+    read = read_study(storage, study, history=history)
+    name, meta, records = read.name, read.meta, read.records
     if max_params is not None or max_latency_ms is not None:
-        top, by_mean = _within(st.study_name, records, replays, max_params, max_latency_ms), None
+        top, by_mean = _within(name, records, replays, max_params, max_latency_ms), None
     else:
         top, by_mean = (best_record(records, True), None) if replays else best_trial(records)
     if top is None and best_record(records, True) is not None:
-        raise StorageError(f"study {st.study_name!r} holds only reproduction or re-evaluation runs; "
+        raise StorageError(f"study {name!r} holds only reproduction or re-evaluation runs; "
                            "add --include-replays to pick among them")
     if top is None:
-        raise StorageError(f"study {st.study_name!r} has no completed trial yet; run `cnntune search` first")
-    meta = study_meta(st)
+        raise StorageError(f"study {name!r} has no completed trial yet; run `cnntune search` first")
     comps = []
     for rec in records:
         if rec.baseline and rec.state == "complete" and (replays or not is_replay(rec)):
@@ -156,6 +153,6 @@ def best(*, study: str | None = None, storage: str | None = None, replays: bool 
                    else 100.0 * (top.test_accuracy - rec.test_accuracy) / rec.test_accuracy)
             comps.append(Comparison(rec, _pp(top.val_accuracy, rec.val_accuracy), d_test, pct))
     single = best_record(records, replays)
-    return BestReport(st.study_name, meta, top, comps, val_noise_pp(top.val_accuracy, meta.get("n_val")),
+    return BestReport(name, meta, top, comps, val_noise_pp(top.val_accuracy, meta.get("n_val")),
                       picked_by_mean=by_mean, single_run_best=single if single is not None and single is not top and
                       single.number != top.number else None)

@@ -19,6 +19,7 @@ from tuner.searching._search import (
     worker,
 )
 from tuner.searching._strategy import (
+    ACTIVATION_COST,
     REEVAL_SEEDS,
     Proposal,
     Strategy,
@@ -40,6 +41,7 @@ from tuner.searching._workers import (
 )
 
 __all__ = [
+    "ACTIVATION_COST",
     "BaselineRun",
     "FailureStreak",
     "GROWTH",

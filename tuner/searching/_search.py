@@ -187,7 +187,7 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
     data = load_data(exp, skip_bad_images=options.skip_bad_images)
     study_obj = create_or_load_study(store, name, directions=[OBJECTIVES[o] for o in options.objective])
     art = Artifacts.of(meta, url, name, options.artifacts)
-    records = read_records(study_obj)
+    records = read_records(study_obj, url=url)
     # Before the options are stored: a refused search changes nothing. Keras is not imported for it (with
     # --workers or --isolate this process may never train).
     check_backends(name, records, current_backend(), options.allow_mixed_backends)
@@ -230,14 +230,14 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
     if pool is not None:
         engine.prepare(plan)
         if pool.size == 0:
-            return SearchResult(name, redact(url), [], best_trial(read_records(study_obj))[0],
+            return SearchResult(name, redact(url), [], best_trial(read_records(study_obj, url=url))[0],
                                 f"study {name!r} is ready: {max(options.trials - used, 0)} searched trials and "
                                 f"{len(pending)} baselines to run; start workers with: cnntune worker --study {name} "
                                 f"--storage {redact(url)}")
         before = {r.number for r in records if r.state in FINISHED}
         left = None if plan.timeout is None else max(plan.timeout - plan.elapsed(), 1.0)
         pool.run(name, timeout=left, display=display)
-        ran = [r for r in read_records(study_obj) if r.state in FINISHED and r.number not in before]
+        ran = [r for r in read_records(study_obj, url=url) if r.state in FINISHED and r.number not in before]
     else:
         if not serving:
             display.search_begin(study=name, space=exp.space_name, data=exp.data.label(),
@@ -250,12 +250,12 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
         ran = list(plan.ran)
     message = ""
     if reeval:
-        top, seeds, message = reeval_round(read_records(study_obj), options.reeval_top,
+        top, seeds, message = reeval_round(read_records(study_obj, url=url), options.reeval_top,
                                            None if timeout is None else timeout - plan.elapsed())
         if top:
             ran += reevaluate(study=name, storage=url, top=len(top), seeds=seeds, display=display,
                               runner=runner).ran
-    records = read_records(study_obj)
+    records = read_records(study_obj, url=url)
     top_trial, _ = best_trial(records)
     front = pareto_front(records, options.objective[1]) if len(options.objective) > 1 else []
     return SearchResult(name, redact(url), ran, top_trial, message, front)

@@ -5,7 +5,8 @@ Both engines ask it; neither holds a rule of its own (``_warm_start`` has the pu
 * **warm starts** (``--warm-start N``): the first searched trials are the study continued one step, then crossovers
   of its hand-chosen configurations, perturbed; seeded, so a seeded search starts from the same configurations;
 * **growth** (``--grow``): while the best trial so far costs less to train than the costliest baseline, the next
-  trial is it made bigger (widths and epochs doubled); cost is ``Strategy.cost``;
+  trial is it made bigger (widths and epochs doubled); a trial's cost is its model's multiply-accumulates and
+  activations per image, times the epochs it trained (``Strategy.cost``), all recorded with it;
 * **climbing** (``--climb F``): once the study continued has run, a share F of the searched trials step from the
   best trial so far;
 * **the re-evaluation share** (``--reeval-share``): after the search phase, how many top configurations are
@@ -34,7 +35,12 @@ from tuner.searching._plan import BaselineRun, search_pins
 from tuner.searching._warm_start import climb, grow, perturbations, study_trend
 from tuner.store import Budget, best_trial, is_replay, top_configs
 
-__all__ = ["REEVAL_SEEDS", "Proposal", "Strategy", "reeval_round"]
+__all__ = ["ACTIVATION_COST", "REEVAL_SEEDS", "Proposal", "Strategy", "reeval_round"]
+
+# What writing one activation value costs, in multiply-accumulates: with it, the costs of the improved space's study
+# continued and its first two growths stand to the final model's as their measured training times do, within 0.11, on
+# the shared birds at 32 px on 2 CPU cores (BENCHMARKS.md, "Growth from recorded facts").
+ACTIVATION_COST = 600
 
 # New seeds per configuration in the re-evaluation phase when the budget is trials, not time; at most this many
 # when it is time.
@@ -134,8 +140,14 @@ class Strategy:
 
     @staticmethod
     def cost(rec: TrialRecord) -> float | None:
-        """What training ``rec`` cost, in seconds."""
-        return rec.seconds
+        """What training ``rec`` cost per training image, from what it recorded (``tuner.trial``'s counts): its
+        model's multiply-accumulates plus ``ACTIVATION_COST`` per activation value, times the epochs it trained;
+        ``None`` for a trial recorded without them (another runner's). Every trial of a study trains on the same
+        images, so their count changes no order. Never seconds: they vary with the machine and its load, and a
+        seeded search would not repeat itself."""
+        if rec.macs is None or rec.activations is None or rec.epochs_run is None:
+            return None
+        return (rec.macs + ACTIVATION_COST * rec.activations) * float(rec.epochs_run)
 
     def cheaper_than_the_baselines(self, best: TrialRecord, records: Sequence[TrialRecord]) -> bool:
         """Whether ``best`` cost less to train than the costliest baseline (the hand-chosen model's budget)."""

@@ -1,85 +1,175 @@
-"""Reading a study's trials straight from an RDB storage's tables (SQLite, PostgreSQL, MySQL).
+"""Reading a study straight from an RDB storage's tables (SQLite, PostgreSQL, MySQL), without Optuna.
 
-``Study.get_trials`` builds a ``FrozenTrial`` per trial: SQLAlchemy ORM objects, every parameter's distribution and
-every user attribute decoded from JSON, the per-epoch history included. On a 5,000-trial study that is most of the
-time ``cnntune trials`` takes. cnntune's records need the number, state and objective values of each trial, its user
-attributes (its ``config`` holds the parameters) and one system attribute (``failed_trial``); ``rdb_records`` reads
-those with four SQL queries over Optuna's own table definitions (the ones the installed Optuna created), and leaves
-out the history unless asked. Only trials without a ``config`` attribute (queued, or of a study not made by cnntune)
-have their parameters read from Optuna's parameter table and decoded by their distributions. A storage that is not
-an RDB storage is read the ordinary way: ``None`` tells the caller to.
+``Study.get_trials`` builds a ``FrozenTrial`` per trial (ORM objects, every distribution and attribute decoded from
+JSON, the per-epoch history included), and opening an ``RDBStorage`` imports Optuna, SQLAlchemy and alembic and
+checks the schema: on a 5,000-trial study that was most of ``cnntune trials``, on a small one most of its start-up.
+cnntune's records need each trial's number, state and objective values, its user attributes (``config`` holds the
+parameters) and one system attribute (``failed_trial``, Optuna's retry of a dead worker's trial): ``read_tables``
+reads those with a few SQL queries, SQLite through Python's own ``sqlite3`` (read-only), the servers through
+SQLAlchemy Core; only trials without a ``config`` (queued, or of a study not made by cnntune) have their parameters
+decoded from Optuna's parameter table.
+
+Those tables are Optuna's, not a public interface. Optuna records their schema in the database (the alembic revision
+and ``version_info.schema_version``): the reader reads only the schema it was tested on (``KNOWN_SCHEMA``, Optuna 3.2
+to the release ``pyproject.toml`` allows) and answers ``None`` for any other, after one warning, so the caller reads
+through Optuna's public API instead. A storage that is not an RDB storage (a journal file) is ``None`` too.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import sqlite3
+import threading
+import warnings
 from typing import Any
 
+from tuner.errors import StorageError
 from tuner.records import TrialRecord
+from tuner.store._storage import META_KEY, engine_kwargs, pick_study, redact, sqlite_file, with_driver
 
-__all__ = ["rdb_records", "rdb_storage"]
+__all__ = ["KNOWN_SCHEMA", "SchemaWarning", "read_tables"]
+
+# (alembic revision, version_info.schema_version) of the tables the reader knows: Optuna 3.2 to 5.1.
+KNOWN_SCHEMA = ("v3.2.0.a", 12)
+
+_VALUES = {"FINITE": None, "INF_POS": math.inf, "INF_NEG": -math.inf}
+_INT_DISTRIBUTIONS = ("IntDistribution", "IntUniformDistribution", "IntLogUniformDistribution")
+_FLOAT_DISTRIBUTIONS = ("FloatDistribution", "UniformDistribution", "LogUniformDistribution",
+                        "DiscreteUniformDistribution")
+_engines: dict[str, Any] = {}  # SQLAlchemy engines of server storages, one per URL in a process
+_warned: set[tuple] = set()
+_lock = threading.Lock()
 
 
-def rdb_storage(study):
-    """The ``RDBStorage`` behind ``study`` (Optuna wraps it in a caching layer), or ``None``."""
-    from optuna.storages import RDBStorage
-
-    storage = getattr(study, "_storage", None)
-    storage = getattr(storage, "_backend", storage)
-    return storage if isinstance(storage, RDBStorage) else None
+class SchemaWarning(UserWarning):
+    """A study store whose Optuna schema the fast reader does not know; it is read through Optuna instead."""
 
 
-def rdb_records(study, *, history: bool = True) -> list[TrialRecord] | None:
-    """Every trial of ``study`` as a ``TrialRecord``, in trial-number order, read from the storage's tables;
-    ``history=False`` leaves each record's history empty (the largest attribute by far). ``None`` when the study
-    cannot be read this way (see the module's docstring)."""
-    storage = rdb_storage(study)
-    if storage is None:
+class _Unreadable(Exception):
+    """Something in the tables the reader does not understand: the caller reads through Optuna."""
+
+
+def _query(url: str):
+    """``(run, close)``: ``run(sql, **params)`` returns a query's rows; ``None`` for a storage that is not an RDB."""
+    file = sqlite_file(url)
+    if file is not None:
+        conn = sqlite3.connect(f"file:{file.expanduser()}?mode=ro", uri=True, timeout=30)
+        return (lambda sql, **params: conn.execute(sql, params).fetchall()), conn.close
+    if not url.startswith(("postgresql", "mysql")):
         return None
-    from optuna.storages._rdb import models
-    from sqlalchemy import select
+    from sqlalchemy import create_engine, text
 
-    trials_t = models.TrialModel.__table__
-    values_t = models.TrialValueModel.__table__
-    user_t = models.TrialUserAttributeModel.__table__
-    system_t = models.TrialSystemAttributeModel.__table__
-    study_id = storage.get_study_id_from_name(study.study_name)
-    ids = select(trials_t.c.trial_id).where(trials_t.c.study_id == study_id)
-    user_q = select(user_t.c.trial_id, user_t.c.key, user_t.c.value_json).where(user_t.c.trial_id.in_(ids))
-    if not history:
-        user_q = user_q.where(user_t.c.key != "history")
-    with storage.engine.connect() as conn:
-        rows = conn.execute(select(trials_t.c.trial_id, trials_t.c.number, trials_t.c.state)
-                            .where(trials_t.c.study_id == study_id)).all()
-        values: dict[int, dict[int, float | None]] = {}
-        for trial_id, objective, value, value_type in conn.execute(
-                select(values_t.c.trial_id, values_t.c.objective, values_t.c.value, values_t.c.value_type)
-                .where(values_t.c.trial_id.in_(ids))):
-            values.setdefault(trial_id, {})[objective] = models.TrialValueModel.stored_repr_to_value(value,
-                                                                                                   value_type)
-        attrs: dict[int, dict[str, Any]] = {}
-        for trial_id, key, value_json in conn.execute(user_q):
-            attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
-        system: dict[int, dict[str, Any]] = {}
-        for trial_id, key, value_json in conn.execute(
-                select(system_t.c.trial_id, system_t.c.key, system_t.c.value_json)
-                .where(system_t.c.trial_id.in_(ids), system_t.c.key == "failed_trial")):
-            system.setdefault(trial_id, {})[key] = json.loads(value_json)
-        # Optuna's parameters, for the trials without a config (queued baselines, a study not made by cnntune).
-        params: dict[int, dict[str, Any]] = {}
-        bare = [trial_id for trial_id, _, _ in rows if "config" not in attrs.get(trial_id, {})]
-        if bare:
-            from optuna.distributions import json_to_distribution
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = create_engine(with_driver(url), **engine_kwargs(url))
+    conn = engine.connect()
+    return (lambda sql, **params: list(conn.execute(text(sql), params))), conn.close
 
-            params_t = models.TrialParamModel.__table__
-            for trial_id, name, value, dist_json in conn.execute(
-                    select(params_t.c.trial_id, params_t.c.param_name, params_t.c.param_value,
-                           params_t.c.distribution_json).where(params_t.c.trial_id.in_(bare))):
-                params.setdefault(trial_id, {})[name] = json_to_distribution(dist_json).to_external_repr(value)
-    records = []
-    for trial_id, number, state in sorted(rows, key=lambda row: row[1]):
+
+def read_tables(url: str, study: str | None, *, history: bool = True
+                ) -> tuple[str, dict[str, Any], list[TrialRecord]] | None:
+    """Study ``study`` (without a name: the only study) of the storage at ``url``: ``(name, cnntune metadata,
+    records)``, the records in trial-number order; ``history=False`` leaves each record's per-epoch history out (the
+    largest attribute by far). ``None`` when the storage is not read this way (see the module's docstring).
+
+    Raises:
+        StorageError: no such study, or several and no name given.
+    """
+    try:
+        opened = _query(url)
+        if opened is None:
+            return None
+        run, close = opened
+    except Exception:  # noqa: BLE001 - a store that cannot be opened: Optuna's opening says why, in one line
+        return None
+    try:
+        try:
+            schema = _schema(run)
+        except Exception:  # noqa: BLE001 - not Optuna's tables, or a server that does not answer: as above
+            return None
+        if schema != KNOWN_SCHEMA:
+            _warn(url, schema)
+            return None
+        try:
+            ids = dict(run("SELECT s.study_name, s.study_id FROM studies s"))
+            name = pick_study(sorted(ids), study, url)
+            meta = {}
+            for key, value in run("SELECT a.key, a.value_json FROM study_user_attributes a WHERE a.study_id = :s",
+                                  s=ids[name]):
+                if key == META_KEY:
+                    meta = dict(json.loads(value) or {})
+            return name, meta, _records(run, ids[name], history)
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - tables of the known schema it cannot read: never silently
+            _warn(url, None, exc)
+            return None
+    finally:
+        close()
+
+
+def _schema(run) -> tuple[str | None, int | None]:
+    revision = run("SELECT a.version_num FROM alembic_version a")
+    version = run("SELECT v.schema_version FROM version_info v")
+    return (revision[0][0] if revision else None), (int(version[0][0]) if version else None)
+
+
+def _warn(url: str, schema: tuple | None, exc: Exception | None = None) -> None:
+    key = (url, schema, type(exc).__name__ if exc else None)
+    with _lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    why = (f"reads Optuna's tables {KNOWN_SCHEMA[0]} (schema {KNOWN_SCHEMA[1]}), this store's are {schema[0]} "
+           f"(schema {schema[1]})" if schema is not None else f"cannot read this store's tables ({exc})")
+    warnings.warn(f"{redact(url)}: cnntune's fast reader {why}; reading through Optuna instead (slower)",
+                  SchemaWarning, stacklevel=3)
+
+
+def _records(run, study_id: int, history: bool) -> list[TrialRecord]:
+    trials = run("SELECT t.trial_id, t.number, t.state FROM trials t WHERE t.study_id = :s", s=study_id)
+    # Columns are named by their table's alias: MySQL takes a reserved word (``key``) only after a period.
+    of_study = "a.trial_id IN (SELECT t.trial_id FROM trials t WHERE t.study_id = :s)"
+    values: dict[int, dict[int, float | None]] = {}
+    for trial_id, objective, value, value_type in run(
+            f"SELECT a.trial_id, a.objective, a.value, a.value_type FROM trial_values a WHERE {of_study}", s=study_id):
+        if value_type not in _VALUES:
+            raise _Unreadable(f"value type {value_type!r}")
+        values.setdefault(trial_id, {})[objective] = value if value_type == "FINITE" else _VALUES[value_type]
+    attrs: dict[int, dict[str, Any]] = {}
+    lean = "" if history else " AND a.key <> 'history'"
+    for trial_id, key, value in run(f"SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a WHERE "
+                                    f"{of_study}{lean}", s=study_id):
+        attrs.setdefault(trial_id, {})[key] = json.loads(value)
+    system: dict[int, dict[str, Any]] = {}
+    for trial_id, key, value in run(f"SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a WHERE "
+                                    f"{of_study} AND a.key = 'failed_trial'", s=study_id):
+        system.setdefault(trial_id, {})[key] = json.loads(value)
+    params: dict[int, dict[str, Any]] = {}
+    if any("config" not in attrs.get(trial_id, {}) for trial_id, _, _ in trials):
+        for trial_id, name, value, dist in run(f"SELECT a.trial_id, a.param_name, a.param_value, "
+                                               f"a.distribution_json FROM trial_params a WHERE {of_study}",
+                                               s=study_id):
+            if "config" not in attrs.get(trial_id, {}):
+                params.setdefault(trial_id, {})[name] = _external(value, dist)
+    out = []
+    for trial_id, number, state in sorted(trials, key=lambda row: row[1]):
         objective = values.get(trial_id, {})
-        records.append(TrialRecord.from_parts(number, state, [objective[k] for k in sorted(objective)] or None,
-                                              attrs.get(trial_id, {}), system.get(trial_id, {}),
-                                              params.get(trial_id, {})))
-    return records
+        out.append(TrialRecord.from_parts(int(number), str(state), [objective[k] for k in sorted(objective)] or None,
+                                          attrs.get(trial_id, {}), system.get(trial_id, {}), params.get(trial_id, {})))
+    return out
+
+
+def _external(value: float, distribution_json: str) -> Any:
+    """A parameter as Optuna gives it: a choice by its index, an integer, a float."""
+    dist = json.loads(distribution_json)
+    name = dist.get("name")
+    if name == "CategoricalDistribution":
+        return dist["attributes"]["choices"][int(value)]
+    if name in _INT_DISTRIBUTIONS:
+        return int(value)
+    if name in _FLOAT_DISTRIBUTIONS:
+        return float(value)
+    raise _Unreadable(f"distribution {name!r}")

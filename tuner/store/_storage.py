@@ -27,11 +27,14 @@ __all__ = [
     "create_or_load_study",
     "heartbeat_timing",
     "load_study",
+    "engine_kwargs",
     "open_storage",
+    "pick_study",
     "redact",
     "sqlite_file",
     "study_meta",
     "study_names",
+    "with_driver",
 ]
 
 DEFAULT_STORAGE = "sqlite:///cnntune.db"
@@ -106,14 +109,14 @@ def open_storage(url: str | None = None, *, heartbeat: bool = False, grace: floa
                 f"cannot open storage {redact(url)!r}: expected a URL such as sqlite:///cnntune.db, "
                 "postgresql://user@host/db, mysql+pymysql://user@host/db or journal:PATH"
             )
-        url = _with_driver(url)
+        url = with_driver(url)
         sqlite = sqlite_file(url)
         if sqlite is not None and not sqlite.expanduser().resolve().parent.is_dir():
             raise StorageError(f"cannot open storage {redact(url)}: folder {sqlite.resolve().parent} does not exist")
         with warnings.catch_warnings():
             # Heartbeats are marked experimental in Optuna; that is not the user's concern.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_table_creation=existing,
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=existing,
                                               **_heartbeat_kwargs(heartbeat, grace))
     except StorageError:
         raise
@@ -122,7 +125,7 @@ def open_storage(url: str | None = None, *, heartbeat: bool = False, grace: floa
         raise StorageError(f"cannot open storage {redact(url)}: {redact(reason)}") from None
 
 
-def _with_driver(url: str) -> str:
+def with_driver(url: str) -> str:
     """``postgresql://`` with the installed driver: SQLAlchemy 2.1 defaults to psycopg 3, cnntune installs psycopg2."""
     if not url.startswith("postgresql://"):
         return url
@@ -155,7 +158,7 @@ def _heartbeat_kwargs(enabled: bool, grace: float | None = None) -> dict[str, An
     return {**timing, "failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
+def engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith(("postgresql", "mysql")):
         # Fail fast on a host that is down instead of hanging for minutes.
         return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
@@ -183,6 +186,25 @@ def study_names(storage) -> list[str]:
     return list(optuna.study.get_all_study_names(storage))
 
 
+def pick_study(names: Sequence[str], name: str | None, url: str | None = None) -> str:
+    """The study ``name`` among a storage's ``names``; without a name, the only one.
+
+    Raises:
+        StorageError: no such study, or several studies and no name given.
+    """
+    where = redact(url or DEFAULT_STORAGE)
+    if name is None:
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise StorageError(f"no studies in {where}; run `cnntune search` first")
+        raise StorageError(f"{len(names)} studies in {where}; pick one with --study: {', '.join(sorted(names))}")
+    if name not in names:
+        known = f"; known: {', '.join(sorted(names))}" if names else ""
+        raise StorageError(f"no study named {name!r} in {where}{known}")
+    return name
+
+
 def load_study(storage, name: str | None, url: str | None = None):
     """Loads an existing study; without a name, the only study in the storage.
 
@@ -191,19 +213,7 @@ def load_study(storage, name: str | None, url: str | None = None):
     """
     import optuna
 
-    names = study_names(storage)
-    where = redact(url or DEFAULT_STORAGE)
-    if name is None:
-        if len(names) == 1:
-            name = names[0]
-        elif not names:
-            raise StorageError(f"no studies in {where}; run `cnntune search` first")
-        else:
-            raise StorageError(f"{len(names)} studies in {where}; pick one with --study: {', '.join(sorted(names))}")
-    if name not in names:
-        known = f"; known: {', '.join(sorted(names))}" if names else ""
-        raise StorageError(f"no study named {name!r} in {where}{known}")
-    return optuna.load_study(study_name=name, storage=storage)
+    return optuna.load_study(study_name=pick_study(study_names(storage), name, url), storage=storage)
 
 
 def create_or_load_study(storage, name: str, sampler=None, pruner=None, directions: Sequence[str] = ("maximize",)):

@@ -18,14 +18,17 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from tuner.errors import CnntuneError, StorageError
-from tuner.experiment import Experiment
 from tuner.records import FINISHED, FailureKind, TrialRecord
-from tuner.store._rdb import rdb_records
+from tuner.store._rdb import read_tables
 from tuner.store._storage import DEFAULT_STORAGE, META_KEY, load_study, open_storage, sqlite_file, study_meta
+
+if TYPE_CHECKING:  # the experiment (and the spaces it loads) is not needed to read a study
+    from tuner.experiment import Experiment
 
 __all__ = [
     "KERAS_BACKENDS",
@@ -37,7 +40,9 @@ __all__ = [
     "jsonable",
     "new_meta",
     "open_study",
+    "StudyRecords",
     "read_records",
+    "read_study",
     "start_trial",
     "study_meta",
     "write_meta",
@@ -62,14 +67,48 @@ def open_study(storage: str | None, study: str | None):
     return url, load_study(open_storage(url, existing=True), study, url)
 
 
-def read_records(study, *, history: bool = True) -> list[TrialRecord]:
+def read_records(study, *, url: str | None = None, history: bool = True) -> list[TrialRecord]:
     """Every trial of an ``optuna.Study`` as a ``TrialRecord``, in order; trials that a process created after the
-    budget was full ran nothing (``FailureKind.BUDGET_FULL``) and are left out. An RDB storage's trials are read from its
-    tables (``tuner.store._rdb``); ``history=False`` then skips the per-epoch histories."""
-    records = rdb_records(study, history=history)
-    if records is None:
-        records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
-    return [r for r in records if not r.tags.get("over_budget")]
+    budget was full ran nothing (``FailureKind.BUDGET_FULL``) and are left out. With the storage's ``url``, an RDB
+    storage's trials are read from its tables (``read_tables``; ``history=False`` then skips the per-epoch
+    histories), else through Optuna's API."""
+    read = read_tables(url, study.study_name, history=history) if url else None
+    records = read[2] if read is not None else [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+    return [r for r in records if r.kind is not FailureKind.BUDGET_FULL]
+
+
+@dataclass
+class StudyRecords:
+    """A study as the reading commands read it: its name, cnntune metadata and records (in trial-number order)."""
+
+    name: str
+    meta: dict[str, Any]
+    records: list[TrialRecord]
+
+
+def read_study(storage: str | None, study: str | None, *, history: bool = True) -> StudyRecords:
+    """Reads an existing study (without a name: the only study in the storage) for ``trials``, ``best`` and
+    ``export``: straight from an RDB storage's tables when their schema is the one the reader knows, without
+    importing Optuna (``read_tables``); else through Optuna. Never creates a store.
+
+    Raises:
+        StorageError: no store at a SQLite path, a URL that cannot be opened, an unknown study.
+    """
+    url = storage or DEFAULT_STORAGE
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        raise StorageError(f"no study store at {file}; run `cnntune search` here first or pass --storage")
+    read = read_tables(url, study, history=history)
+    if read is not None:
+        name, meta, records = read
+    else:
+        _, st = open_study(url, study)
+        name, meta, records = st.study_name, study_meta(st), [TrialRecord.from_trial(t)
+                                                             for t in st.get_trials(deepcopy=False)]
+        if not history:
+            for rec in records:
+                rec.history = {}
+    return StudyRecords(name, meta, [r for r in records if r.kind is not FailureKind.BUDGET_FULL])
 
 
 # -- the rules -------------------------------------------------------------------------------------------------------

@@ -32,6 +32,11 @@ from tuner.trial._checkpoint import (
     same_config,
     write,
 )
+from tuner.trial._cost import (
+    activations,
+    all_layers,
+    multiply_adds,
+)
 from tuner.trial._device_data import (
     check_device_data,
     device_batches,
@@ -88,7 +93,9 @@ __all__ = [
     "TrialOutcome",
     "Writer",
     "accel_of",
+    "activations",
     "adopt",
+    "all_layers",
     "apply_jit",
     "cache_path",
     "callback_classes",
@@ -107,6 +114,7 @@ __all__ = [
     "isolated",
     "long_lived",
     "model_spec",
+    "multiply_adds",
     "precision_policy",
     "read",
     "read_meta",

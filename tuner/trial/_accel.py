@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from tuner.options import SearchOptions, option_value
+from tuner.trial._cost import all_layers
 
 __all__ = ["POLICIES", "accel_of", "apply_jit", "check_precision", "precision_policy", "share_gpu_env"]
 
@@ -79,14 +80,6 @@ def precision_policy(precision: str = "float32") -> Iterator[None]:
 JAX_COMPILABLE = ("RandomZoom", "RandomRotation")
 
 
-def _layers(layer) -> list:
-    """``layer`` and every layer nested in it (models inside models)."""
-    out = [layer]
-    for child in getattr(layer, "layers", None) or []:
-        out += _layers(child)
-    return out
-
-
 def apply_jit(model, jit: bool | None) -> bool:
     """Sets ``model.jit_compile``: ``jit`` when given (Keras falls back to ``False``, with a warning, for a model
     whose layers cannot be compiled), else Keras's ``"auto"``, which on the JAX backend now also compiles models
@@ -94,7 +87,7 @@ def apply_jit(model, jit: bool | None) -> bool:
     import keras
 
     if keras.backend.backend() == "jax" and jit is not False:
-        layers = _layers(model)
+        layers = all_layers(model)
         for layer in layers:
             if type(layer).__name__ in JAX_COMPILABLE:
                 layer.supports_jit = True

@@ -24,6 +24,7 @@ from tuner.spec import ModelSpec
 from tuner.trial import _callbacks
 from tuner.trial import _checkpoint
 from tuner.trial._accel import apply_jit, precision_policy
+from tuner.trial._cost import activations, multiply_adds
 from tuner.trial._device_data import device_batches, wanted
 
 __all__ = ["FitOptions", "TrialDiverged", "TrialOutcome", "fit_options", "long_lived", "model_spec", "run_trial"]
@@ -258,6 +259,8 @@ def run_trial(
         elif continue_from is not None:
             _load_weights(model, continue_from, head_only=plan is not None)
         jit_compile = apply_jit(model, jit)
+        # What training costs per image, of the model that trains (a head on cached features: the head's).
+        costs = {"macs": multiply_adds(model), "activations": activations(model)}
         feed = wanted(device_data)  # the arrays copied to the accelerator once, batches gathered there
         has_val = len(x_val) > 0
         monitor = "val_accuracy" if has_val else "accuracy"
@@ -315,6 +318,7 @@ def run_trial(
             extra["device_data"] = True
         if measure_latency:
             extra["latency_ms"] = latency_ms(model, data.x_val if len(data.x_val) else data.x_train)
+        extra.update({key: value for key, value in costs.items() if value is not None})
         outcome = TrialOutcome(
             val_accuracy=float(best.best) if math.isfinite(best.best) else 0.0,
             test_accuracy=test_acc,

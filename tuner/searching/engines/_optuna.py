@@ -20,7 +20,7 @@ from tuner.searching._plan import SearchPlan
 from tuner.options import OPTUNA, SAMPLERS, SearchOptions
 from tuner.searching.engines._pruning import make_pruner
 from tuner.records import FailureKind, TrialRecord
-from tuner.store import SIZE_ATTRS, done_baselines, is_replay, read_records
+from tuner.store import SIZE_ATTRS, done_baselines, is_replay
 from tuner.trial import long_lived
 
 __all__ = ["NAME", "OptunaHP", "check", "make_sampler", "model_dir", "prepare", "run"]
@@ -116,7 +116,7 @@ def model_dir(artifacts):
 def _enqueue(plan: SearchPlan) -> None:
     """Enqueues the baselines and warm starts the study has not run, and retries of interrupted searched trials."""
     study, exp = plan.study, plan.experiment
-    records = read_records(study)
+    records = plan.records()
     done = done_baselines(records)
     for b in plan.baselines:
         if b.name not in done:
@@ -172,7 +172,7 @@ def run(plan: SearchPlan) -> None:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
     _enqueue(plan)
-    records = read_records(study)
+    records = plan.records()
     waiting = sum(1 for r in records if r.state == "waiting")
     n_trials = plan.remaining(records) + waiting
     if n_trials <= 0:

@@ -196,7 +196,8 @@ def test_fine_tuned_trial_saves_a_plain_keras_model(tmp_path):
                          "horizontal_flip": True}), "epochs": 1, "head_units": 256}
     out = run_trial(transfer, params, data, seed=0, model_path=tmp_path / "ft.keras", spec_options=NONE,
                     feature_cache=tmp_path / "cache")
-    assert out.extra == {"feature_cache": "off"} and not (tmp_path / "cache").exists()
+    assert out.extra["feature_cache"] == "off" and not (tmp_path / "cache").exists()
+    assert out.extra["macs"] > 0 and out.extra["activations"] > 0  # the whole model trains: its costs
     keras.backend.clear_session()
     model = keras.saving.load_model(tmp_path / "ft.keras")  # built-in classes only, optimizer included
     assert type(model.optimizer) is keras.optimizers.Adam

@@ -20,7 +20,7 @@ import pytest
 
 import isolate_helpers as helpers
 import tuner
-from conftest import SYN
+from conftest import PLANTED, ROOT, SYN
 from search_spaces import basenet
 from tuner.data import load_dataset
 from tuner.errors import CnntuneError
@@ -30,7 +30,6 @@ from tuner.trial import ChildError, IsolatedRunner, TrialCrashed, crash_reason, 
 from tuner.trial import fail_reason
 from tuner.trial import TrialDiverged, run_trial
 
-PLANTED = str(Path(__file__).parent / "spaces" / "planted.py")
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +241,7 @@ def test_a_child_does_not_outlive_a_parent_killed_by_sigkill(tmp_path):
     code = ("import sys; sys.path.insert(0, 'tests'); import isolate_helpers as h; from search_spaces import basenet; "
             "from tuner.trial._isolate import isolated; "
             f"isolated(h.sleep_forever)(basenet, {{}}, None, seed=0, model_path={str(pid_file)!r})")
-    parent = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     try:
         deadline = time.monotonic() + 60
         while not (pid_file.exists() and pid_file.read_text()):

@@ -124,15 +124,21 @@ def test_growing_doubles_the_widths_and_the_epochs_within_their_ranges():
     assert grow(basenet, {}, resolve(basenet, Defaults()), []) is None
 
 
-def test_a_best_trial_that_trains_faster_than_the_longest_baseline_grows_first(store):
-    """The study continued on BaseNet's body is the best and the cheapest: it grows (its first conv 6 -> 12 -> 24 ->
-    48 -> 64 filters, the range's top) while the best trial trains faster than the final baseline; the other warm
-    starts follow."""
-    def seconds(params):
-        return (1.0 if params["body"] == "basenet" else 10.0) * params["conv1_filters"] / 6
+def _cost(params):
+    """A cost (as a trial records it) that grows with the first conv's width, ten times higher on the deeper bodies
+    than on BaseNet's."""
+    return {"macs": (1 if params["body"] == "basenet" else 10) * params["conv1_filters"] * 100_000, "activations": 0}
 
-    runner = FakeRunner(accuracy=lambda p, seed: (p["conv2_filters"] / 256 + p["conv1_filters"] / 1000, 0.3),
-                        seconds=seconds)
+
+def _accuracy(params, seed):
+    return params["conv2_filters"] / 256 + params["conv1_filters"] / 1000, 0.3
+
+
+def test_a_best_trial_that_costs_less_than_the_costliest_baseline_grows_first(store):
+    """The study continued on BaseNet's body is the best and the cheapest: it grows (its first conv 6 -> 12 -> 24 ->
+    48 -> 64 filters, the range's top) while the best trial costs less than the final baseline; the other warm
+    starts follow."""
+    runner = FakeRunner(accuracy=_accuracy, facts=_cost)
     tuner.search(["space=improved", *SYN],
                  tuner.SearchOptions(trials=8, storage=store, study="g", warm_start=4, seed=4), runner=runner)
     records = tuner.trials(study="g", storage=store).records
@@ -147,6 +153,26 @@ def test_a_best_trial_that_trains_faster_than_the_longest_baseline_grows_first(s
                  runner=runner)
     assert [r.tags.get("warm_start") for r in tuner.trials(study="g0", storage=store).records[2:]] == [
         0, 1, 2, 3, None, None]
+
+
+def test_a_seeded_search_with_baselines_and_growth_repeats_itself(store):
+    """The same seeded, --trials-bounded sequential search twice, baselines and growth on: the same configurations
+    in the same order, growth included, although every trial takes another number of seconds each time (growth is
+    decided from what the trials record, never from the clock)."""
+    import random
+
+    def run(study: str) -> list[tuple]:
+        noisy = random.Random(study).uniform  # seconds differ between the two runs
+        runner = FakeRunner(accuracy=_accuracy, facts=_cost, seconds=lambda params: noisy(0.5, 50.0))
+        tuner.search(["space=improved", *SYN], tuner.SearchOptions(trials=14, storage=store, study=study, seed=7),
+                     runner=runner)
+        records = tuner.trials(study=study, storage=store).records
+        return [(r.baseline, r.tags.get("warm_start"), r.tags.get("grown_from"), r.params) for r in records]
+
+    first, second = run("a"), run("b")
+    assert len(first) == 16 and first == second
+    assert any(grown is not None for _, _, grown, _ in first)
+    assert any(warm is None and grown is None and baseline is None for baseline, warm, grown, _ in first)  # TPE's
 
 
 def test_growing_is_an_optuna_engine_option(tmp_path):

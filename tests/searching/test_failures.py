@@ -15,12 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 import tuner
-from conftest import SYN, FakeRunner, run_cli
+from conftest import PLANTED, SYN, FakeRunner, run_cli
 from tuner.cli import app
 from tuner.records import FailureKind
 from tuner.signals import interruptible
 
-PLANTED = str(Path(__file__).parent / "spaces" / "planted.py")
 # Grid seed 5 walks plant = none, diverge, raise, flat (in that order).
 PLANTED_WORDS = [f"space={PLANTED}", "data=synthetic", "learning_rate=0.003"]
 
