@@ -1,13 +1,14 @@
-"""The public Python API in one place. This module only re-exports; each name lives in the module that owns it:
+"""The public Python API in one place. This module only re-exports; each name lives in the package that owns it:
 
-| names | module |
+| names | package |
 |---|---|
-| ``search``, ``worker``, ``SearchResult`` | ``tuner.searching._search`` (options, the plan, the engines) |
-| ``trials``, ``best``, ``StudyView``, ``BestReport``, ``Comparison`` | ``tuner.reporting._results`` |
-| ``report``, ``ReportResult`` | ``tuner.reporting._report`` (Markdown, HTML and figures) |
-| ``export``, ``export_target``, ``read_export_metadata`` | ``tuner.reporting._export`` |
-| ``reproduce``, ``write_reproduction``, ``Reproduction`` | ``tuner.replays._reproduce`` |
-| ``reevaluate``, ``ReevalReport`` | ``tuner.replays._reeval`` |
+| ``search``, ``worker``, ``SearchResult`` | ``tuner.searching`` (the plan, the strategy, the engines) |
+| ``SearchOptions`` | ``tuner.options`` (every option of ``search``, ``worker`` and ``reproduce``) |
+| ``trials``, ``best``, ``StudyView``, ``BestReport``, ``Comparison`` | ``tuner.reporting`` |
+| ``report``, ``ReportResult`` | ``tuner.reporting`` (Markdown, HTML and figures) |
+| ``export``, ``export_target``, ``read_export_metadata`` | ``tuner.reporting`` |
+| ``reproduce``, ``write_reproduction``, ``Reproduction`` | ``tuner.replays`` |
+| ``reevaluate``, ``ReevalReport`` | ``tuner.replays`` |
 | ``spaces``, ``space_detail`` | ``search_spaces`` (the space registry) |
 
 Every function takes the same store arguments (``storage`` URL and ``study`` name), returns plain records and never
@@ -16,13 +17,11 @@ prints; errors a user can act on are ``CnntuneError``.
 
 from __future__ import annotations
 
-from search_spaces import detail as space_detail
-from search_spaces import summaries as spaces
-from tuner.replays import ReevalReport, reevaluate
-from tuner.replays import Reproduction, reproduce, write_reproduction
-from tuner.reporting import export, export_target, read_export_metadata
-from tuner.reporting import ReportResult, report
-from tuner.reporting import BestReport, Comparison, StudyView, best, trials
+from search_spaces import detail as space_detail, summaries as spaces
+from tuner.options import SearchOptions
+from tuner.replays import ReevalReport, Reproduction, reevaluate, reproduce, write_reproduction
+from tuner.reporting import (BestReport, Comparison, ReportResult, StudyView, best, export, export_target,
+                             read_export_metadata, report, trials)
 from tuner.searching import SearchResult, search, worker
 
 __all__ = [
@@ -31,6 +30,7 @@ __all__ = [
     "ReevalReport",
     "ReportResult",
     "Reproduction",
+    "SearchOptions",
     "SearchResult",
     "StudyView",
     "best",

@@ -283,8 +283,8 @@ def _best_reeval(study: Optional[str], storage: Optional[str], export: Optional[
 
     if reeval is None:
         raise CnntuneError("--seeds needs --reeval K (how many top configurations to retrain)")
-    report = api.reevaluate(study=study, storage=storage, top=reeval, seeds=3 if seeds is None else seeds,
-                        display=_progress(quiet))
+    given = {} if seeds is None else {"seeds": seeds}  # reevaluate's own default otherwise
+    report = api.reevaluate(study=study, storage=storage, top=reeval, display=_progress(quiet), **given)
     render_reeval(out, report)
     if export is None:
         return

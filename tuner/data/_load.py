@@ -15,8 +15,7 @@ import numpy as np
 from tuner.data import _cifar, _synthetic
 from tuner.data._cub import CUB_URL, LAYOUTS_HELP, read_cub
 from tuner.data._dataset import Dataset, compute_fingerprint
-from tuner.data._folder import EXPECTED as FOLDER_EXPECTED
-from tuner.data._folder import read_folder
+from tuner.data._folder import EXPECTED as FOLDER_EXPECTED, read_folder
 from tuner.data._images import ImageListing, decode_images, resize_array
 from tuner.data._split import stratified_split
 from tuner.errors import DataError

@@ -23,7 +23,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
 from tuner.errors import CnntuneError
-from tuner.options._checks import (DEVICE_DATA, ENGINES, KERAS_TUNER, OBJECTIVES, OPTUNA, PRECISION_ALIASES, PRECISIONS,
+from tuner.options._checks import (DEVICE_DATA, ENGINES, KERAS_TUNER, OBJECTIVES, OPTUNA, PRECISIONS, PRECISION_ALIASES,
                                    PRUNERS, SAMPLERS, TUNERS, address, flag, flag_value, gpus, number, objective,
                                    one_of, positive, text)
 

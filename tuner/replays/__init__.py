@@ -5,26 +5,10 @@ checked).
 
 from __future__ import annotations
 
-from tuner.replays._reeval import (
-    ReevalReport,
-    reevaluate,
-)
-from tuner.replays._replay import (
-    ReplayRun,
-    run_replays,
-)
-from tuner.replays._reproduce import (
-    ALL,
-    ClaimResult,
-    Reproduction,
-    ReproRow,
-    SpaceReproduction,
-    check_claims,
-    check_out_dir,
-    reproduce,
-    summarize,
-    write_reproduction,
-)
+from tuner.replays._reeval import ReevalReport, reevaluate
+from tuner.replays._replay import ReplayRun, run_replays
+from tuner.replays._reproduce import (ALL, ClaimResult, ReproRow, Reproduction, SpaceReproduction, check_claims,
+                                      check_out_dir, reproduce, summarize, write_reproduction)
 
 __all__ = [
     "ALL",

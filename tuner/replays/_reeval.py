@@ -18,13 +18,12 @@ from typing import Any, Sequence
 
 from tuner.errors import CnntuneError, StorageError
 from tuner.experiment import from_meta, load_data
+from tuner.options import SearchOptions, stored_record
 from tuner.records import Display, TrialRecord
 from tuner.replays._replay import ReplayRun, run_replays
-from tuner.store import Artifacts
-from tuner.options import SearchOptions, stored_record
+from tuner.store import (Artifacts, ReevalRow, diff_se, is_done, open_study, rank_configs, read_records, reeval_seeds,
+                         study_meta, top_configs)
 from tuner.trial import Runner
-from tuner.store import (ReevalRow, diff_se, is_done, open_study, rank_configs, read_records, reeval_seeds, study_meta,
-                         top_configs)
 
 __all__ = ["ReevalReport", "reevaluate"]
 

@@ -20,8 +20,7 @@ from typing import Any, Sequence
 from tuner.options import SearchOptions
 from tuner.records import Display, TrialRecord
 from tuner.signals import interruptible
-from tuner.store import start_trial
-from tuner.store import Artifacts
+from tuner.store import Artifacts, start_trial
 from tuner.trial import Objective, Runner
 
 __all__ = ["ReplayRun", "run_replays"]

@@ -23,10 +23,9 @@ from tuner.hp import describe
 from tuner.options import SearchOptions
 from tuner.records import Display, TrialRecord
 from tuner.replays._replay import ReplayRun, run_replays
-from tuner.store import SeedStats, diff_se, is_done, seed_stats
-from tuner.store import Artifacts
-from tuner.store import DEFAULT_STORAGE, create_or_load_study, open_storage, redact, study_names
-from tuner.store import check_same_experiment, jsonable, new_meta, read_records, study_meta, write_meta
+from tuner.store import (Artifacts, DEFAULT_STORAGE, SeedStats, check_same_experiment, create_or_load_study, diff_se,
+                         is_done, jsonable, new_meta, open_storage, read_records, redact, seed_stats, study_meta,
+                         study_names, write_meta)
 from tuner.trial import Runner
 
 __all__ = [

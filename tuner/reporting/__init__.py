@@ -6,50 +6,13 @@ Nothing here imports Keras.
 
 from __future__ import annotations
 
-from tuner.reporting._dashboard import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    Dashboard,
-    dashboard_url,
-    open_dashboard,
-)
-from tuner.reporting._doc import (
-    Document,
-)
-from tuner.reporting._export import (
-    METADATA_NAME,
-    export,
-    export_target,
-    read_export_metadata,
-)
-from tuner.reporting._figures import (
-    by_value,
-    comparison,
-    curves,
-    history,
-    importance,
-    pareto,
-)
-from tuner.reporting._report import (
-    SIZE_LABELS,
-    ReportResult,
-    report,
-)
-from tuner.reporting._results import (
-    BestReport,
-    Comparison,
-    StudyView,
-    best,
-    trials,
-)
-from tuner.reporting._sections import (
-    ReportData,
-    fmt_value,
-    mattered,
-    rows_table,
-    state_section,
-    value_panels,
-)
+from tuner.reporting._dashboard import DEFAULT_HOST, DEFAULT_PORT, Dashboard, dashboard_url, open_dashboard
+from tuner.reporting._doc import Document
+from tuner.reporting._export import METADATA_NAME, export, export_target, read_export_metadata
+from tuner.reporting._figures import by_value, comparison, curves, history, importance, pareto
+from tuner.reporting._report import ReportResult, SIZE_LABELS, report
+from tuner.reporting._results import BestReport, Comparison, StudyView, best, trials
+from tuner.reporting._sections import ReportData, fmt_value, mattered, rows_table, state_section, value_panels
 
 __all__ = [
     "BestReport",

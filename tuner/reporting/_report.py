@@ -25,12 +25,11 @@ from tuner.reporting import _figures as figures
 from tuner.reporting._doc import Document
 from tuner.reporting._results import trials
 from tuner.reporting._sections import ReportData, mattered, rows_table, state_section, value_panels
-from tuner.store import pct
-from tuner.store import SIZE_ATTRS, candidates, open_study, pareto_front, read_records, study_meta
+from tuner.store import SIZE_ATTRS, candidates, open_study, pareto_front, pct, read_records, study_meta
 
 __all__ = ["SIZE_LABELS", "ReportResult", "report"]
 
-# The second objective of a two-objective study (``settings.objective``) and how the report names its measure.
+# The second objective of a two-objective study (its stored ``objective``) and how the report names its measure.
 SIZE_LABELS = {"params": "parameters", "latency": "latency (ms per image)"}
 
 

@@ -15,9 +15,7 @@ from tuner.hp import Boolean, Choice, Float, Int, describe
 from tuner.options import stored_record
 from tuner.records import TrialRecord, val_noise_pp
 from tuner.reporting._results import StudyView
-from tuner.store import mean_std, pct
-from tuner.store import best_record, best_trial
-from tuner.store import candidates, is_replay
+from tuner.store import best_record, best_trial, candidates, is_replay, mean_std, pct
 
 __all__ = ["ReportData", "fmt_value", "mattered", "rows_table", "state_section", "value_panels"]
 

@@ -5,40 +5,11 @@ processes.
 
 from __future__ import annotations
 
-from tuner.searching._plan import (
-    BaselineRun,
-    FailureStreak,
-    SearchPlan,
-    baseline_runs,
-    search_pins,
-    with_fidelity,
-)
-from tuner.searching._search import (
-    SearchResult,
-    search,
-    worker,
-)
-from tuner.searching._strategy import (
-    ACTIVATION_COST,
-    REEVAL_SEEDS,
-    Proposal,
-    Strategy,
-    reeval_round,
-)
-from tuner.searching._warm_start import (
-    GROWTH,
-    MIX,
-    RATE,
-    climb,
-    grow,
-    perturbations,
-    study_trend,
-)
-from tuner.searching._workers import (
-    WorkerPool,
-    parse_gpus,
-    worker_pool,
-)
+from tuner.searching._plan import BaselineRun, FailureStreak, SearchPlan, baseline_runs, search_pins, with_fidelity
+from tuner.searching._search import SearchResult, search, worker
+from tuner.searching._strategy import ACTIVATION_COST, Proposal, REEVAL_SEEDS, Strategy, reeval_round
+from tuner.searching._warm_start import GROWTH, MIX, RATE, climb, grow, perturbations, study_trend
+from tuner.searching._workers import WorkerPool, parse_gpus, worker_pool
 
 __all__ = [
     "ACTIVATION_COST",

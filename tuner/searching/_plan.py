@@ -18,7 +18,7 @@ from tuner.errors import CnntuneError
 from tuner.experiment import Experiment, trial_config
 from tuner.hp import describe
 from tuner.options import SearchOptions
-from tuner.records import FINISHED, Display, FailureKind, TrialRecord
+from tuner.records import Display, FINISHED, FailureKind, TrialRecord
 from tuner.signals import raise_if_interrupted
 from tuner.store import Artifacts, Budget
 from tuner.trial import Objective

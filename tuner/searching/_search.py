@@ -17,33 +17,16 @@ from typing import Any, Callable, Mapping, Sequence
 from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import Experiment, from_meta, load_data, split_words
 from tuner.options import OBJECTIVES, SearchOptions, option_fields, option_value
-from tuner.records import FINISHED, Display, TrialRecord
+from tuner.records import Display, FINISHED, TrialRecord
 from tuner.replays import reevaluate
 from tuner.searching._plan import SearchPlan, baseline_runs, with_fidelity
 from tuner.searching._strategy import Strategy, reeval_round
 from tuner.searching._workers import WorkerPool, worker_pool
 from tuner.searching.engines import get_engine, wait_for_chief
 from tuner.signals import interruptible
-from tuner.store import (
-    DEFAULT_STORAGE,
-    Artifacts,
-    Budget,
-    best_trial,
-    check_backends,
-    check_same_experiment,
-    create_or_load_study,
-    current_backend,
-    done_baselines,
-    new_meta,
-    open_storage,
-    open_study,
-    pareto_front,
-    read_records,
-    redact,
-    study_meta,
-    study_names,
-    write_meta,
-)
+from tuner.store import (Artifacts, Budget, DEFAULT_STORAGE, best_trial, check_backends, check_same_experiment,
+                         create_or_load_study, current_backend, done_baselines, new_meta, open_storage, open_study,
+                         pareto_front, read_records, redact, study_meta, study_names, write_meta)
 from tuner.trial import Objective, Runner
 
 __all__ = ["SearchResult", "search", "worker"]

@@ -40,8 +40,7 @@ import math
 import random
 from typing import Any, Mapping, Sequence
 
-from tuner.hp import (Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve,
-                      same_value)
+from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve, same_value
 
 __all__ = ["GROWTH", "MIX", "RATE", "climb", "grow", "perturbations", "study_trend"]
 

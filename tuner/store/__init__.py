@@ -7,69 +7,17 @@ Nothing here imports Keras; Optuna is imported where a storage is opened.
 
 from __future__ import annotations
 
-from tuner.store._best import (
-    REEVAL_SEED_STRIDE,
-    SIZE_ATTRS,
-    ReevalRow,
-    SeedStats,
-    best_record,
-    best_trial,
-    candidates,
-    config_key,
-    diff_se,
-    is_done,
-    mean_std,
-    pareto_front,
-    pct,
-    rank_configs,
-    reeval_seeds,
-    seed_stats,
-    top_configs,
-)
-from tuner.store._budget import (
-    Budget,
-)
-from tuner.store._rdb import (
-    KNOWN_SCHEMA,
-    SchemaWarning,
-    read_tables,
-)
-from tuner.store._storage import (
-    Artifacts,
-    DEFAULT_STORAGE,
-    GRACE_PERIOD,
-    HEARTBEAT_INTERVAL,
-    MAX_RETRY,
-    META_KEY,
-    artifacts_root,
-    create_or_load_study,
-    heartbeat_timing,
-    load_study,
-    engine_kwargs,
-    open_storage,
-    pick_study,
-    redact,
-    sqlite_file,
-    study_meta,
-    study_names,
-    with_driver,
-)
-from tuner.store._study import (
-    KERAS_BACKENDS,
-    check_backends,
-    check_same_experiment,
-    current_backend,
-    done_baselines,
-    is_replay,
-    jsonable,
-    new_meta,
-    open_study,
-    StudyRecords,
-    read_records,
-    read_study,
-    start_trial,
-    write_meta,
-)
+from tuner.store._best import (REEVAL_SEED_STRIDE, ReevalRow, SIZE_ATTRS, SeedStats, best_record, best_trial,
+                               candidates, config_key, diff_se, is_done, mean_std, pareto_front, pct, rank_configs,
+                               reeval_seeds, seed_stats, top_configs)
+from tuner.store._budget import Budget
+from tuner.store._rdb import KNOWN_SCHEMA, SchemaWarning, read_tables
+from tuner.store._storage import (Artifacts, DEFAULT_STORAGE, GRACE_PERIOD, HEARTBEAT_INTERVAL, MAX_RETRY, META_KEY,
+                                  artifacts_root, create_or_load_study, engine_kwargs, heartbeat_timing, load_study,
+                                  open_storage, pick_study, redact, sqlite_file, study_meta, study_names, with_driver)
+from tuner.store._study import (KERAS_BACKENDS, StudyRecords, check_backends, check_same_experiment, current_backend,
+                                done_baselines, is_replay, jsonable, new_meta, open_study, read_records, read_study,
+                                start_trial, write_meta)
 
 __all__ = [
     "Artifacts",

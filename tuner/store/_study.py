@@ -60,11 +60,22 @@ def open_study(storage: str | None, study: str | None):
     Raises:
         StorageError: no store at a SQLite path, a URL that cannot be opened, an unknown study.
     """
+    url = _existing(storage)
+    return url, load_study(open_storage(url, existing=True), study, url)
+
+
+def _existing(storage: str | None) -> str:
+    """The store's URL (the default when ``None``), checked to exist where it is a file: a reading command never
+    creates one as a side effect.
+
+    Raises:
+        StorageError: no SQLite file at the URL's path.
+    """
     url = storage or DEFAULT_STORAGE
     file = sqlite_file(url)
     if file is not None and not file.is_file():
         raise StorageError(f"no study store at {file}; run `cnntune search` here first or pass --storage")
-    return url, load_study(open_storage(url, existing=True), study, url)
+    return url
 
 
 def read_records(study, *, url: str | None = None, history: bool = True) -> list[TrialRecord]:
@@ -94,10 +105,7 @@ def read_study(storage: str | None, study: str | None, *, history: bool = True) 
     Raises:
         StorageError: no store at a SQLite path, a URL that cannot be opened, an unknown study.
     """
-    url = storage or DEFAULT_STORAGE
-    file = sqlite_file(url)
-    if file is not None and not file.is_file():
-        raise StorageError(f"no study store at {file}; run `cnntune search` here first or pass --storage")
+    url = _existing(storage)
     read = read_tables(url, study, history=history)
     if read is not None:
         name, meta, records = read

@@ -7,73 +7,15 @@ Nothing here imports Keras until a trial runs.
 
 from __future__ import annotations
 
-from tuner.trial._accel import (
-    POLICIES,
-    accel_of,
-    apply_jit,
-    check_precision,
-    precision_policy,
-    share_gpu_env,
-)
-from tuner.trial._callbacks import (
-    EpochHook,
-    callback_classes,
-    restore,
-    rng_states,
-)
-from tuner.trial._checkpoint import (
-    FILE,
-    Checkpoint,
-    Writer,
-    adopt,
-    discard,
-    read,
-    read_meta,
-    same_config,
-    write,
-)
-from tuner.trial._cost import (
-    activations,
-    all_layers,
-    multiply_adds,
-)
-from tuner.trial._device_data import (
-    check_device_data,
-    device_batches,
-    wanted,
-)
-from tuner.trial._features import (
-    ENV_VAR,
-    HeadOnly,
-    cache_path,
-    default_cache_dir,
-    features,
-    head_only,
-)
-from tuner.trial._isolate import (
-    ChildError,
-    IsolatedRunner,
-    TrialCrashed,
-    crash_reason,
-    isolated,
-)
-from tuner.trial._objective import (
-    EpochPruning,
-    Objective,
-    Runner,
-    fail_reason,
-    failure_of,
-    is_out_of_memory,
-)
-from tuner.trial._runner import (
-    FitOptions,
-    TrialDiverged,
-    TrialOutcome,
-    fit_options,
-    long_lived,
-    model_spec,
-    run_trial,
-)
+from tuner.trial._accel import POLICIES, accel_of, apply_jit, check_precision, precision_policy, share_gpu_env
+from tuner.trial._callbacks import EpochHook, callback_classes, restore, rng_states
+from tuner.trial._checkpoint import Checkpoint, FILE, Writer, adopt, discard, read, read_meta, same_config, write
+from tuner.trial._cost import activations, all_layers, multiply_adds
+from tuner.trial._device_data import check_device_data, device_batches, wanted
+from tuner.trial._features import ENV_VAR, HeadOnly, cache_path, default_cache_dir, features, head_only
+from tuner.trial._isolate import ChildError, IsolatedRunner, TrialCrashed, crash_reason, isolated
+from tuner.trial._objective import EpochPruning, Objective, Runner, fail_reason, failure_of, is_out_of_memory
+from tuner.trial._runner import FitOptions, TrialDiverged, TrialOutcome, fit_options, long_lived, model_spec, run_trial
 
 __all__ = [
     "Checkpoint",

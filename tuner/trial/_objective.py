@@ -38,11 +38,10 @@ from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
 from tuner.options import SearchOptions
 from tuner.records import Display, FailureKind
-from tuner.store import Artifacts
-from tuner.trial._accel import accel_of
 from tuner.signals import raise_if_interrupted
-from tuner.store import jsonable
+from tuner.store import Artifacts, jsonable
 from tuner.trial import _checkpoint
+from tuner.trial._accel import accel_of
 from tuner.trial._isolate import TrialCrashed, isolated
 from tuner.trial._runner import TrialDiverged, fit_options, run_trial
 

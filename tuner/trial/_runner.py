@@ -21,8 +21,7 @@ from tuner.errors import CnntuneError
 from tuner.quiet import quiet_libraries
 from tuner.signals import deferred
 from tuner.spec import ModelSpec
-from tuner.trial import _callbacks
-from tuner.trial import _checkpoint
+from tuner.trial import _callbacks, _checkpoint
 from tuner.trial._accel import apply_jit, precision_policy
 from tuner.trial._cost import activations, multiply_adds
 from tuner.trial._device_data import device_batches, wanted

@@ -26,9 +26,9 @@ import time
 from typing import Any, Iterator
 
 from tuner.errors import CnntuneError
-from tuner.options import KERAS_TUNER, SearchOptions, option_value
 from tuner.experiment import grid_values, trial_config, tunable
 from tuner.hp import resolve
+from tuner.options import KERAS_TUNER, SearchOptions, option_value
 from tuner.records import FailureKind, TrialRecord
 from tuner.searching._plan import SearchPlan
 from tuner.searching.engines import _kt_compat

@@ -16,10 +16,10 @@ from typing import Any, Mapping
 from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import grid_values, trial_config, tunable
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve
-from tuner.searching._plan import SearchPlan
 from tuner.options import OPTUNA, SAMPLERS, SearchOptions
-from tuner.searching.engines._pruning import make_pruner
 from tuner.records import FailureKind, TrialRecord
+from tuner.searching._plan import SearchPlan
+from tuner.searching.engines._pruning import make_pruner
 from tuner.store import SIZE_ATTRS, done_baselines, is_replay
 from tuner.trial import long_lived
 
