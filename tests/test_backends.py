@@ -190,8 +190,8 @@ import numpy as np, keras, tuner
 from tuner.data import load_dataset
 
 for engine in ("optuna", "keras-tuner"):
-    tuner.search(["space=basenet", "data=synthetic", "epochs=1"], trials=1, storage="sqlite:///s.db", study=engine,
-                 engine=engine, baselines=False)
+    tuner.search(["space=basenet", "data=synthetic", "epochs=1"],
+                 tuner.SearchOptions(trials=1, storage="sqlite:///s.db", study=engine, engine=engine, baselines=False))
     model = keras.saving.load_model(tuner.export(engine + ".keras", study=engine, storage="sqlite:///s.db"))
     assert model.predict(load_dataset("synthetic").x_test, verbose=0).shape == (60, 3)
 assert "tensorflow" not in sys.modules
@@ -215,7 +215,7 @@ def test_jax_and_torch_need_no_tensorflow(tmp_path):
 TRAIN = """
 import json, tuner
 words = ["space=basenet", "data=synthetic", "epochs=1"]
-tuner.search(words, trials=1, storage="sqlite:///{backend}.db", study="m", baselines=False, seed=0)
+tuner.search(words, tuner.SearchOptions(trials=1, storage="sqlite:///{backend}.db", study="m", baselines=False, seed=0))
 tuner.export("{backend}.keras", study="m", storage="sqlite:///{backend}.db")
 import keras
 print(json.dumps({{"backend": keras.backend.backend()}}))
