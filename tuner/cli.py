@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from tuner.errors import CnntuneError
-from tuner.options import STORAGE_HELP, SearchOptions, option_fields
+from tuner.options import REPRODUCE_SEEDS, STORAGE_HELP, SearchOptions, option_fields
 from tuner.quiet import set_verbose
 from tuner.signals import interruptible
 from tuner.store import redact
@@ -312,7 +312,8 @@ def _reproduce(words: Optional[List[str]], seeds: int, out_dir: Optional[str], q
 
 
 _SEEDS = inspect.Parameter("seeds", inspect.Parameter.KEYWORD_ONLY, annotation=int,
-                           default=typer.Option(3, "--seeds", help="Seeds per baseline: --seed .. --seed + S - 1."))
+                           default=typer.Option(REPRODUCE_SEEDS, "--seeds",
+                                                help="Seeds per baseline: --seed .. --seed + S - 1."))
 _OUT = inspect.Parameter("out_dir", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
                          default=typer.Option(None, "--out", help="Folder for reproduce_<space>.csv and .json "
                                               "(default: the working directory)."))

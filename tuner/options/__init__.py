@@ -59,6 +59,8 @@ DEFAULT_GROW = True
 DEFAULT_CLIMB = 0.0
 DEFAULT_REEVAL_SHARE = 0.25
 DEFAULT_REEVAL_TOP = 3
+MAX_REEVAL_SEEDS = 3  # new seeds per configuration re-evaluated: at most this in a search, by default in best --reeval
+REPRODUCE_SEEDS = 3  # seeds per baseline in reproduce
 
 STORAGE_HELP = "Optuna storage URL (sqlite:///file.db, postgresql://..., mysql+pymysql://..., journal:PATH)."
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from tuner.errors import CnntuneError, StorageError
 from tuner.experiment import from_meta, load_data
-from tuner.options import SearchOptions, stored_record
+from tuner.options import DEFAULT_REEVAL_TOP, MAX_REEVAL_SEEDS, SearchOptions, stored_record
 from tuner.records import Display, TrialRecord
 from tuner.replays._replay import ReplayRun, run_replays
 from tuner.store import (Artifacts, ReevalRow, diff_se, is_done, open_study, rank_configs, read_records, reeval_seeds,
@@ -55,8 +55,8 @@ def reevaluate(
     *,
     study: str | None = None,
     storage: str | None = None,
-    top: int = 3,
-    seeds: int = 3,
+    top: int = DEFAULT_REEVAL_TOP,
+    seeds: int = MAX_REEVAL_SEEDS,
     display: Display | None = None,
     runner: Runner | None = None,
 ) -> ReevalReport:

@@ -20,7 +20,7 @@ from search_spaces import SPACES, get_space
 from tuner.errors import CnntuneError, SpaceError
 from tuner.experiment import DATA_KEYS, OPTION_KEYS, load_data, parse_words, split_words, trial_config
 from tuner.hp import describe
-from tuner.options import SearchOptions
+from tuner.options import REPRODUCE_SEEDS, SearchOptions
 from tuner.records import Display, TrialRecord
 from tuner.replays._replay import ReplayRun, run_replays
 from tuner.store import (Artifacts, DEFAULT_STORAGE, SeedStats, check_same_experiment, create_or_load_study, diff_se,
@@ -249,7 +249,7 @@ def reproduce(
     words: Sequence[str],
     options: SearchOptions | None = None,
     *,
-    seeds: int = 3,
+    seeds: int = REPRODUCE_SEEDS,
     display: Display | None = None,
     runner: Runner | None = None,
 ) -> Reproduction:

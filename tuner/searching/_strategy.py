@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
-from tuner.options import SearchOptions
+from tuner.options import MAX_REEVAL_SEEDS, SearchOptions
 from tuner.records import TrialRecord
 from tuner.searching._plan import BaselineRun, search_pins
 from tuner.searching._warm_start import climb, grow, perturbations, study_trend
@@ -42,10 +42,9 @@ __all__ = ["ACTIVATION_COST", "REEVAL_SEEDS", "Proposal", "Strategy", "reeval_ro
 # the shared birds at 32 px on 2 CPU cores (BENCHMARKS.md, "Growth from recorded facts").
 ACTIVATION_COST = 600
 
-# New seeds per configuration in the re-evaluation phase when the budget is trials, not time; at most this many
-# when it is time.
+# New seeds per configuration in the re-evaluation phase when the budget is trials, not time; when it is time, as
+# many as the time left allows, up to MAX_REEVAL_SEEDS.
 REEVAL_SEEDS = 2
-MAX_REEVAL_SEEDS = 3
 
 
 @dataclass(frozen=True)
