@@ -58,6 +58,11 @@ def test_coerce_types_command_line_values(param, raw, expected):
     "param, raw",
     [
         (Fixed("epochs", 15), "abc"),
+        # A fixed positive number (epochs, batch size, learning rate) stays positive and finite when pinned.
+        (Fixed("epochs", 15), "0"),
+        (Fixed("epochs", 15), "-1"),
+        (Fixed("learning_rate", 1e-3), "0"),
+        (Fixed("learning_rate", 1e-3), "inf"),
         (Int("n", 3, min_value=1, max_value=10), "11"),
         (Int("n", 4, min_value=4, max_value=64, step=4), "6"),
         (Boolean("flip", False), "maybe"),

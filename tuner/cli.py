@@ -256,6 +256,8 @@ def best(
     with _guard(), interruptible():
         if export is not None:
             reporting.export_target(export)
+        elif trial is not None:
+            raise CnntuneError(f"--trial {trial} names the trial to export; add --export FILE.keras")
         limited = max_params is not None or max_latency_ms is not None
         if reeval is not None or seeds is not None:
             if limited:

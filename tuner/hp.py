@@ -162,12 +162,12 @@ class Fixed(Param):
     kind = "fixed"
 
     def contains(self, value: Any) -> bool:
-        # A pin may override a fixed value (``epochs=2`` on a space that fixes 15 epochs),
-        # as long as it has the same type.
+        # A pin overrides a fixed value of its type (``epochs=2``); a positive one stays positive (``epochs=0``: no).
         if isinstance(self.default, bool):
             return isinstance(value, bool)
         if isinstance(self.default, (int, float)):
-            return isinstance(value, (int, float)) and not isinstance(value, bool)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            return number and (value > 0 or self.default <= 0)
         return isinstance(value, type(self.default))
 
     def grid(self) -> list:
@@ -265,7 +265,9 @@ def coerce_value(param: Param, raw: Any) -> Any:
     else:
         value = _parse_scalar(raw) if isinstance(raw, str) else raw
     if not param.contains(value):
-        raise SpaceError(f"{param.name}={raw!r} is out of range; {expected}")
+        fixed = isinstance(param, Fixed) and isinstance(value, (int, float))
+        raise SpaceError(f"{param.name}={raw!r} is out of range" + (f": it must be above 0 (the space fixes "
+                         f"{format_value(param.default)})" if fixed else f"; {expected}"))
     return value
 
 

@@ -62,6 +62,19 @@ def test_cli_spaces_lists_every_space():
         (["search", "space=basenet", "--engine", "keras-tuner", "--tuner", "nope"], ["--tuner must be one of", "'nope'"]),
         (["search", "space=basenet", "--pruner", "nope"], ["--pruner must be one of", "'nope'"]),
         (["search", "space=basenet", "--timeout", "0"], ["--timeout"]),
+        # Values that cannot mean anything: refused before a trial records having trained nothing.
+        (["search", "space=basenet", "epochs=0"], ["epochs='0'", "above 0"]),
+        (["search", "space=basenet", "epochs=-3"], ["epochs='-3'", "above 0"]),
+        (["search", "space=basenet", "learning_rate=nan"], ["learning_rate='nan'", "not a number"]),
+        (["search", "space=basenet", "--seed", "-1"], ["--seed must be from 0 to 2147483647"]),
+        (["search", "space=basenet", "--seed", "4294967296"], ["--seed must be from 0"]),
+        (["search", "space=basenet", "--heartbeat-grace", "nan"], ["--heartbeat-grace takes a number"]),
+        (["search", "space=basenet", "--reeval-share", "inf"], ["--reeval-share takes a number"]),
+        (["reproduce", "space=basenet", "--seed", "-2"], ["--seed must be from 0"]),
+        (["best", "--trial", "3"], ["--trial 3 names the trial to export", "--export"]),
+        (["best", "--max-params", "0"], ["--max-params must be at least 1"]),
+        (["best", "--max-latency-ms", "nan"], ["--max-latency-ms takes a number"]),
+        (["best", "--max-latency-ms", "0"], ["--max-latency-ms must be above 0"]),
     ],
 )
 def test_bad_search_input_gets_one_line(store, args, needles):

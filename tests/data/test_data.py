@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import json
 import os
 import pickle
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BIRDS, run_python
-from tuner.data import DATASETS, Dataset, _cifar, clear_cache, load_dataset
+from conftest import BIRDS, one_line_error, run_cli, run_python
+from tuner.data import DATASETS, Dataset, _cifar, available_bytes, clear_cache, load_dataset
 from tuner.errors import CnntuneError, DataError
 
 
@@ -429,3 +430,33 @@ def test_import_does_not_load_keras_or_tensorflow() -> None:
         "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     )
     assert run_python(code).strip() == "[]"
+
+
+def _size_needing(images: int, times: float) -> int:
+    """An image size at which ``images`` decoded need ``times`` the memory available here."""
+    have = available_bytes()
+    assert have and have > 0
+    return math.ceil(math.sqrt(times * have / (images * 3)))
+
+
+def test_data_that_would_not_fit_in_memory_is_refused_before_decoding(store):
+    # 6 synthetic classes of 40 + 20 images: at this size they would need twice the memory there is.
+    size = _size_needing(6 * 60, 2.0)
+    with pytest.raises(DataError, match=r"synthetic: 360 images at image_size=\d+ need [\d.]+ GiB .* available"):
+        load_dataset("synthetic", image_size=size, classes=6)
+    # The shared birds through the command line: one line, and no study records a trial.
+    size = _size_needing(2949, 1.5)
+    one_line_error(run_cli("search", "space=basenet", "data=cub200", f"data_dir={BIRDS}", f"image_size={size}",
+                           "--storage", store, "--study", "huge"), "2,949 images", f"image_size={size}", "GiB")
+    assert not tuner_trials(store, "huge")
+    # A size that fits loads as before.
+    assert load_dataset("synthetic", image_size=16, classes=6).x_train.shape[1:] == (16, 16, 3)
+
+
+def tuner_trials(store: str, study: str) -> list:
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=study, storage=store).trials
+    except KeyError:
+        return []

@@ -19,6 +19,7 @@ import pytest
 
 import tuner
 from conftest import SYN, FakeRunner, fake_nvidia_smi, one_line_error, run_cli, storage_url
+from tuner.errors import CnntuneError
 from tuner.store import heartbeat_timing, open_storage
 
 
@@ -132,13 +133,31 @@ def test_gpus_give_each_worker_its_own_device(monkeypatch, tmp_path):
     def pool(**given):
         return worker_pool(tuner.SearchOptions(**given), url=url, pooled=True)
 
+    # The GPUs are those nvidia-smi -L lists: a fake one on PATH, with 4.
+    fake_nvidia_smi(tmp_path, monkeypatch, 4)
     assert pool(gpus="1,3").gpus == ["1", "3"]
+    assert pool(gpus="GPU-2").gpus == ["GPU-2"]  # a UUID, as CUDA_VISIBLE_DEVICES takes it
     # More workers than GPUs: they take the GPUs in turn (several small trials per GPU).
     assert pool(workers=4, gpus=["0", "1"]).gpus == ["0", "1", "0", "1"]
     assert pool() is None and pool(workers=1) is None
-    # --gpus all reads nvidia-smi -L: a fake one on PATH.
+    assert parse_gpus("all") == ["0", "1", "2", "3"]
+
+
+def test_gpus_that_the_machine_does_not_have_are_refused(monkeypatch, tmp_path, store):
+    from tuner.searching import parse_gpus
+
     fake_nvidia_smi(tmp_path, monkeypatch, 2)
-    assert parse_gpus("all") == ["0", "1"]
+    with pytest.raises(CnntuneError, match="no GPU 7, 9; nvidia-smi -L lists 0, 1"):
+        parse_gpus("0,7,9")
+    one_line_error(run_cli("search", "space=basenet", *SYN, "--storage", store, "--gpus", "2"),
+                   "this machine has no GPU 2")
+    # No nvidia-smi at all (a machine without NVIDIA GPUs): no GPU index means anything, not even 0.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    for asked in ("0", "all"):
+        with pytest.raises(CnntuneError, match="nvidia-smi is not installed here"):
+            parse_gpus(asked)
 
 
 def test_the_grace_period_is_an_option_stored_for_workers(store):

@@ -27,7 +27,8 @@ def test_precision_names_and_bad_values():
     assert accel_of(tuner.SearchOptions(mixed_precision="bf16", jit=False)) == {"precision": "bfloat16", "jit": False}
 
 
-def test_bad_accelerator_options_are_one_line(store):
+def test_bad_accelerator_options_are_one_line(store, tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, monkeypatch, 1)  # GPU 0 is there: what is refused below is the rest
     one_line_error(run_cli("search", "space=basenet", *SYN, "--storage", store, "--mixed-precision", "fp8"),
                    "--mixed-precision must be")
     one_line_error(run_cli("search", "space=basenet", *SYN, "--storage", store, "--trials-per-gpu", "0"),
@@ -54,6 +55,7 @@ def test_trials_per_gpu_starts_k_workers_per_gpu_each_with_its_share(tmp_path, m
     from tuner.records import Display
 
     url = f"journal:{tmp_path / 's.journal'}"
+    fake_nvidia_smi(tmp_path, monkeypatch, 2)
     pool = worker_pool(tuner.SearchOptions(gpus="0,1", trials_per_gpu=2), url=url, pooled=True)
     assert pool.gpus == ["0", "1", "0", "1"]
     # Without --gpus: every GPU nvidia-smi lists (a fake one on PATH here).

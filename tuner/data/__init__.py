@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tuner.data._dataset import Dataset
 from tuner.data._load import DATASETS, clear_cache, load_dataset
+from tuner.data._memory import available_bytes
 from tuner.errors import DataError
 
-__all__ = ["DATASETS", "DataError", "Dataset", "clear_cache", "load_dataset"]
+__all__ = ["DATASETS", "DataError", "Dataset", "available_bytes", "clear_cache", "load_dataset"]

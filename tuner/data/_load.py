@@ -17,6 +17,7 @@ from tuner.data._cub import CUB_URL, LAYOUTS_HELP, read_cub
 from tuner.data._dataset import Dataset, compute_fingerprint
 from tuner.data._folder import EXPECTED as FOLDER_EXPECTED, read_folder
 from tuner.data._images import ImageListing, decode_images, resize_array
+from tuner.data._memory import check_fits
 from tuner.data._split import stratified_split
 from tuner.errors import DataError
 
@@ -182,6 +183,7 @@ def _from_listing(
     # about as much as decoding them on a VM with slow page faults).
     keep, held = stratified_split(y_train, val_fraction, split_seed)
     order = [train[i] for i in keep] + [train[i] for i in held] + test
+    check_fits(len(order), image_size, f"{name} in {listing.where}")
     labels = np.concatenate([y_train[keep], y_train[held], y_test])
     images, kept = decode_images([p for p, _ in order], image_size, skip_bad=skip_bad)
     if len(kept) == len(order):
@@ -229,9 +231,11 @@ def _load_uncached(
             x_tr, y_tr, x_te, y_te = x_tr[tr], y_tr[tr], x_te[te], y_te[te]
             names = names[:n]
             _check_train_classes(y_tr, names, where)
+            check_fits(len(x_tr) + len(x_te), image_size, f"{name} in {where}")
             x_tr, x_te = resize_array(x_tr, image_size), resize_array(x_te, image_size)
         else:  # synthetic
             n = _resolve_classes(classes if classes is not None else 3, _synthetic.MAX_CLASSES, name, "the generator")
+            check_fits(n * (_synthetic.TRAIN_PER_CLASS + _synthetic.TEST_PER_CLASS), image_size, name)
             x_tr, y_tr, x_te, y_te, names = _synthetic.make_synthetic(n, image_size)
         splits = _split_val(x_tr, y_tr, val_fraction, split_seed)
         splits["test"] = (x_te, y_te)

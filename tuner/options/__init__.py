@@ -30,14 +30,18 @@ from tuner.options._checks import (DEVICE_DATA, ENGINES, KERAS_TUNER, OBJECTIVES
 __all__ = [
     "DEVICE_DATA",
     "ENGINES",
+    "MAX_REEVAL_SEEDS",
+    "MAX_SEED",
     "OBJECTIVES",
     "PRECISIONS",
     "PRUNERS",
+    "REPRODUCE_SEEDS",
     "SAMPLERS",
     "STORED_VERSION",
     "TUNERS",
     "SearchOptions",
     "option_fields",
+    "number",
     "option_value",
     "stored_record",
 ]
@@ -59,6 +63,7 @@ DEFAULT_GROW = True
 DEFAULT_CLIMB = 0.0
 DEFAULT_REEVAL_SHARE = 0.25
 DEFAULT_REEVAL_TOP = 3
+MAX_SEED = 2**31 - 1
 MAX_REEVAL_SEEDS = 3  # new seeds per configuration re-evaluated: at most this in a search, by default in best --reeval
 REPRODUCE_SEEDS = 3  # seeds per baseline in reproduce
 
@@ -119,7 +124,8 @@ class SearchOptions:
                                "grid.", stored=True, engine=KERAS_TUNER,
                                hint="add --engine keras-tuner, or pick the Optuna sampler with --sampler "
                                     "tpe|random|grid")
-    seed: int = option(0, number(int), "Seeds the sampler; trial n trains with seed+n.", stored=True,
+    # Trial n trains with seed + n, and Keras takes seeds below 2**32: half the range leaves room for 2**31 trials.
+    seed: int = option(0, number(int, 0, MAX_SEED, why=f"from 0 to {MAX_SEED}"), "Seeds the sampler; trial n trains with seed+n.", stored=True,
                        commands={"search": "option", "reproduce": "option"},
                        helps={"reproduce": "The first seed: the baselines train with seeds SEED .. SEED + S - 1."})
     timeout: float | None = option(None, positive,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.errors import StorageError
+from tuner.errors import CnntuneError, StorageError
+from tuner.options import number
 from tuner.records import TrialRecord, val_noise_pp
 from tuner.store import ReevalRow, best_record, best_trial, candidates, is_replay, read_study
 
@@ -133,7 +134,11 @@ def best(*, study: str | None = None, storage: str | None = None, replays: bool 
 
     Raises:
         StorageError: unknown study, a study without a completed trial, or none within the limits.
+        CnntuneError: a limit that no trial can meet (below 1 parameter, not a positive number of milliseconds).
     """
+    number(int, 1, why="at least 1 (parameters)")("max_params", max_params)
+    if number(float)("max_latency_ms", max_latency_ms) is not None and max_latency_ms <= 0:
+        raise CnntuneError(f"--max-latency-ms must be above 0 (milliseconds per image). Received: {max_latency_ms}")
     read = read_study(storage, study, history=history)
     name, meta, records = read.name, read.meta, read.records
     if max_params is not None or max_latency_ms is not None:

@@ -34,34 +34,50 @@ STOP_GRACE = 30.0
 
 
 def parse_gpus(gpus: str | Sequence[str]) -> list[str]:
-    """GPU ids from ``"0,1,3"``, a list, or ``"all"`` (every GPU ``nvidia-smi -L`` lists).
+    """GPU ids from ``"0,1,3"``, a list, or ``"all"`` (every GPU ``nvidia-smi -L`` lists), each one a GPU of this
+    machine: an index or a UUID that ``nvidia-smi -L`` lists (a worker given a GPU that is not there would train on
+    the CPU without a word).
 
     Raises:
-        CnntuneError: an empty list, or ``all`` where ``nvidia-smi`` is missing or lists no GPU.
+        CnntuneError: an empty list, a GPU listed twice or not on this machine, or ``nvidia-smi`` missing, failing or
+            listing no GPU.
     """
-    if isinstance(gpus, str) and gpus.strip() == "all":
-        return _all_gpus()
-    items = gpus.split(",") if isinstance(gpus, str) else list(gpus)
+    everything = isinstance(gpus, str) and gpus.strip() == "all"
+    items = () if everything else gpus.split(",") if isinstance(gpus, str) else list(gpus)
     ids = [str(g).strip() for g in items]
-    if not ids or any(not g for g in ids):
+    if not everything and (not ids or any(not g for g in ids)):
         raise CnntuneError(f"--gpus takes a comma-separated list of GPU ids (0,1,3) or all. Received: {gpus!r}")
     if len(set(ids)) != len(ids):
         raise CnntuneError(f"--gpus lists a GPU twice: {gpus!r}; use --workers N to run several workers per GPU")
+    listed = _listed_gpus(str(gpus).strip() if everything else ",".join(ids))
+    if everything:
+        return [index for index, _ in listed]
+    known = {name for pair in listed for name in pair}
+    missing = [g for g in ids if g not in known]
+    if missing:
+        raise CnntuneError(f"--gpus {','.join(ids)}: this machine has no GPU {', '.join(missing)}; nvidia-smi -L "
+                           f"lists {', '.join(index for index, _ in listed)}")
     return ids
 
 
-def _all_gpus() -> list[str]:
+def _listed_gpus(asked: str) -> list[tuple[str, str]]:
+    """``(index, UUID)`` of each GPU ``nvidia-smi -L`` lists (``GPU 0: NVIDIA H100 (UUID: GPU-...)``)."""
     if shutil.which("nvidia-smi") is None:
-        raise CnntuneError("--gpus all reads the GPUs from nvidia-smi, which is not installed here; list them "
-                           "(--gpus 0,1) or use --workers N")
+        raise CnntuneError(f"--gpus {asked}: nvidia-smi is not installed here, so there is no NVIDIA GPU to give "
+                           "workers; use --workers N for CPU workers")
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True).stdout
     except (subprocess.SubprocessError, OSError) as exc:
-        raise CnntuneError(f"--gpus all: nvidia-smi -L failed ({exc}); list the GPUs with --gpus 0,1") from None
-    ids = [line.split(":", 1)[0].split()[1] for line in out.splitlines() if line.startswith("GPU ")]
-    if not ids:
-        raise CnntuneError("--gpus all: nvidia-smi lists no GPU; use --workers N for CPU workers")
-    return ids
+        raise CnntuneError(f"--gpus {asked}: nvidia-smi -L failed ({exc})") from None
+    listed = []
+    for line in out.splitlines():
+        if line.startswith("GPU "):
+            index = line.split(":", 1)[0].split()[1]
+            uuid = line.rpartition("UUID:")[2].strip(" )") if "UUID:" in line else index
+            listed.append((index, uuid))
+    if not listed:
+        raise CnntuneError(f"--gpus {asked}: nvidia-smi lists no GPU; use --workers N for CPU workers")
+    return listed
 
 
 @dataclass
