@@ -119,9 +119,10 @@ class TrialRecord:
         tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start", "climb_of",
                                       "grown_from", "over_budget", "precision", "jit", "device_data", "kt_trial_id")
                 if k in attrs}
-        # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces.
+        # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces: the last of its
+        # ``retry_history`` (``failed_trial`` is the first of the chain, the same for every retry of a retry).
         if "failed_trial" in system_attrs:
-            tags["retry_of"] = system_attrs["failed_trial"]
+            tags["retry_of"] = (system_attrs.get("retry_history") or [system_attrs["failed_trial"]])[-1]
         state = state_name(state)
         if state == "pruned" and attrs.get("val_accuracy") is not None:
             # Optuna stores the last reported epoch as a pruned trial's value; the record keeps the best epoch's.

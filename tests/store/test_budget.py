@@ -77,12 +77,38 @@ def test_a_trials_kind_is_read_from_its_stored_kind_or_once_from_an_older_trials
 
 
 @pytest.mark.slow
-def test_a_killed_search_rerun_on_postgresql_ends_with_every_trial_of_its_budget(tmp_path, monkeypatch):
-    """``--trials 2`` on PostgreSQL, the searching process killed (SIGKILL) while its first trial trains, then the
-    same search again: the dead trial's retry takes its place and the study ends with 2 complete searched trials."""
+def _postgres_url() -> str:
     url = os.environ.get("CNNTUNE_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("CNNTUNE_TEST_POSTGRES_URL is not set: no postgresql server to test against")
+    return url
+
+
+def _kill_mid_trial(args: list[str], folder: Path) -> None:
+    """Runs ``cnntune ARGS`` until it has checkpointed an epoch it trained itself (a ``checkpoint.npz`` under
+    ``folder`` written after it started), then kills it with SIGKILL and waits past the heartbeat grace (2 s)."""
+    started = time.time()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_mtime > started for p in folder.glob("trial_*/checkpoint.npz")):
+            if proc.poll() is not None:
+                pytest.fail(f"the search ended first:\n{proc.communicate()[0][-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("no checkpoint of an epoch after 120 s")
+            time.sleep(0.1)
+    finally:
+        proc.kill()  # SIGKILL: nothing recorded, its trial stays "running" until its heartbeat is found stale
+        proc.wait(timeout=30)
+    time.sleep(3)  # past the grace period
+
+
+def _search_killed(tmp_path, monkeypatch, trials: int, kills: int):
+    """A ``--trials N`` search on PostgreSQL killed ``kills`` times mid-trial, each time run again, then run to its
+    end (with a fake runner); returns the runner, the result, the study's records and each trial's user attributes."""
+    url = _postgres_url()
     import optuna
 
     from tuner.store import open_storage
@@ -90,34 +116,70 @@ def test_a_killed_search_rerun_on_postgresql_ends_with_every_trial_of_its_budget
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CNNTUNE_HEARTBEAT_INTERVAL", "1")
     name = f"cnntune-kill-{uuid.uuid4().hex[:12]}"
-    args = ["search", *SLOW_SYN, "--trials", "2", "--no-baselines", "--warm-start", "0", "--heartbeat-grace", "2",
-            "--study", name, "--storage", url, "-q"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    checkpoint = Path(tmp_path) / "cnntune_artifacts" / name / "checkpoints" / "trial_0000" / "checkpoint.npz"
+    args = ["search", *SLOW_SYN, "--trials", str(trials), "--no-baselines", "--warm-start", "0",
+            "--heartbeat-grace", "2", "--study", name, "--storage", url, "-q"]
     try:
-        deadline = time.monotonic() + 120
-        while not checkpoint.is_file():  # training its first trial: an epoch is checkpointed
-            if proc.poll() is not None:
-                pytest.fail(f"the search ended first:\n{proc.communicate()[0][-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("no checkpoint of the first trial after 120 s")
-            time.sleep(0.1)
-        proc.kill()  # SIGKILL: nothing recorded, its trial stays "running" until its heartbeat is found stale
-        proc.wait(timeout=30)
-        time.sleep(3)  # past the grace period
+        for _ in range(kills):
+            _kill_mid_trial(args, tmp_path / "cnntune_artifacts" / name / "checkpoints")
         runner = FakeRunner()
         result = tuner.search([*SLOW_SYN],
-                              tuner.SearchOptions(trials=2, storage=url, study=name, baselines=False, warm_start=0,
-                                                  heartbeat_grace=2), runner=runner)
-        records = tuner.trials(study=name, storage=url).records
-        assert [(r.number, r.state, r.kind) for r in records] == [
-            (0, "fail", FailureKind.WORKER_DIED), (1, "complete", None), (2, "complete", None)]
-        assert records[1].tags["retry_of"] == 0 and records[1].params == records[0].params
-        assert len(runner.calls) == 2 and len(result.ran) == 2
+                              tuner.SearchOptions(trials=trials, storage=url, study=name, baselines=False,
+                                                  warm_start=0, heartbeat_grace=2), runner=runner)
+        attrs = [t.user_attrs for t in optuna.load_study(study_name=name, storage=open_storage(url)).trials]
+        return runner, result, tuner.trials(study=name, storage=url).records, attrs
     finally:
-        if proc.poll() is None:
-            proc.kill()
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+def test_a_killed_search_rerun_on_postgresql_ends_with_every_trial_of_its_budget(tmp_path, monkeypatch):
+    """``--trials 2`` on PostgreSQL, the searching process killed (SIGKILL) while its first trial trains, then the
+    same search again: the dead trial's retry takes its place and the study ends with 2 complete searched trials."""
+    runner, result, records, _ = _search_killed(tmp_path, monkeypatch, trials=2, kills=1)
+    assert [(r.number, r.state, r.kind) for r in records] == [
+        (0, "fail", FailureKind.WORKER_DIED), (1, "complete", None), (2, "complete", None)]
+    assert records[1].tags["retry_of"] == 0 and records[1].params == records[0].params
+    assert len(runner.calls) == 2 and len(result.ran) == 2
+
+
+def test_a_trial_preempted_three_times_keeps_its_place_and_resumes_each_time(tmp_path, monkeypatch):
+    """``--trials 4`` on PostgreSQL, the worker killed three times mid-trial (each run resumes the dead run's trial
+    from its checkpoint and trains another epoch before it dies): the study ends with 4 complete searched trials."""
+    runner, result, records, attrs = _search_killed(tmp_path, monkeypatch, trials=4, kills=3)
+    assert [(r.state, r.kind) for r in records] == [("fail", FailureKind.WORKER_DIED)] * 3 + [("complete", None)] * 4, [
+        (r.number, r.state, r.kind, r.tags, a) for r, a in zip(records, attrs)]
+    chain = records[:4]
+    assert [r.tags.get("retry_of") for r in chain] == [None, 0, 1, 2]  # each names the run it replaces
+    assert all(r.params == chain[0].params for r in chain)
+    # Each retry resumed from its predecessor's checkpoint, one epoch further at least each time.
+    resumed = [int(a.get("resumed_from_epoch") or 0) for a in attrs[:4]]
+    assert resumed[0] == 0 and resumed[1] >= 1 and resumed[2] > resumed[1] and resumed[3] > resumed[2]
+    assert len(runner.calls) == 4 and len(result.ran) == 4
+
+
+def test_a_dead_trial_is_retried_while_it_makes_progress_and_twice_without():
+    import optuna
+
+    from tuner.store import EPOCH_REACHED, MAX_RETRY, RESUMED_FROM, retry_dead_trial
+
+    study = optuna.create_study()
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+    def die(trial, reached: int, resumed: int):
+        """Retries ``trial`` as if its run had checkpointed epoch ``reached`` after resuming from ``resumed``."""
+        trial.user_attrs.update({EPOCH_REACHED: reached, RESUMED_FROM: resumed})
+        before = len(study.trials)
+        retry_dead_trial(study, trial)
+        return study.trials[-1] if len(study.trials) > before else None
+
+    trial = optuna.create_trial(params={"x": 0.5}, distributions=dist, value=0.0)
+    study.add_trial(trial)
+    trial = study.trials[-1]
+    for epoch in range(1, 6):  # five runs, each one epoch further: five retries, past MAX_RETRY
+        trial = die(trial, epoch, epoch - 1)
+        assert trial is not None and trial.params == {"x": 0.5} and trial.system_attrs["failed_trial"] == 0
+    assert trial.system_attrs["retry_history"] == [0, 1, 2, 3, 4]
+    for _ in range(MAX_RETRY):  # runs that die before their first new epoch: MAX_RETRY more retries
+        trial = die(trial, 5, 5)
+        assert trial is not None
+    assert die(trial, 5, 5) is None

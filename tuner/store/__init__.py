@@ -12,9 +12,10 @@ from tuner.store._best import (REEVAL_SEED_STRIDE, ReevalRow, SIZE_ATTRS, SeedSt
                                reeval_seeds, seed_stats, top_configs)
 from tuner.store._budget import Budget
 from tuner.store._rdb import KNOWN_SCHEMA, SchemaWarning, read_tables
-from tuner.store._storage import (Artifacts, DEFAULT_STORAGE, GRACE_PERIOD, HEARTBEAT_INTERVAL, MAX_RETRY, META_KEY,
-                                  artifacts_root, create_or_load_study, engine_kwargs, heartbeat_timing, load_study,
-                                  open_storage, pick_study, redact, sqlite_file, study_meta, study_names, with_driver)
+from tuner.store._storage import (Artifacts, DEFAULT_STORAGE, EPOCH_REACHED, GRACE_PERIOD, HEARTBEAT_INTERVAL,
+                                  MAX_RETRY, META_KEY, RESUMED_FROM, artifacts_root, create_or_load_study,
+                                  engine_kwargs, heartbeat_timing, load_study, open_storage, pick_study, redact,
+                                  retry_dead_trial, sqlite_file, study_meta, study_names, with_driver)
 from tuner.store._study import (KERAS_BACKENDS, StudyRecords, check_backends, check_same_experiment, current_backend,
                                 done_baselines, is_replay, jsonable, new_meta, open_study, read_records, read_study,
                                 start_trial, write_meta)
@@ -23,6 +24,7 @@ __all__ = [
     "Artifacts",
     "Budget",
     "DEFAULT_STORAGE",
+    "EPOCH_REACHED",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
     "KERAS_BACKENDS",
@@ -30,6 +32,7 @@ __all__ = [
     "MAX_RETRY",
     "META_KEY",
     "REEVAL_SEED_STRIDE",
+    "RESUMED_FROM",
     "ReevalRow",
     "SIZE_ATTRS",
     "SchemaWarning",
@@ -64,6 +67,7 @@ __all__ = [
     "read_study",
     "read_tables",
     "redact",
+    "retry_dead_trial",
     "reeval_seeds",
     "seed_stats",
     "sqlite_file",

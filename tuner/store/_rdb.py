@@ -4,10 +4,10 @@
 JSON, the per-epoch history included), and opening an ``RDBStorage`` imports Optuna, SQLAlchemy and alembic and
 checks the schema: on a 5,000-trial study that was most of ``cnntune trials``, on a small one most of its start-up.
 cnntune's records need each trial's number, state and objective values, its user attributes (``config`` holds the
-parameters) and one system attribute (``failed_trial``, Optuna's retry of a dead worker's trial): ``read_tables``
-reads those with a few SQL queries, SQLite through Python's own ``sqlite3`` (read-only), the servers through
-SQLAlchemy Core; only trials without a ``config`` (queued, or of a study not made by cnntune) have their parameters
-decoded from Optuna's parameter table.
+parameters) and two system attributes (``failed_trial`` and ``retry_history``, Optuna's retry of a dead worker's
+trial): ``read_tables`` reads those with a few SQL queries, SQLite through Python's own ``sqlite3`` (read-only), the
+servers through SQLAlchemy Core; only trials without a ``config`` (queued, or of a study not made by cnntune) have
+their parameters decoded from Optuna's parameter table.
 
 Those tables are Optuna's, not a public interface. Optuna records their schema in the database (the alembic revision
 and ``version_info.schema_version``): the reader reads only the schema it was tested on (``KNOWN_SCHEMA``, Optuna 3.2
@@ -145,7 +145,7 @@ def _records(run, study_id: int, history: bool) -> list[TrialRecord]:
         attrs.setdefault(trial_id, {})[key] = json.loads(value)
     system: dict[int, dict[str, Any]] = {}
     for trial_id, key, value in run(f"SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a WHERE "
-                                    f"{of_study} AND a.key = 'failed_trial'", s=study_id):
+                                    f"{of_study} AND a.key IN ('failed_trial', 'retry_history')", s=study_id):
         system.setdefault(trial_id, {})[key] = json.loads(value)
     params: dict[int, dict[str, Any]] = {}
     if any("config" not in attrs.get(trial_id, {}) for trial_id, _, _ in trials):

@@ -19,10 +19,12 @@ from tuner.errors import StorageError
 __all__ = [
     "Artifacts",
     "DEFAULT_STORAGE",
+    "EPOCH_REACHED",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
     "MAX_RETRY",
     "META_KEY",
+    "RESUMED_FROM",
     "artifacts_root",
     "create_or_load_study",
     "heartbeat_timing",
@@ -30,6 +32,7 @@ __all__ = [
     "engine_kwargs",
     "open_storage",
     "pick_study",
+    "retry_dead_trial",
     "redact",
     "sqlite_file",
     "study_meta",
@@ -64,7 +67,9 @@ def sqlite_file(url: str) -> Path | None:
 
 
 # Heartbeats of running trials (seconds): a trial whose worker stopped beating for GRACE_PERIOD is failed and
-# retried (MAX_RETRY times at most) by the next worker that starts a trial (Optuna's stale-trial check).
+# retried by the next worker that starts a trial (Optuna's stale-trial check): as often as its runs make progress
+# (a spot machine preempted three times in one long trial), and MAX_RETRY times in all without progress (a
+# configuration that kills its own process).
 # CNNTUNE_HEARTBEAT_INTERVAL / CNNTUNE_GRACE_PERIOD override them (tests, very short or very long trials).
 HEARTBEAT_INTERVAL = 30
 GRACE_PERIOD = 90
@@ -81,7 +86,7 @@ def open_storage(url: str | None = None, *, heartbeat: bool = False, grace: floa
     Args:
         url: the storage URL; ``None`` uses ``sqlite:///cnntune.db`` in the working directory.
         heartbeat: for database storages, record heartbeats of running trials so that the trial of a killed
-            process is failed after ``grace`` seconds and retried (``MAX_RETRY`` times at most).
+            process is failed after ``grace`` seconds and retried (``retry_dead_trial``).
         grace: seconds without a heartbeat before a running trial counts as dead; default ``GRACE_PERIOD`` (or the
             ``CNNTUNE_GRACE_PERIOD`` variable).
         existing: the store exists already (reading commands): its tables are not created or checked for.
@@ -152,10 +157,32 @@ def _heartbeat_kwargs(enabled: bool, grace: float | None = None) -> dict[str, An
 
     interval, grace = heartbeat_timing(grace)
     timing = {"heartbeat_interval": interval, "grace_period": grace}
-    retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None)  # optuna >= 4.9
-    if retry is not None:
-        return {**timing, "heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
-    return {**timing, "failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
+    key = ("heartbeat_stale_trial_callback" if hasattr(storages, "RetryHeartbeatStaleTrialCallback")  # optuna >= 4.9
+           else "failed_trial_callback")
+    return {**timing, key: retry_dead_trial}
+
+
+# What a trial records as it trains, for its retry: the last epoch it checkpointed, the epoch it resumed from, and
+# (on the retry, in the storage's system attributes) how many runs of its chain died without progress.
+EPOCH_REACHED, RESUMED_FROM, STALLS = "epoch_reached", "resumed_from_epoch", "cnntune_stalls"  # the objective
+# writes the first two (tuner.trial)
+
+
+def retry_dead_trial(study, trial) -> None:
+    """Optuna's callback for a trial whose worker died (stale heartbeat): queues the same configuration again, marked
+    as Optuna marks a retry (``failed_trial``, ``retry_history``), unless its chain died ``MAX_RETRY`` times without
+    training an epoch past where the run started."""
+    import optuna
+
+    progressed = int(trial.user_attrs.get(EPOCH_REACHED) or 0) > int(trial.user_attrs.get(RESUMED_FROM) or 0)
+    stalls = int(trial.system_attrs.get(STALLS, 0)) + (0 if progressed else 1)
+    if stalls > MAX_RETRY:
+        return
+    system_attrs = {"failed_trial": trial.number, **trial.system_attrs, STALLS: stalls}
+    system_attrs["retry_history"] = [*trial.system_attrs.get("retry_history", []), trial.number]
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.WAITING, params=trial.params,
+                                        distributions=trial.distributions, user_attrs=trial.user_attrs,
+                                        system_attrs=system_attrs))
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:

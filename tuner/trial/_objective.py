@@ -39,7 +39,7 @@ from tuner.experiment import Experiment
 from tuner.options import SearchOptions
 from tuner.records import Display, FailureKind
 from tuner.signals import raise_if_interrupted
-from tuner.store import Artifacts, jsonable
+from tuner.store import EPOCH_REACHED, RESUMED_FROM, Artifacts, jsonable
 from tuner.trial import _checkpoint
 from tuner.trial._accel import accel_of
 from tuner.trial._isolate import TrialCrashed, isolated
@@ -288,7 +288,8 @@ class Objective:
         if not resumed:
             _checkpoint.discard(source)  # of another configuration, or empty: nobody else would resume from it
         epoch = int(meta["epoch"]) if resumed else 0
-        trial.set_user_attr("resumed_from_epoch", epoch)  # also overwrites a value a heartbeat retry copied
+        trial.set_user_attr(RESUMED_FROM, epoch)  # also overwrites a value a heartbeat retry copied
+        trial.set_user_attr(EPOCH_REACHED, epoch)
         if resumed:
             pruning.replay(meta.get("history") or {}, epoch)
         return resumed
@@ -332,6 +333,8 @@ class Objective:
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             display.epoch_end(number=trial.number, epoch=epoch, epochs=epochs, logs=logs)
+            if folder is not None:  # checkpointed: a retry after this worker dies knows the trial made progress
+                trial.set_user_attr(EPOCH_REACHED, epoch)
 
         searched = not attrs.get("baseline")
         pruning = EpochPruning(trial, self.prune and searched, epochs, then=on_epoch,
