@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from tuner.errors import CnntuneError
-from tuner.options import REPRODUCE_SEEDS, STORAGE_HELP, SearchOptions, option_fields
+from tuner.options import REPRODUCE_SEEDS, STORAGE_HELP, SearchOptions, flag, option_fields
 from tuner.quiet import set_verbose
 from tuner.signals import interruptible
 from tuner.store import redact
@@ -76,8 +76,8 @@ def _option_parameters(command: str) -> list[inspect.Parameter]:
         meta = f.metadata
         kind = meta["cli"] or _OPTION_TYPES[f.name]
         default = None if mode == "override" else (... if mode == "required" else f.default)
-        flag = "--" + f.name.replace("_", "-")
-        decls = [f"{flag}/--no-{flag[2:]}" if kind is bool and default is not False else flag]
+        name = flag(f.name)
+        decls = [f"{name}/--no-{name[2:]}" if kind is bool and default is not False else name]
         if meta["short"]:
             decls.append(meta["short"])
         annotation = Optional[kind] if default is None else kind

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
 
-__all__ = ["FINISHED", "Display", "FailureKind", "TrialRecord", "state_name", "val_noise_pp"]
+__all__ = ["FINISHED", "Display", "FailureKind", "TrialRecord", "replaced_trial", "state_name", "val_noise_pp"]
 
 # The states of a trial that ended.
 FINISHED = ("complete", "pruned", "fail")
@@ -70,6 +70,19 @@ _LEGACY_REASONS = (("interrupted", FailureKind.INTERRUPTED), ("diverged", Failur
                    ("not run: the study's budget was full", FailureKind.BUDGET_FULL))
 
 
+def replaced_trial(attrs: Mapping[str, Any], system_attrs: Mapping[str, Any]) -> int | None:
+    """The trial a retry replaces, from its stored attributes; ``None`` for a trial that retries none.
+
+    A retry after its worker died (the storage's heartbeat check, ``failed_trial``) replaces the last trial of its
+    ``retry_history`` (``failed_trial`` is the first of the chain, the same for every retry of a retry); that wins
+    over a ``retry_of`` it copied from the trial it retries. A retry the search queued (an interrupted trial's) names
+    it as ``retry_of``.
+    """
+    if "failed_trial" in system_attrs:
+        return int((system_attrs.get("retry_history") or [system_attrs["failed_trial"]])[-1])
+    return int(attrs["retry_of"]) if attrs.get("retry_of") is not None else None
+
+
 def state_name(state) -> str:
     return str(getattr(state, "name", state)).lower()
 
@@ -116,13 +129,11 @@ class TrialRecord:
         if value is None:
             value = attrs.get("val_accuracy")
         params = dict(attrs.get("config") or params or {})
-        tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "retry_of", "engine", "warm_start", "climb_of",
-                                      "grown_from", "over_budget", "precision", "jit", "device_data", "kt_trial_id")
-                if k in attrs}
-        # A trial retried after its worker died (Optuna heartbeat) names the trial it replaces: the last of its
-        # ``retry_history`` (``failed_trial`` is the first of the chain, the same for every retry of a retry).
-        if "failed_trial" in system_attrs:
-            tags["retry_of"] = (system_attrs.get("retry_history") or [system_attrs["failed_trial"]])[-1]
+        tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "engine", "warm_start", "climb_of", "grown_from",
+                                      "over_budget", "precision", "jit", "device_data", "kt_trial_id") if k in attrs}
+        replaced = replaced_trial(attrs, system_attrs)
+        if replaced is not None:
+            tags["retry_of"] = replaced
         state = state_name(state)
         if state == "pruned" and attrs.get("val_accuracy") is not None:
             # Optuna stores the last reported epoch as a pruned trial's value; the record keeps the best epoch's.

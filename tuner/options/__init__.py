@@ -19,7 +19,7 @@ Nothing here imports Optuna or Keras.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
 from tuner.errors import CnntuneError
@@ -28,6 +28,7 @@ from tuner.options._checks import (DEVICE_DATA, ENGINES, KERAS_TUNER, OBJECTIVES
                                    one_of, positive, text)
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_GRACE",
     "DEVICE_DATA",
     "ENGINES",
     "MAX_REEVAL_SEEDS",
@@ -40,8 +41,9 @@ __all__ = [
     "STORED_VERSION",
     "TUNERS",
     "SearchOptions",
-    "option_fields",
+    "flag",
     "number",
+    "option_fields",
     "option_value",
     "stored_record",
 ]
@@ -63,6 +65,7 @@ DEFAULT_GROW = True
 DEFAULT_CLIMB = 0.0
 DEFAULT_REEVAL_SHARE = 0.25
 DEFAULT_REEVAL_TOP = 3
+DEFAULT_HEARTBEAT_GRACE = 90  # seconds; the storage's heartbeats (tuner.store) take it when none is given
 MAX_SEED = 2**31 - 1
 MAX_REEVAL_SEEDS = 3  # new seeds per configuration re-evaluated: at most this in a search, by default in best --reeval
 REPRODUCE_SEEDS = 3  # seeds per baseline in reproduce
@@ -125,7 +128,8 @@ class SearchOptions:
                                hint="add --engine keras-tuner, or pick the Optuna sampler with --sampler "
                                     "tpe|random|grid")
     # Trial n trains with seed + n, and Keras takes seeds below 2**32: half the range leaves room for 2**31 trials.
-    seed: int = option(0, number(int, 0, MAX_SEED, why=f"from 0 to {MAX_SEED}"), "Seeds the sampler; trial n trains with seed+n.", stored=True,
+    seed: int = option(0, number(int, 0, MAX_SEED, why=f"from 0 to {MAX_SEED}"),
+                       "Seeds the sampler; trial n trains with seed+n.", stored=True,
                        commands={"search": "option", "reproduce": "option"},
                        helps={"reproduce": "The first seed: the baselines train with seeds SEED .. SEED + S - 1."})
     timeout: float | None = option(None, positive,
@@ -176,7 +180,7 @@ class SearchOptions:
                                         "(default all), each with a share of its memory.")
     heartbeat_grace: float | None = option(None, number(float, 2, why="at least 2 seconds"), "Seconds without a "
                                            "heartbeat before a worker counts as dead and its trial is retried "
-                                           "(default 90).", stored=True,
+                                           f"(default {DEFAULT_HEARTBEAT_GRACE}).", stored=True,
                                            commands={"search": "option", "worker": "override"},
                                            helps={"worker": "Seconds without a heartbeat before a worker counts as "
                                                             "dead (default: the study's)."})
@@ -285,9 +289,6 @@ class SearchOptions:
         if unknown:
             raise CnntuneError(f"unknown option {unknown[0]!r}; valid: {', '.join(sorted(names))}")
         return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def stored_record(meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from tuner.hp import describe
 from tuner.options import SearchOptions
 from tuner.records import Display, FINISHED, FailureKind, TrialRecord
 from tuner.signals import raise_if_interrupted
-from tuner.store import Artifacts, Budget
+from tuner.store import Artifacts, Budget, that_ran
 from tuner.trial import Objective
 
 __all__ = ["BaselineRun", "FailureStreak", "SearchPlan", "baseline_runs", "search_pins", "with_fidelity"]
@@ -193,7 +193,7 @@ class SearchPlan:
                 if rec.state in FINISHED:
                     self._finished[trial.number] = rec
             records.append(rec)
-        return [r for r in records if r.kind is not FailureKind.BUDGET_FULL]  # read_records' rule: they ran nothing
+        return that_ran(records)
 
     @property
     def budget(self) -> Budget:

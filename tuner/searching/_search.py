@@ -189,7 +189,8 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
     done = done_baselines(records)
     pending = [b for b in runs if b.name not in done]
     waiting = sum(1 for r in records if r.state == "waiting")
-    used = Budget(options.trials).used(records)
+    budget = Budget(options.trials)
+    used, left = budget.used(records), budget.left(records)
     # A Keras Tuner chief serves even a finished study: its oracle tells the workers to stop, so they exit.
     serving = options.chief is not None and worker_id is None
     if used >= options.trials and not pending and not waiting and not serving:
@@ -214,7 +215,7 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
         engine.prepare(plan)
         if pool.size == 0:
             return SearchResult(name, redact(url), [], best_trial(read_records(study_obj, url=url))[0],
-                                f"study {name!r} is ready: {max(options.trials - used, 0)} searched trials and "
+                                f"study {name!r} is ready: {left} searched trials and "
                                 f"{len(pending)} baselines to run; start workers with: cnntune worker --study {name} "
                                 f"--storage {redact(url)}")
         before = {r.number for r in records if r.state in FINISHED}
@@ -224,7 +225,7 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
     else:
         if not serving:
             display.search_begin(study=name, space=exp.space_name, data=exp.data.label(),
-                                 trials=max(options.trials - used, 0), baselines=len(pending) + waiting)
+                                 trials=left, baselines=len(pending) + waiting)
         try:
             engine.run(plan)
         finally:

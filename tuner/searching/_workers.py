@@ -42,16 +42,14 @@ def parse_gpus(gpus: str | Sequence[str]) -> list[str]:
         CnntuneError: an empty list, a GPU listed twice or not on this machine, or ``nvidia-smi`` missing, failing or
             listing no GPU.
     """
-    everything = isinstance(gpus, str) and gpus.strip() == "all"
-    items = () if everything else gpus.split(",") if isinstance(gpus, str) else list(gpus)
-    ids = [str(g).strip() for g in items]
-    if not everything and (not ids or any(not g for g in ids)):
+    if isinstance(gpus, str) and gpus.strip() == "all":
+        return [index for index, _ in _listed_gpus("all")]
+    ids = [str(g).strip() for g in (gpus.split(",") if isinstance(gpus, str) else gpus)]
+    if not ids or any(not g for g in ids):
         raise CnntuneError(f"--gpus takes a comma-separated list of GPU ids (0,1,3) or all. Received: {gpus!r}")
     if len(set(ids)) != len(ids):
         raise CnntuneError(f"--gpus lists a GPU twice: {gpus!r}; use --workers N to run several workers per GPU")
-    listed = _listed_gpus(str(gpus).strip() if everything else ",".join(ids))
-    if everything:
-        return [index for index, _ in listed]
+    listed = _listed_gpus(",".join(ids))
     known = {name for pair in listed for name in pair}
     missing = [g for g in ids if g not in known]
     if missing:
@@ -189,18 +187,21 @@ def worker_pool(options: SearchOptions, *, url: str, pooled: bool) -> WorkerPool
             file.
     """
     workers, gpus = options.workers, options.gpus
+    ids: list[str] | None = None  # the GPUs, read once (``--gpus all`` runs nvidia-smi)
     if options.trials_per_gpu is not None:
         if workers is not None:
             raise CnntuneError("--trials-per-gpu K starts K workers per GPU; drop --workers (or drop "
                                "--trials-per-gpu and let --workers N take the GPUs in turn)")
         gpus = "all" if gpus is None else gpus
-        workers = options.trials_per_gpu * len(parse_gpus(gpus))
+        ids = parse_gpus(gpus)
+        workers = options.trials_per_gpu * len(ids)
     if gpus is None and workers in (None, 1):
         return None
     if not pooled or options.chief is not None:
         raise CnntuneError("--workers and --gpus start Optuna workers; the Keras Tuner engine runs its workers with "
                            "--chief HOST:PORT and `cnntune worker --chief HOST:PORT`")
-    ids = parse_gpus(gpus) if gpus is not None else []
+    if ids is None:
+        ids = parse_gpus(gpus) if gpus is not None else []
     size = len(ids) if workers is None else workers
     if size > 1 and sqlite_file(url) is not None:
         journal = sqlite_file(url).with_suffix(".journal")

@@ -18,7 +18,7 @@ from tuner.store._storage import (Artifacts, DEFAULT_STORAGE, EPOCH_REACHED, GRA
                                   retry_dead_trial, sqlite_file, study_meta, study_names, with_driver)
 from tuner.store._study import (KERAS_BACKENDS, StudyRecords, check_backends, check_same_experiment, current_backend,
                                 done_baselines, is_replay, jsonable, new_meta, open_study, read_records, read_study,
-                                start_trial, write_meta)
+                                start_trial, that_ran, write_meta)
 
 __all__ = [
     "Artifacts",
@@ -74,6 +74,7 @@ __all__ = [
     "start_trial",
     "study_meta",
     "study_names",
+    "that_ran",
     "top_configs",
     "with_driver",
     "write_meta",

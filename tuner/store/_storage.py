@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tuner.errors import StorageError
+from tuner.options import DEFAULT_HEARTBEAT_GRACE
 
 __all__ = [
     "Artifacts",
@@ -72,7 +73,7 @@ def sqlite_file(url: str) -> Path | None:
 # configuration that kills its own process).
 # CNNTUNE_HEARTBEAT_INTERVAL / CNNTUNE_GRACE_PERIOD override them (tests, very short or very long trials).
 HEARTBEAT_INTERVAL = 30
-GRACE_PERIOD = 90
+GRACE_PERIOD = DEFAULT_HEARTBEAT_GRACE
 MAX_RETRY = 2
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "read_study",
     "start_trial",
     "study_meta",
+    "that_ran",
     "write_meta",
 ]
 
@@ -85,6 +86,12 @@ def read_records(study, *, url: str | None = None, history: bool = True) -> list
     histories), else through Optuna's API."""
     read = read_tables(url, study.study_name, history=history) if url else None
     records = read[2] if read is not None else [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+    return that_ran(records)
+
+
+def that_ran(records: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """``records`` without the trials a process created after the budget was full: they ran nothing, and every
+    reader leaves them out (Optuna cannot delete a trial)."""
     return [r for r in records if r.kind is not FailureKind.BUDGET_FULL]
 
 
@@ -116,7 +123,7 @@ def read_study(storage: str | None, study: str | None, *, history: bool = True) 
         if not history:
             for rec in records:
                 rec.history = {}
-    return StudyRecords(name, meta, [r for r in records if r.kind is not FailureKind.BUDGET_FULL])
+    return StudyRecords(name, meta, that_ran(records))
 
 
 # -- the rules -------------------------------------------------------------------------------------------------------

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import inspect
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
 from tuner.options import SearchOptions
-from tuner.records import Display, FailureKind
+from tuner.records import Display, FailureKind, replaced_trial
 from tuner.signals import raise_if_interrupted
 from tuner.store import EPOCH_REACHED, RESUMED_FROM, Artifacts, jsonable
 from tuner.trial import _checkpoint
@@ -158,23 +157,17 @@ def failure_of(exc: BaseException, batch_size: int | None = None) -> tuple[Failu
     return kind, f"{type(exc).__name__}: {text[0] if text else ''}"[:_REASON_CHARS]
 
 
-def _retry_history(trial) -> list[int]:
-    """The trials an Optuna heartbeat retry retries, oldest first (``[]`` for any other trial): Optuna's retry
-    callback records them in the new trial's system attributes."""
+def _system_attrs(trial) -> dict[str, Any]:
+    """A running Optuna trial's system attributes as stored (a heartbeat retry's ``failed_trial`` and
+    ``retry_history``); ``{}`` for the Keras Tuner engine's recording trial."""
     study = getattr(trial, "study", None)
-    if study is None:  # not an Optuna trial (the Keras Tuner engine's recording trial)
-        return []
+    if study is None:
+        return {}
     import optuna
 
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     frozen = next((t for t in running if t.number == trial.number), None)
-    if frozen is None:
-        return []
-    storages = optuna.storages
-    retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return [int(n) for n in retry.retry_history(frozen)]
+    return {} if frozen is None else dict(frozen.system_attrs)
 
 
 def _accepts(runner: Runner, name: str) -> bool:
@@ -268,12 +261,8 @@ class Objective:
                 and attrs.get("reeval_of") is None)
 
     def predecessor(self, trial, attrs: dict[str, Any]) -> int | None:
-        """The trial that ``trial`` retries, or ``None``. A heartbeat retry names the whole chain, the latest last;
-        it wins over ``retry_of``, which such a retry may have copied from the trial it retries."""
-        chain = _retry_history(trial)
-        if chain:
-            return chain[-1]
-        return int(attrs["retry_of"]) if attrs.get("retry_of") is not None else None
+        """The trial that ``trial`` retries, or ``None`` (``tuner.records.replaced_trial``)."""
+        return replaced_trial(attrs, _system_attrs(trial))
 
     def _take_over(self, trial, attrs: dict[str, Any], params: dict[str, Any], folder: Path,
                    pruning: EpochPruning) -> bool:
