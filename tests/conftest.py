@@ -163,3 +163,80 @@ def fake_nvidia_smi(tmp_path: Path, monkeypatch, gpus: int) -> None:
     fake.write_text("#!/bin/sh\n" + "".join(f"echo 'GPU {i}: NVIDIA H200 (UUID: GPU-{i})'\n" for i in range(gpus)))
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------------------
+def sample_checkpoint(epoch: int, seed: int = 0, best_epoch: int | None = None):
+    """A checkpoint of ``epoch`` epochs with random arrays (best weights of their own when ``best_epoch`` is
+    another epoch)."""
+    from tuner.trial import _checkpoint
+
+    rng = np.random.default_rng(seed)
+    best_epoch = epoch if best_epoch is None else best_epoch
+    return _checkpoint.Checkpoint(
+        epoch=epoch, config={"learning_rate": 0.001, "epochs": 4, "widths": (6, 16)},
+        history={"loss": [1.0 / (e + 1) for e in range(epoch)], "val_accuracy": [0.1 * e for e in range(epoch)]},
+        best=0.1 * (best_epoch - 1), best_epoch=best_epoch,
+        weights=[rng.normal(size=(3, 3, 2)).astype("float32"), rng.normal(size=(4,)).astype("float32")],
+        optimizer=[np.array(7, dtype="int64"), rng.normal(size=(3, 3, 2)).astype("float32")],
+        rng=[np.array([57844375, 6], dtype="int64")],
+        best_weights=None if best_epoch == epoch else [rng.normal(size=(3, 3, 2)).astype("float32"),
+                                                       rng.normal(size=(4,)).astype("float32")],
+        early_stopping={"wait": 1, "best": 0.5, "best_epoch": 0},
+    )
+
+
+# -- object storage: moto's S3-protocol server ---------------------------------------------------------------------
+S3_SECRET = "s3cr3t-key-never-printed"  # the secret key the S3 tests use: no output may show it
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> str:
+    """moto's S3-protocol server (the dev extra's ``moto[server]``) on 127.0.0.1, one per test process; its URL."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"moto_server did not answer at {url}") from None
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch) -> str:
+    """A new, empty bucket on the test S3 server, as ``s3://NAME``; the AWS variables point every client at it."""
+    import uuid
+
+    import boto3
+
+    for key, value in {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "cnntune-test",
+                       "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    name = f"cnntune-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+def s3_keys(bucket_url: str) -> list[str]:
+    """Every key in a test bucket, sorted."""
+    import boto3
+
+    name = bucket_url.removeprefix("s3://").split("/")[0]
+    pages = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).get_paginator("list_objects_v2")
+    return sorted(o["Key"] for page in pages.paginate(Bucket=name) for o in page.get("Contents", []))

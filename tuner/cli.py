@@ -11,6 +11,7 @@ import inspect
 import sys
 import typing
 import warnings
+from pathlib import PurePosixPath
 from typing import Any, Callable, Iterator, List, Optional
 
 import typer
@@ -274,7 +275,7 @@ def best(
             trial = report.best.number
         path = reporting.export(export, study=study, storage=storage, trial=trial)
         out.print(f"exported to {path} (raw uint8 images in, class probabilities out; metadata in "
-                  f"{path.with_suffix('.json').name})")
+                  f"{_sidecar(path)})")
 
 
 def _best_reeval(study: Optional[str], storage: Optional[str], export: Optional[str], trial: Optional[int],
@@ -294,7 +295,12 @@ def _best_reeval(study: Optional[str], storage: Optional[str], export: Optional[
         raise CnntuneError("no re-evaluation run completed, so there is no winner to export; pass --trial N")
     number = report.winner.trial if trial is None else trial
     path = api.export(export, study=study, storage=storage, trial=number)
-    out.print(f"exported trial {number} to {path} (metadata in {path.with_suffix('.json').name})")
+    out.print(f"exported trial {number} to {path} (metadata in {_sidecar(path)})")
+
+
+def _sidecar(exported) -> str:
+    """The name of the metadata file written beside an exported model (a path or a URL)."""
+    return PurePosixPath(str(exported)).with_suffix(".json").name
 
 
 def _reproduce(words: Optional[List[str]], seeds: int, out_dir: Optional[str], quiet: bool, verbose: bool,

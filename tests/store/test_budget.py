@@ -183,3 +183,49 @@ def test_a_dead_trial_is_retried_while_it_makes_progress_and_twice_without():
         trial = die(trial, 5, 5)
         assert trial is not None
     assert die(trial, 5, 5) is None
+
+
+def test_a_surviving_worker_waits_for_a_dead_workers_trial_and_runs_its_retry(store, monkeypatch):
+    """A trial of another worker holds the last place of ``--trials 2``; that worker dies (its heartbeat stops) after
+    this one has run the other place: this one does not exit, it waits past the grace period, fails the dead trial
+    and runs its retry, so the study ends with 2 complete searched trials."""
+    import threading
+
+    import optuna
+
+    from tuner.store import create_or_load_study, open_storage
+
+    monkeypatch.setenv("CNNTUNE_HEARTBEAT_INTERVAL", "1")
+    words = ["space=basenet", "data=synthetic", "epochs=1"]
+    options = tuner.SearchOptions(trials=2, storage=store, study="w", baselines=False, warm_start=0,
+                                  heartbeat_grace=2)
+    storage = open_storage(store, heartbeat=True, grace=2)
+    elsewhere = create_or_load_study(storage, "w").ask()  # the other worker's trial, running
+    first_done = threading.Event()
+
+    def beat() -> None:  # the other worker's heartbeat, until this worker has finished a trial
+        while not first_done.wait(0.3):
+            storage.record_heartbeat(elsewhere._trial_id)
+
+    class Signalling(FakeRunner):
+        def __call__(self, *args, **kwargs):
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                first_done.set()
+
+    storage.record_heartbeat(elsewhere._trial_id)
+    beating = threading.Thread(target=beat)
+    beating.start()
+    try:
+        started = time.monotonic()
+        tuner.search(words, options, runner=Signalling())
+        took = time.monotonic() - started
+    finally:
+        first_done.set()
+        beating.join()
+    records = tuner.trials(study="w", storage=store).records
+    assert [(r.number, r.state, r.kind, r.tags.get("retry_of")) for r in records] == [
+        (0, "fail", FailureKind.WORKER_DIED, None), (1, "complete", None, None), (2, "complete", None, 0)]
+    assert took >= 2  # it waited out the grace period
+    assert optuna.load_study(study_name="w", storage=storage).trials[2].system_attrs["failed_trial"] == 0

@@ -15,7 +15,9 @@ import pytest
 
 import tuner
 from conftest import FakeRunner, run_cli
+from conftest import sample_checkpoint as _ckpt
 from tuner.signals import deferred, interruptible, raise_if_interrupted
+from tuner.store import Location
 from tuner.trial import _checkpoint
 
 # 50 generated classes: 1,600 training images, about a second per BaseNet epoch here, so that a process can be
@@ -23,28 +25,13 @@ from tuner.trial import _checkpoint
 SLOW_SYN = ["space=basenet", "data=synthetic", "classes=50", "epochs=6", "learning_rate=0.001"]
 
 
-def _ckpt(epoch: int, seed: int = 0, best_epoch: int | None = None) -> _checkpoint.Checkpoint:
-    rng = np.random.default_rng(seed)
-    best_epoch = epoch if best_epoch is None else best_epoch
-    return _checkpoint.Checkpoint(
-        epoch=epoch, config={"learning_rate": 0.001, "epochs": 4, "widths": (6, 16)},
-        history={"loss": [1.0 / (e + 1) for e in range(epoch)], "val_accuracy": [0.1 * e for e in range(epoch)]},
-        best=0.1 * (best_epoch - 1), best_epoch=best_epoch,
-        weights=[rng.normal(size=(3, 3, 2)).astype("float32"), rng.normal(size=(4,)).astype("float32")],
-        optimizer=[np.array(7, dtype="int64"), rng.normal(size=(3, 3, 2)).astype("float32")],
-        rng=[np.array([57844375, 6], dtype="int64")],
-        best_weights=None if best_epoch == epoch else [rng.normal(size=(3, 3, 2)).astype("float32"),
-                                                       rng.normal(size=(4,)).astype("float32")],
-        early_stopping={"wait": 1, "best": 0.5, "best_epoch": 0},
-    )
-
-
 # -- the file --------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("best_epoch", [3, 2])
 def test_a_checkpoint_reads_back_what_was_written(tmp_path, best_epoch):
     written = _ckpt(3, best_epoch=best_epoch)
     path = _checkpoint.write(tmp_path / "trial_0001", written)
-    assert path == tmp_path / "trial_0001" / "checkpoint.npz" and os.listdir(path.parent) == ["checkpoint.npz"]
+    assert path.local == tmp_path / "trial_0001" / "checkpoint.npz"
+    assert os.listdir(path.local.parent) == ["checkpoint.npz"]
     back = _checkpoint.read(tmp_path / "trial_0001")
     assert back.epoch == 3 and back.best_epoch == best_epoch and back.best == pytest.approx(written.best)
     assert back.history == written.history and back.early_stopping == written.early_stopping
@@ -86,13 +73,14 @@ def test_a_write_that_dies_before_the_rename_leaves_the_previous_checkpoint(tmp_
     assert _checkpoint.read(folder) is None and _checkpoint.read_meta(folder) is None
 
 
-def test_adopt_moves_a_checkpoint_to_the_retry_and_discard_removes_it(tmp_path):
+def test_a_rewritten_checkpoint_replaces_the_last_one_and_discard_removes_it(tmp_path):
     _checkpoint.write(tmp_path / "trial_0001", _ckpt(2))
-    assert _checkpoint.adopt(tmp_path / "trial_0001", tmp_path / "trial_0003")
-    assert not (tmp_path / "trial_0001").exists() and _checkpoint.read_meta(tmp_path / "trial_0003")["epoch"] == 2
-    assert not _checkpoint.adopt(tmp_path / "trial_0001", tmp_path / "trial_0004")
-    _checkpoint.discard(tmp_path / "trial_0003")
-    assert not (tmp_path / "trial_0003").exists()
+    _checkpoint.write(str(tmp_path / "trial_0001"), _ckpt(3, seed=1))  # a retry writes where it read
+    assert _checkpoint.read_meta(tmp_path / "trial_0001")["epoch"] == 3
+    assert os.listdir(tmp_path / "trial_0001") == ["checkpoint.npz"]
+    _checkpoint.discard(tmp_path / "trial_0001")
+    _checkpoint.discard(tmp_path / "trial_0001")  # nothing there: nothing to do
+    assert not (tmp_path / "trial_0001").exists()
 
 
 def test_a_signal_while_training_is_deferred_to_the_next_boundary_and_a_second_one_raises_at_once():
@@ -150,16 +138,18 @@ def _start_state(holder: dict):
     return Capture()
 
 
-# BaseNet; and a space with random augmentation layers and batch normalization, whose random streams resume too.
+# BaseNet; and a space with random augmentation layers and batch normalization, whose random streams resume too;
+# BaseNet's checkpoints in a bucket (an S3-protocol server on 127.0.0.1) as well as in a folder.
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["basenet", "improved"])
-def test_an_interrupted_trial_resumes_from_its_epoch_checkpoint(tmp_path, name):
+@pytest.mark.parametrize("name, where", [("basenet", "folder"), ("improved", "folder"), ("basenet", "bucket")])
+def test_an_interrupted_trial_resumes_from_its_epoch_checkpoint(tmp_path, request, name, where):
     import keras
 
     from tuner.trial import run_trial
 
     space, data, params = _space(4, name)
-    folder = tmp_path / "checkpoints" / "trial_0000"
+    root = tmp_path if where == "folder" else Location.of(request.getfixturevalue("s3"))
+    folder = root / "checkpoints" / "trial_0000"
     seen: list[int] = []
     with pytest.raises(KeyboardInterrupt):
         with interruptible():
@@ -304,7 +294,7 @@ def _checkpoints(store_dir: Path, study: str) -> list[str]:
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
-def test_a_retried_baseline_and_a_retried_trial_take_over_their_predecessors_checkpoints(store, tmp_path):
+def test_a_retried_baseline_and_a_retried_trial_resume_their_predecessors_checkpoints_in_place(store, tmp_path):
     words = ["space=basenet", "data=synthetic", "epochs=4"]
     runner = CheckpointingFake(interrupt=[1])
     # Trial numbers below are those of a study without queued warm starts.
@@ -315,12 +305,13 @@ def test_a_retried_baseline_and_a_retried_trial_take_over_their_predecessors_che
     with pytest.raises(KeyboardInterrupt):
         tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="r", warm_start=0), runner=runner)
     folder = tmp_path / "cnntune_artifacts" / "r" / "checkpoints"
-    assert runner.kwargs[1]["checkpoint_dir"] == folder / "trial_0001"
-    assert runner.kwargs[1]["resume_from"] == folder / "trial_0001"
-    assert runner.kwargs[2]["resume_from"] is None
-    assert _checkpoints(tmp_path, "r") == ["trial_0002"]  # trial 1 finished: its checkpoint went
+    # The retry reads and goes on writing its predecessor's checkpoint where it is: nothing is moved.
+    assert runner.kwargs[1]["checkpoint_dir"] == folder / "trial_0000"
+    assert runner.kwargs[1]["resume_from"] == folder / "trial_0000"
+    assert runner.kwargs[2]["resume_from"] is None and runner.kwargs[2]["checkpoint_dir"] == folder / "trial_0002"
+    assert _checkpoints(tmp_path, "r") == ["trial_0002"]  # trial 1 finished: its chain's checkpoint went
     tuner.search(words, tuner.SearchOptions(trials=2, storage=store, study="r", warm_start=0), runner=runner)
-    assert runner.kwargs[3]["resume_from"] == folder / "trial_0003"
+    assert runner.kwargs[3]["resume_from"] == folder / "trial_0002"
     trials = _study(store, "r")
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert trials[1].user_attrs["baseline"] == "basenet" and trials[1].user_attrs["retry_of"] == 0
@@ -336,10 +327,11 @@ def test_a_retry_of_a_retry_resumes_from_the_latest_checkpoint(store, tmp_path):
         with pytest.raises(KeyboardInterrupt):
             tuner.search(words, tuner.SearchOptions(trials=1, storage=store, study="rr", baselines=False),
                          runner=runner)
-    assert _checkpoints(tmp_path, "rr") == ["trial_0001"]  # taken over from trial 0, then advanced
+    assert _checkpoints(tmp_path, "rr") == ["trial_0000"]  # read by trial 1 and advanced in place
     tuner.search(words, tuner.SearchOptions(trials=1, storage=store, study="rr", baselines=False), runner=runner)
     trials = _study(store, "rr")
     assert [t.user_attrs.get("retry_of") for t in trials] == [None, 0, 1]
+    assert [t.user_attrs.get("checkpoint_of") for t in trials] == [0, 0, 0]
     assert [t.user_attrs.get("resumed_from_epoch") for t in trials] == [None, 2, 3]
     assert trials[2].state.name == "COMPLETE" and _checkpoints(tmp_path, "rr") == []
 

@@ -139,7 +139,9 @@ class SearchOptions:
                                                     "re-evaluate, stop the running one then)."})
     baselines: bool = option(True, flag_value, "Enqueue the space's baselines as the first trials (--no-baselines: "
                              "do not).", stored=True)
-    artifacts: str | None = option(None, text, "Folder for model files (default: beside the study store).",
+    artifacts: str | None = option(None, text, "Folder or object-storage URL (s3://bucket/prefix, gs://, az://) "
+                                   "for checkpoints and model files; stored with the study (default: beside the "
+                                   "study store).",
                                    commands={"search": "option", "reproduce": "option"})
     skip_bad_images: bool = option(False, flag_value, "Skip unreadable image files (named in a warning) instead of "
                                    "failing.", stored=True, commands={"search": "option", "reproduce": "option"})

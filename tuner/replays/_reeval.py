@@ -12,9 +12,8 @@ completed ones, so an interrupted re-evaluation resumes and a larger ``--seeds``
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from tuner.errors import CnntuneError, StorageError
 from tuner.experiment import from_meta, load_data
@@ -98,6 +97,7 @@ def reevaluate(
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         exp = from_meta(meta)
+        art = Artifacts.of(meta, url, st.study_name).check()  # before the data is loaded
         data = load_data(exp, skip_bad_images=bool(meta.get("skip_bad_images", False)))
         display.search_begin(study=st.study_name, space=exp.space_name, data=exp.data.label(), trials=len(runs),
                              baselines=0)
@@ -105,7 +105,7 @@ def reevaluate(
             # the study's options (isolation, precision, JIT, device data): its top configurations retrain as
             # they were searched
             options = SearchOptions.from_meta(meta, st.study_name) if stored_record(meta) else None
-            ran = run_replays(st, exp, data, Artifacts.of(meta, url, st.study_name), runs, display, runner, options)
+            ran = run_replays(st, exp, data, art, runs, display, runner, options)
         finally:
             display.search_end()
         records = read_records(st, url=url)

@@ -313,13 +313,13 @@ def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[i
     missing = [(b, s) for s in seeds for b in baselines if (b.name, s) not in done]
     ran: list[TrialRecord] = []
     if missing:
+        art = Artifacts.of(meta, url, name, options.artifacts).check()  # before the data is loaded
         data = load_data(exp, skip_bad_images=options.skip_bad_images)
         # The sampler is never consulted (runs are not sampled); random keeps create_study cheap and seedless.
         study_obj = create_or_load_study(store, name, sampler=optuna.samplers.RandomSampler())
-        art = Artifacts.of(meta, url, name, options.artifacts)
         if not meta or meta.get("search") != options.stored():
             # How this reproduction's runs train, as a search stores its options (``best --reeval`` reads them).
-            meta = meta or new_meta(exp, data, art.root, skip_bad_images=options.skip_bad_images)
+            meta = meta or new_meta(exp, data, art.files.where, skip_bad_images=options.skip_bad_images)
             meta["search"] = options.stored()
             write_meta(study_obj, meta)
         runs = [ReplayRun(configs[b.name], s, {"reproduce": True, "baseline": b.name, "reported": b.reported})

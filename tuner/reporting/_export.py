@@ -1,16 +1,18 @@
-"""``export``: one trial's model as one ``.keras`` file that takes raw uint8 images, with its metadata inside."""
+"""``export``: one trial's model as one ``.keras`` file that takes raw uint8 images, with its metadata inside; to a
+local file or to object storage (``s3://bucket/model.keras``)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from tuner.errors import CnntuneError, StorageError
 from tuner.reporting._results import best
-from tuner.store import read_study
+from tuner.store import Location, is_url, read_study
 
 __all__ = ["METADATA_NAME", "export", "export_target", "read_export_metadata"]
 
@@ -18,26 +20,36 @@ __all__ = ["METADATA_NAME", "export", "export_target", "read_export_metadata"]
 METADATA_NAME = "cnntune.json"
 
 
-def export_target(path: str | Path) -> Path:
-    """Checks an export file name before any work is done.
+def export_target(path: str | Path) -> Location:
+    """Checks an export file name (a local path or a URL of object storage) before any work is done.
 
     Raises:
         CnntuneError: not a ``.keras`` name, or its folder does not exist.
+        StorageError: the bucket cannot be written.
     """
-    target = Path(path).expanduser()
-    if target.suffix != ".keras":
+    text = str(path)
+    if not text.endswith(".keras") or text.rstrip("/").rsplit("/", 1)[-1] == ".keras":
         raise CnntuneError(f"--export needs a file name ending in .keras. Received: {path}")
-    if not target.parent.is_dir():
-        raise CnntuneError(f"cannot export to {target}: folder {target.parent} does not exist")
-    return target
+    if is_url(text):
+        target = Location.of(text)
+        Location.of(text.rsplit("/", 1)[0]).check_writable()
+        return target
+    local = Path(text).expanduser()
+    if not local.parent.is_dir():
+        raise CnntuneError(f"cannot export to {local}: folder {local.parent} does not exist")
+    return Location.of(local)
 
 
 def export(path: str | Path, *, study: str | None = None, storage: str | None = None,
-           trial: int | None = None) -> Path:
+           trial: int | None = None) -> Path | str:
     """Writes the best (or a given) trial's model as one ``.keras`` file that takes raw uint8 images.
 
     The metadata (space, params, seed, epoch, backend, dataset, class names) goes inside the file as
-    ``cnntune.json`` and beside it as ``<name>.json``.
+    ``cnntune.json`` and beside it as ``<name>.json``. ``path`` is a local file or a URL of object storage; the
+    trial's model file may be either too.
+
+    Returns:
+        The file written: a ``Path``, or the URL.
 
     Raises:
         CnntuneError: a folder that does not exist, a missing model file, an unknown trial.
@@ -52,7 +64,7 @@ def export(path: str | Path, *, study: str | None = None, storage: str | None = 
         if not matches or matches[0].state != "complete":
             raise StorageError(f"study {read.name!r} has no completed trial {trial}")
         rec, meta, name = matches[0], read.meta, read.name
-    if not rec.model_path or not Path(rec.model_path).is_file():
+    if not rec.model_path or not Location.of(rec.model_path).exists():
         raise CnntuneError(f"the model file of trial {rec.number} is missing ({rec.model_path}); rerun the search")
     info = {
         "study": name,
@@ -71,14 +83,17 @@ def export(path: str | Path, *, study: str | None = None, storage: str | None = 
         "test_accuracy": rec.test_accuracy,
         "baseline": rec.baseline,
     }
-    # Written beside the target, patched, then renamed: a reader never sees a half-written model.
-    tmp = target.with_name(target.name + ".tmp")
-    _copy_portable(rec.model_path, tmp)
-    with zipfile.ZipFile(tmp, "a") as zf:
-        zf.writestr(METADATA_NAME, json.dumps(info, indent=2))
-    tmp.replace(target)
-    target.with_suffix(".json").write_text(json.dumps(info, indent=2))
-    return target
+    # Made aside, patched, then put in place whole (renamed, or one upload): a reader never sees a half-written model.
+    with tempfile.TemporaryDirectory(prefix="cnntune-export-") as folder:
+        tmp = Path(folder) / "model.keras"
+        with Location.of(rec.model_path).fetched() as source:
+            _copy_portable(source, tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(METADATA_NAME, json.dumps(info, indent=2))
+        target.upload(tmp)
+    sidecar = target.where[: -len(".keras")] + ".json"
+    Location.of(sidecar).write_bytes(json.dumps(info, indent=2).encode())
+    return target.local or target.where
 
 
 def _portable(config: Any) -> bool:

@@ -167,15 +167,15 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
     engine = get_engine(options.engine)
     if hasattr(exp.space, "prepare"):  # e.g. backbone weights: fail before any trial, with one line
         exp.space.prepare(exp.options)
+    art = Artifacts.of(meta, url, name, options.artifacts).check()  # before the data is loaded
     data = load_data(exp, skip_bad_images=options.skip_bad_images)
     study_obj = create_or_load_study(store, name, directions=[OBJECTIVES[o] for o in options.objective])
-    art = Artifacts.of(meta, url, name, options.artifacts)
     records = read_records(study_obj, url=url)
     # Before the options are stored: a refused search changes nothing. Keras is not imported for it (with
     # --workers or --isolate this process may never train).
     check_backends(name, records, current_backend(), options.allow_mixed_backends)
     if not meta:
-        meta = new_meta(exp, data, art.root, skip_bad_images=options.skip_bad_images)
+        meta = new_meta(exp, data, art.files.where, skip_bad_images=options.skip_bad_images)
         meta["search"] = options.stored()
         write_meta(study_obj, meta)
     elif not worker_id and meta.get("search") != options.stored():
@@ -199,6 +199,7 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
 
     objective = Objective.of(options, exp, data, art, display, runner, model_dir=engine.model_dir(art),
                              prune=options.pruner not in (None, "none"), engine=engine.TAG,
+                             worker=worker_id or f"search-{os.getpid()}",
                              resumes=engine.RESUMES_TRIALS, clock=clock)
     # The re-evaluation phase is the main search process's; workers and a serving chief only search.
     reeval = options.reeval_share if worker_id is None and not serving else 0.0

@@ -11,11 +11,12 @@ from tuner.store._best import (REEVAL_SEED_STRIDE, ReevalRow, SIZE_ATTRS, SeedSt
                                candidates, config_key, diff_se, is_done, mean_std, pareto_front, pct, rank_configs,
                                reeval_seeds, seed_stats, top_configs)
 from tuner.store._budget import Budget
+from tuner.store._location import Location, is_url, redact
 from tuner.store._rdb import KNOWN_SCHEMA, SchemaWarning, read_tables
-from tuner.store._storage import (Artifacts, DEFAULT_STORAGE, EPOCH_REACHED, GRACE_PERIOD, HEARTBEAT_INTERVAL,
-                                  MAX_RETRY, META_KEY, RESUMED_FROM, artifacts_root, create_or_load_study,
-                                  engine_kwargs, heartbeat_timing, load_study, open_storage, pick_study, redact,
-                                  retry_dead_trial, sqlite_file, study_meta, study_names, with_driver)
+from tuner.store._storage import (Artifacts, CHECKPOINT_OF, DEFAULT_STORAGE, EPOCH_REACHED, GRACE_PERIOD,
+                                  HEARTBEAT_INTERVAL, MAX_RETRY, META_KEY, RESUMED_FROM, artifacts_root,
+                                  create_or_load_study, engine_kwargs, heartbeat_timing, load_study, open_storage,
+                                  pick_study, retry_dead_trial, sqlite_file, study_meta, study_names, with_driver)
 from tuner.store._study import (KERAS_BACKENDS, StudyRecords, check_backends, check_same_experiment, current_backend,
                                 done_baselines, is_replay, jsonable, new_meta, open_study, read_records, read_study,
                                 start_trial, that_ran, write_meta)
@@ -23,12 +24,14 @@ from tuner.store._study import (KERAS_BACKENDS, StudyRecords, check_backends, ch
 __all__ = [
     "Artifacts",
     "Budget",
+    "CHECKPOINT_OF",
     "DEFAULT_STORAGE",
     "EPOCH_REACHED",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
     "KERAS_BACKENDS",
     "KNOWN_SCHEMA",
+    "Location",
     "MAX_RETRY",
     "META_KEY",
     "REEVAL_SEED_STRIDE",
@@ -53,6 +56,7 @@ __all__ = [
     "heartbeat_timing",
     "is_done",
     "is_replay",
+    "is_url",
     "jsonable",
     "load_study",
     "mean_std",

@@ -75,10 +75,12 @@ class Budget:
         order = [r.number for r in self.places(records)]
         return order.index(number) if number in order else len(order)
 
+    def free(self, records: Sequence[TrialRecord]) -> int:
+        """Places that no finished or running trial holds: how many new trials a process may start (a queued
+        trial holds its place only once it runs)."""
+        return max(self.trials - sum(1 for r in self.places(records) if r.state != "waiting"), 0)
+
     def full(self, records: Sequence[TrialRecord], elsewhere: int = 0) -> bool:
         """Every place is held by a finished or running trial (``elsewhere``: running trials the study does not
         show yet, e.g. Keras Tuner's) and nothing is queued: start no further trial."""
-        if any(r.state == "waiting" for r in records):
-            return False
-        held = sum(1 for r in self.places(records) if r.state != "waiting")
-        return held + elsewhere >= self.trials
+        return not any(r.state == "waiting" for r in records) and self.free(records) <= elsewhere

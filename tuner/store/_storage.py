@@ -1,14 +1,14 @@
 """The study store: an Optuna storage URL is the single system of record.
 
-Studies, trials, metrics and the locations of model artifacts live in the Optuna storage; the model files
-themselves live in an artifacts folder next to the study (beside the SQLite file, or under the working
-directory for server storages). Nothing here imports Keras.
+Studies, trials, metrics and the locations of model artifacts live in the Optuna storage; the model files and the
+trials' checkpoints live in the study's artifacts: a folder next to the study (beside the SQLite file, or under the
+working directory for server storages), or a prefix in object storage (``--artifacts s3://bucket/prefix``) that
+workers on hosts sharing nothing else reach. Nothing here imports Keras.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +16,11 @@ from typing import Any, Sequence
 
 from tuner.errors import StorageError
 from tuner.options import DEFAULT_HEARTBEAT_GRACE
+from tuner.store._location import Location, is_url, redact
 
 __all__ = [
     "Artifacts",
+    "CHECKPOINT_OF",
     "DEFAULT_STORAGE",
     "EPOCH_REACHED",
     "GRACE_PERIOD",
@@ -34,7 +36,6 @@ __all__ = [
     "open_storage",
     "pick_study",
     "retry_dead_trial",
-    "redact",
     "sqlite_file",
     "study_meta",
     "study_names",
@@ -43,14 +44,6 @@ __all__ = [
 
 DEFAULT_STORAGE = "sqlite:///cnntune.db"
 META_KEY = "cnntune"
-
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
-
-
-def redact(text: str) -> str:
-    """Hides passwords of any URLs inside ``text`` (``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``)."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", str(text))
-
 
 def _journal_path(url: str) -> str | None:
     if url.startswith("journal:"):
@@ -167,6 +160,10 @@ def _heartbeat_kwargs(enabled: bool, grace: float | None = None) -> dict[str, An
 # (on the retry, in the storage's system attributes) how many runs of its chain died without progress.
 EPOCH_REACHED, RESUMED_FROM, STALLS = "epoch_reached", "resumed_from_epoch", "cnntune_stalls"  # the objective
 # writes the first two (tuner.trial)
+# The trial whose checkpoint folder a chain of retries shares: a retry reads and rewrites its predecessor's
+# checkpoint in place (object stores cannot rename). Optuna's heartbeat retry copies it with the user attributes;
+# a search's retry of an interrupted trial is queued with it.
+CHECKPOINT_OF = "checkpoint_of"
 
 
 def retry_dead_trial(study, trial) -> None:
@@ -194,11 +191,11 @@ def engine_kwargs(url: str) -> dict[str, Any]:
 
 
 def artifacts_root(url: str | None, study_name: str, override: str | os.PathLike | None = None) -> Path:
-    """The folder holding the model files of a study.
+    """The folder holding the model files of a study (and, with artifacts in object storage, this host's files).
 
     Next to the SQLite or journal file when the storage is a file; otherwise ``./cnntune_artifacts``.
     """
-    if override:
+    if override and not is_url(override):
         return Path(override).expanduser().resolve() / study_name
     url = url or DEFAULT_STORAGE
     file = sqlite_file(url) or (Path(p) if (p := _journal_path(url)) else None)
@@ -271,15 +268,30 @@ class Artifacts:
     """Where a study's files live.
 
     Attributes:
-        root: the study's artifacts folder (``cnntune_artifacts/<study>`` next to a SQLite or journal file).
+        root: this host's folder (``cnntune_artifacts/<study>`` next to a SQLite or journal file): what each host
+            keeps for itself (the feature cache, Keras Tuner's project, the data ``--isolate`` memory-maps).
+        files: the study's shared files, the trials' checkpoints and model files: ``root`` itself, or the study's
+            prefix in object storage (``--artifacts s3://bucket/prefix`` -> ``s3://bucket/prefix/<study>``).
     """
 
     root: Path
+    files: Location
 
     @classmethod
     def of(cls, meta: dict[str, Any], url: str, study: str, override: str | None = None) -> "Artifacts":
-        """A study's folder: the one its metadata names, else the default for its storage (or ``override``)."""
-        return cls(Path(meta["artifacts"]) if meta.get("artifacts") else artifacts_root(url, study, override))
+        """A study's artifacts: where its metadata says, else the default for its storage (or ``override``)."""
+        where = meta.get("artifacts") or (f"{override.rstrip('/')}/{study}" if is_url(override) else None)
+        if where and is_url(where):
+            return cls(artifacts_root(url, study), Location.of(where))
+        root = Path(where) if where else artifacts_root(url, study, override)
+        return cls(root, Location.of(root))
+
+    def check(self) -> "Artifacts":
+        """Raises ``StorageError`` (one line) when the study's files are in object storage that cannot be written,
+        so that a command says so before it loads data or trains; returns itself."""
+        if self.files.remote:
+            self.files.check_writable()
+        return self
 
     @property
     def feature_cache(self) -> Path:
@@ -288,5 +300,5 @@ class Artifacts:
 
     @property
     def keras_tuner(self) -> Path:
-        """Keras Tuner's project folder (its oracle state, for resuming) and the models of its trials."""
+        """Keras Tuner's project folder (its oracle state, for resuming)."""
         return self.root / "keras_tuner"

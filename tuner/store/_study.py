@@ -19,7 +19,6 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from tuner.errors import CnntuneError, StorageError
@@ -190,8 +189,9 @@ def jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(values))
 
 
-def new_meta(exp: Experiment, data, artifacts: Path, skip_bad_images: bool = False) -> dict[str, Any]:
-    """The cnntune description stored on a new study: what it trains on, so reading commands need no words."""
+def new_meta(exp: Experiment, data, artifacts: str, skip_bad_images: bool = False) -> dict[str, Any]:
+    """The cnntune description stored on a new study: what it trains on and where its files go (a folder or a URL),
+    so reading commands and workers need no words."""
     return {
         "space": exp.space_name,
         "data": exp.data.to_dict(),
@@ -204,7 +204,7 @@ def new_meta(exp: Experiment, data, artifacts: Path, skip_bad_images: bool = Fal
         "n_train": int(len(data.x_train)),
         "n_val": int(len(data.x_val)),
         "n_test": int(len(data.x_test)),
-        "artifacts": str(artifacts),
+        "artifacts": artifacts,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 

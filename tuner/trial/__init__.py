@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tuner.trial._accel import POLICIES, accel_of, apply_jit, check_precision, precision_policy, share_gpu_env
 from tuner.trial._callbacks import EpochHook, callback_classes, restore, rng_states
-from tuner.trial._checkpoint import Checkpoint, FILE, Writer, adopt, discard, read, read_meta, same_config, write
+from tuner.trial._checkpoint import Checkpoint, FILE, Writer, discard, read, read_meta, same_config, write
 from tuner.trial._cost import activations, all_layers, multiply_adds
 from tuner.trial._device_data import check_device_data, device_batches, wanted
 from tuner.trial._features import ENV_VAR, HeadOnly, cache_path, default_cache_dir, features, head_only
@@ -36,7 +36,6 @@ __all__ = [
     "Writer",
     "accel_of",
     "activations",
-    "adopt",
     "all_layers",
     "apply_jit",
     "cache_path",

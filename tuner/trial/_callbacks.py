@@ -7,7 +7,6 @@ Keras is imported when a trial runs, never when this module is imported.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 from tuner.errors import CnntuneError
@@ -78,8 +77,8 @@ def callback_classes():
         """Writes the trial's checkpoint at the end of every epoch; runs after every other callback, so that the
         best epoch and the early-stopping state it records are this epoch's."""
 
-        def __init__(self, folder: Path | None, config: dict[str, Any], best: BestEpoch, early_stopping=None,
-                     resume: _checkpoint.Checkpoint | None = None):
+        def __init__(self, folder: _checkpoint.Folder | None, config: dict[str, Any], best: BestEpoch,
+                     early_stopping=None, resume: _checkpoint.Checkpoint | None = None):
             super().__init__()
             self.folder = folder
             self.config = config

@@ -3,10 +3,11 @@
 A trial's checkpoint is one file, ``<folder>/checkpoint.npz``, rewritten at the end of every epoch: the model's
 weights, the optimizer's variables, the states of the model's random layers and, when another epoch was better, that
 epoch's weights, as NumPy arrays; and a JSON record (member ``meta``) with the epochs trained, the trial's
-configuration, the history so far, the best score and its epoch, and the early-stopping state. It is written to a
-temporary file in the same folder and renamed over the previous one (``os.replace``), so a reader, or a process
-killed while writing, finds the previous checkpoint or the new one, never a part of one. The runner writes through a
-``Writer``, in a background thread, so that the next epoch trains meanwhile.
+configuration, the history so far, the best score and its epoch, and the early-stopping state. The folder is local or
+in object storage (``tuner.store.Location``); either way the file is replaced whole (written aside and renamed, or
+one object put), so a reader, or a process killed while writing, finds the previous checkpoint or the new one, never
+a part of one. Nothing moves a checkpoint: the runs of one trial (a trial and its retries) share one folder. The
+runner writes through a ``Writer``, in a background thread, so that the next epoch trains meanwhile.
 
 Raw arrays rather than a ``.keras`` archive: a checkpoint is written after every epoch, and serializing the model's
 configuration each time costs several times more than dumping its arrays (BaseNet, 25k parameters, on CPU: about
@@ -18,18 +19,21 @@ Nothing here imports Keras.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
-import shutil
-import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
-__all__ = ["FILE", "Checkpoint", "Writer", "adopt", "discard", "read", "read_meta", "same_config", "write"]
+from tuner.store import Location
+
+__all__ = ["FILE", "Checkpoint", "Folder", "Writer", "discard", "read", "read_meta", "same_config", "write"]
+
+# A checkpoint's folder: a local path, a URL of object storage, or a Location of either.
+Folder = Union[str, os.PathLike, Location]
 
 FILE = "checkpoint.npz"
 _FORMAT = "cnntune-checkpoint-v1"  # bump when the meaning of a stored array or field changes
@@ -94,47 +98,39 @@ def same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return _normal(a) == _normal(b)
 
 
-def write(folder: str | os.PathLike, ckpt: Checkpoint) -> Path:
-    """Writes ``ckpt`` as the checkpoint of ``folder`` (created if missing), replacing the previous one atomically.
+def write(folder: Folder, ckpt: Checkpoint) -> Location:
+    """Writes ``ckpt`` as the checkpoint of ``folder`` (created if missing), replacing the previous one whole.
 
     Returns:
         The checkpoint file.
     """
     import numpy as np
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = {"meta": np.frombuffer(json.dumps(ckpt.meta()).encode(), dtype=np.uint8)}
     groups = (("w", ckpt.weights), ("o", ckpt.optimizer), ("r", ckpt.rng), ("b", ckpt.best_weights or ()))
     for prefix, values in groups:
         arrays.update({f"{prefix}{i:05d}": np.asarray(v) for i, v in enumerate(values)})
-    fd, tmp = tempfile.mkstemp(prefix=f".{FILE}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())  # the renamed file must hold the data even after a crash of the machine
-        os.replace(tmp, folder / FILE)  # atomic: readers see the old checkpoint or the new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return folder / FILE
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    target = Location.of(folder) / FILE
+    target.write_bytes(buffer.getvalue())
+    return target
 
 
 class Writer:
     """Writes one trial's checkpoints in a background thread, so that the next epoch trains while the last one is
-    serialized and synced to disk (``write``: 5-8 ms a BaseNet epoch, about 20 ms for the final model's 690k
+    serialized and stored (``write``: 5-8 ms a BaseNet epoch to a local disk, about 20 ms for the final model's 690k
     parameters, on epochs of 0.7-8 s; seconds for a large model on a fast GPU).
 
-    ``write`` first waits for the previous checkpoint to be on disk, then hands this one over: the file on disk is at
-    most one write behind, and each file is whole as before (written aside, synced, renamed). The caller hands over
+    ``write`` first waits for the previous checkpoint to be stored, then hands this one over: the stored file is at
+    most one write behind, and each file is whole as before. The caller hands over
     values it will not change afterwards (``get_weights()`` returns copies). ``wait`` returns once the last
     checkpoint is on disk and raises the error of a write that failed, so that a trial whose checkpoints cannot be
     written still fails, one epoch later at most. The thread is not a daemon: the interpreter lets it finish.
     """
 
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)
+    def __init__(self, folder: Folder):
+        self.folder = Location.of(folder)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -160,26 +156,26 @@ class Writer:
             raise error
 
 
-def read_meta(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The JSON record of ``folder``'s checkpoint (epoch, config, history, best), without loading the arrays;
-    ``None`` when there is no readable checkpoint."""
+def read_meta(folder: Folder) -> dict[str, Any] | None:
+    """The JSON record of ``folder``'s checkpoint (epoch, config, history, best), without loading the arrays (nor
+    downloading them from object storage); ``None`` when there is no readable checkpoint."""
     import numpy as np
 
     try:
         # The file is opened here: NumPy leaves it open when it is no zip archive.
-        with open(Path(folder) / FILE, "rb") as f, np.load(f, allow_pickle=False) as z:
+        with (Location.of(folder) / FILE).open() as f, np.load(f, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
     except _UNREADABLE:
         return None  # missing, or not a checkpoint of this format: nothing to resume from
     return meta if meta.get("format") == _FORMAT else None
 
 
-def read(folder: str | os.PathLike) -> Checkpoint | None:
+def read(folder: Folder) -> Checkpoint | None:
     """``folder``'s checkpoint with its arrays, or ``None`` when there is no readable checkpoint."""
     import numpy as np
 
     try:
-        with open(Path(folder) / FILE, "rb") as f, np.load(f, allow_pickle=False) as z:
+        with (Location.of(folder) / FILE).open() as f, np.load(f, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             groups: dict[str, list[Any]] = {"w": [], "o": [], "r": [], "b": []}
             for name in sorted(n for n in z.files if n != "meta"):
@@ -195,22 +191,6 @@ def read(folder: str | os.PathLike) -> Checkpoint | None:
     )
 
 
-def adopt(source: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """Moves ``source``'s checkpoint into ``folder`` (a retry takes over the trial it retries), so that the latest
-    checkpoint of a chain of retries is always in the folder of the last one; removes ``source``.
-
-    Returns:
-        Whether ``source`` held a checkpoint.
-    """
-    src = Path(source) / FILE
-    if not src.is_file():
-        return False
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    os.replace(src, Path(folder) / FILE)  # atomic, same file system (both under the study's artifacts)
-    discard(source)
-    return True
-
-
-def discard(folder: str | os.PathLike) -> None:
+def discard(folder: Folder) -> None:
     """Deletes ``folder`` and its checkpoint (the trial finished); nothing when it does not exist."""
-    shutil.rmtree(folder, ignore_errors=True)
+    Location.of(folder).remove()

@@ -16,10 +16,14 @@ trial's user attributes. It is the one place that maps every way a trial can end
 * any other exception: ``ERROR`` / ``"Type: message"``; re-raises (the engine records the trial as failed).
 
 Trials that a search retries (Optuna engine, no replay) survive preemption: the runner checkpoints each one at the
-end of every epoch into ``<model_dir>/checkpoints/trial_NNNN/``. A retry (``retry_of``, set when the search
-re-enqueues an interrupted trial, or Optuna's heartbeat retry of a dead worker's trial) takes over its predecessor's
-checkpoint, when it is of the same configuration, and resumes from it; it records ``resumed_from_epoch`` (0 when
-there was nothing to resume). The checkpoint is deleted once the trial is over and kept when it is interrupted.
+end of every epoch into ``<model_dir>/checkpoints/trial_NNNN/`` (a local folder or object storage). A retry
+(``retry_of``, set when the search re-enqueues an interrupted trial, or Optuna's heartbeat retry of a dead worker's
+trial) reads its predecessor's checkpoint where it is (the chain's folder, ``checkpoint_of``), resumes from it when
+it is of the same configuration and goes on writing there; it records ``resumed_from_epoch`` (0 when there was
+nothing to resume). The checkpoint is deleted once the trial is over and kept when it is interrupted.
+
+Model files go to ``<model_dir>/trial_NNNN.keras``; with ``model_dir`` in object storage the runner saves the model
+into the local ``staging`` folder and the objective uploads it, so that runners only ever write local files.
 
 ``trial`` is an Optuna trial or anything with ``number``, ``set_user_attr``, ``report`` and ``should_prune`` (the
 Keras Tuner engine records through one). ``attrs`` are the trial's identifying attributes: ``baseline``,
@@ -38,7 +42,7 @@ from tuner.experiment import Experiment
 from tuner.options import SearchOptions
 from tuner.records import Display, FailureKind, replaced_trial
 from tuner.signals import raise_if_interrupted
-from tuner.store import EPOCH_REACHED, RESUMED_FROM, Artifacts, jsonable
+from tuner.store import CHECKPOINT_OF, EPOCH_REACHED, RESUMED_FROM, Artifacts, Location, jsonable
 from tuner.trial import _checkpoint
 from tuner.trial._accel import accel_of
 from tuner.trial._isolate import TrialCrashed, isolated
@@ -185,12 +189,16 @@ class Objective:
     Args:
         exp: the experiment (space, pins, run options).
         data: the loaded ``Dataset``.
-        model_dir: folder of the trials' model files (``trial_NNNN.keras``).
+        model_dir: folder of the trials' model files (``trial_NNNN.keras``) and checkpoints: a path, a URL of object
+            storage or a ``Location``.
+        staging: a local folder where the runner saves a model bound for object storage (default: a temporary
+            folder).
         feature_cache: folder of cached backbone features (spaces with a frozen backbone).
         seed: searched trial ``n`` trains with ``seed + n``; a replay carries its own seed in ``attrs``.
         display: receives progress.
         prune: report each epoch's validation accuracy and stop when the trial's pruner says so.
         engine: recorded as the trial's ``engine`` attribute (the engine's ``TAG``; ``None`` records none).
+        worker: recorded as the trial's ``worker`` attribute: the worker that ran it (``cnntune worker --worker-id``).
         resumes: the engine retries interrupted trials, so searched trials are checkpointed every epoch.
         runner: trains one configuration; default ``tuner.trial.run_trial``.
         latency: also measure the trained model's milliseconds per image (``latency_ms``), for a study whose
@@ -208,18 +216,20 @@ class Objective:
         CnntuneError: ``accel`` holds a keyword that ``runner`` does not take.
     """
 
-    def __init__(self, exp: Experiment, data, *, model_dir: Path, feature_cache: Path, seed: int, display: Display,
-                 prune: bool = False, engine: str | None = None, resumes: bool = True, runner: Runner | None = None,
-                 latency: bool = False, accel: dict[str, Any] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, exp: Experiment, data, *, model_dir: Path | str | Location, feature_cache: Path, seed: int,
+                 display: Display, staging: Path | None = None, prune: bool = False, engine: str | None = None,
+                 worker: str | None = None, resumes: bool = True, runner: Runner | None = None, latency: bool = False,
+                 accel: dict[str, Any] | None = None, clock: Callable[[], float] = time.monotonic):
         self.exp = exp
         self.data = data
-        self.model_dir = Path(model_dir)
+        self.model_dir = Location.of(model_dir)
+        self.staging = staging
         self.feature_cache = Path(feature_cache)
         self.seed = int(seed)
         self.display = display
         self.prune = prune
         self.engine = engine
+        self.worker = worker
         self.resumes = resumes
         self.clock = clock
         self.runner = runner or run_trial
@@ -242,16 +252,27 @@ class Objective:
         """
         if options.isolate:
             runner = isolated(runner, workdir=artifacts.root)
-        kwargs.setdefault("model_dir", artifacts.root)
+        kwargs.setdefault("model_dir", artifacts.files)
+        kwargs.setdefault("staging", artifacts.root)
         return cls(exp, data, feature_cache=artifacts.feature_cache, seed=options.seed, display=display,
                    runner=runner, latency="latency" in (options.objective or ()), accel=accel_of(options), **kwargs)
 
-    def model_path(self, number: int) -> Path:
+    def model_path(self, number: int) -> Location:
+        """Where trial ``number``'s model file is stored."""
         return self.model_dir / f"trial_{number:04d}.keras"
 
-    def checkpoint_dir(self, number: int) -> Path:
-        """The folder of trial ``number``'s checkpoint."""
+    def checkpoint_dir(self, number: int) -> Location:
+        """The folder of the checkpoint of trial ``number``'s chain (the trial and its retries)."""
         return self.model_dir / "checkpoints" / f"trial_{number:04d}"
+
+    def chain(self, trial, attrs: dict[str, Any]) -> int:
+        """The trial whose checkpoint folder ``trial`` reads and writes: its chain's (``checkpoint_of``), else the
+        trial it retries (a retry queued before chains were recorded: its predecessor moved the checkpoint into its
+        own folder), else its own."""
+        if attrs.get(CHECKPOINT_OF) is not None:
+            return int(attrs[CHECKPOINT_OF])
+        before = self.predecessor(trial, attrs)
+        return trial.number if before is None else before
 
     def resumable(self, attrs: dict[str, Any]) -> bool:
         """Whether a trial is checkpointed: only trials that something retries are. The Optuna engine retries
@@ -264,18 +285,17 @@ class Objective:
         """The trial that ``trial`` retries, or ``None`` (``tuner.records.replaced_trial``)."""
         return replaced_trial(attrs, _system_attrs(trial))
 
-    def _take_over(self, trial, attrs: dict[str, Any], params: dict[str, Any], folder: Path,
+    def _take_over(self, trial, attrs: dict[str, Any], params: dict[str, Any], folder: Location,
                    pruning: EpochPruning) -> bool:
-        """Moves the predecessor's checkpoint (same configuration) into ``folder``; returns whether there was one."""
-        before = self.predecessor(trial, attrs)
-        if before is None:
+        """Whether ``folder`` holds a checkpoint this retry resumes (its chain's, of the same configuration); a
+        checkpoint it cannot resume is deleted."""
+        if self.predecessor(trial, attrs) is None:
             return False
-        source = self.checkpoint_dir(before)
-        meta = _checkpoint.read_meta(source)
+        meta = _checkpoint.read_meta(folder)
         resumed = (meta is not None and int(meta.get("epoch", 0)) > 0
-                   and _checkpoint.same_config(meta.get("config") or {}, params) and _checkpoint.adopt(source, folder))
+                   and _checkpoint.same_config(meta.get("config") or {}, params))
         if not resumed:
-            _checkpoint.discard(source)  # of another configuration, or empty: nobody else would resume from it
+            _checkpoint.discard(folder)  # of another configuration, or empty: nobody else would resume from it
         epoch = int(meta["epoch"]) if resumed else 0
         trial.set_user_attr(RESUMED_FROM, epoch)  # also overwrites a value a heartbeat retry copied
         trial.set_user_attr(EPOCH_REACHED, epoch)
@@ -290,7 +310,11 @@ class Objective:
             optuna.TrialPruned: the trial was pruned (recorded with its measurements).
             BaseException: whatever ended the trial otherwise, recorded first (``failure_of``).
         """
-        folder = self.checkpoint_dir(trial.number) if self.resumable(attrs) else None
+        folder = None
+        if self.resumable(attrs):
+            chain = self.chain(trial, attrs)
+            trial.set_user_attr(CHECKPOINT_OF, chain)  # its retries, however queued, read this folder
+            folder = self.checkpoint_dir(chain)
         try:
             return self._run(trial, params, attrs, folder)
         except BaseException as exc:
@@ -309,13 +333,15 @@ class Objective:
                 self._discard(folder)
             raise
 
-    def _run(self, trial, params: dict[str, Any], attrs: dict[str, Any], folder: Path | None) -> float:
+    def _run(self, trial, params: dict[str, Any], attrs: dict[str, Any], folder: Location | None) -> float:
         raise_if_interrupted()  # a Ctrl-C the garbage collector swallowed between trials
         trial_seed = int(attrs["seed"]) if attrs.get("seed") is not None else self.seed + trial.number
         trial.set_user_attr("seed", trial_seed)
         trial.set_user_attr("config", jsonable(params))
         if self.engine:
             trial.set_user_attr("engine", self.engine)
+        if self.worker:
+            trial.set_user_attr("worker", self.worker)
         epochs = fit_options(params).epochs
         display = self.display
         display.trial_begin(number=trial.number, params=params, baseline=attrs.get("baseline"), epochs=epochs)
@@ -334,11 +360,17 @@ class Objective:
         continued.update(self.accel)
         if folder is not None:  # an interrupt while taking over keeps the checkpoint for the next retry
             resumed = self._take_over(trial, attrs, params, folder, pruning)
-            continued.update(checkpoint_dir=folder, resume_from=folder if resumed else None)
-        out = self.runner(self.exp.space, params, self.data, seed=trial_seed,
-                          model_path=self.model_path(trial.number), on_epoch=pruning.on_epoch,
-                          should_stop=pruning.should_stop, spec_options=self.exp.options,
-                          feature_cache=self.feature_cache, **continued)
+            place = folder.local or folder.where  # runners take a path, or a URL
+            continued.update(checkpoint_dir=place, resume_from=place if resumed else None)
+        stored = self.model_path(trial.number)
+        with stored.staged(self.staging) as model_path:
+            out = self.runner(self.exp.space, params, self.data, seed=trial_seed, model_path=model_path,
+                              on_epoch=pruning.on_epoch, should_stop=pruning.should_stop,
+                              spec_options=self.exp.options, feature_cache=self.feature_cache, **continued)
+            saved = out.model_path
+            if saved and stored.remote:
+                stored.upload(saved)
+                saved = stored.where
         for key, value in (
             ("val_accuracy", out.val_accuracy),
             ("test_accuracy", out.test_accuracy),
@@ -347,7 +379,7 @@ class Objective:
             ("best_epoch", out.best_epoch),
             ("epochs_run", out.epochs_run),
             ("seconds", round(out.seconds, 3)),
-            ("model_path", out.model_path),
+            ("model_path", saved),
             ("backend", out.backend),
             *out.extra.items(),  # e.g. feature_cache: hit|built|off and feature_seconds
         ):
@@ -362,6 +394,7 @@ class Objective:
         return out.val_accuracy
 
     @staticmethod
-    def _discard(folder: Path | None) -> None:
+    def _discard(folder: Location | None) -> None:
         if folder is not None:
             _checkpoint.discard(folder)
+

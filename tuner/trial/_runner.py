@@ -200,7 +200,8 @@ def run_trial(
             ``initial_epoch + 1 .. epochs`` and the history holds those epochs only.
         continue_from: a model file of the same configuration (an earlier round's best epoch) whose weights the
             model starts from.
-        checkpoint_dir: folder to write the trial's checkpoint into at the end of every epoch (``_checkpoint``);
+        checkpoint_dir: folder (or URL of object storage) to write the trial's checkpoint into at the end of every
+            epoch (``_checkpoint``);
             ``None`` writes none. The caller deletes it once the trial is over.
         resume_from: a checkpoint folder of the same configuration to resume from: weights, optimizer state, history
             and best epoch are restored and training continues with the epoch after the checkpoint's (it replaces
@@ -270,8 +271,7 @@ def run_trial(
         if opts.early_stopping:
             early = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=opts.patience)
             callbacks.append(early)
-        folder = None if checkpoint_dir is None else Path(checkpoint_dir)
-        checkpoint = checkpoint_cls(folder, params, best, early, resume)
+        checkpoint = checkpoint_cls(checkpoint_dir, params, best, early, resume)
         callbacks.append(checkpoint)
 
         # A Ctrl-C or SIGTERM during training lets the batch in flight finish and stops at its end (tuner.signals).

@@ -34,6 +34,7 @@ from tuner.searching._plan import SearchPlan
 from tuner.searching.engines import _kt_compat
 from tuner.searching.engines._kt_compat import CHIEF_TIMEOUT
 from tuner.searching.engines._optuna import OptunaHP
+from tuner.store import Location
 from tuner.trial import model_spec
 
 __all__ = ["NAME", "check", "model_dir", "parse_address", "prepare", "run", "wait_for_chief"]
@@ -93,9 +94,8 @@ def check(options: SearchOptions, experiment) -> None:
 
 
 def model_dir(artifacts):
-    """Where the model files of this engine's trials go: Keras Tuner numbers its trials itself, so they get the
-    project's folder."""
-    return artifacts.keras_tuner
+    """Keras Tuner numbers its trials itself: their model files get a folder of their own in the study's files."""
+    return artifacts.files / artifacts.keras_tuner.name
 
 
 def prepare(plan: SearchPlan) -> None:
@@ -347,9 +347,10 @@ class _Tuner:
             return {}
         stored = self._stored(previous)
         path = stored.model_path if stored is not None and stored.state == "complete" else None
-        if not path or not os.path.isfile(path):
+        local = Location.of(path).local_copy(self.plan.artifacts.keras_tuner / "continued") if path else None  # local
+        if local is None:
             return {}  # nothing to continue from: this round trains from scratch
-        return {"initial_epoch": initial, "continue_from": path, "continued_from": previous}
+        return {"initial_epoch": initial, "continue_from": str(local), "continued_from": previous}
 
     def _stored(self, kt_trial_id) -> TrialRecord | None:
         """The latest trial of the study recorded for a Keras Tuner trial id."""
@@ -382,7 +383,8 @@ class _Tuner:
         stored = self._stored(trial.trial_id)
         if stored is None or not stored.model_path:
             raise CnntuneError(f"no model recorded for Keras Tuner trial {trial.trial_id}")
-        return keras.saving.load_model(stored.model_path)
+        with Location.of(stored.model_path).fetched() as path:
+            return keras.saving.load_model(path)
 
 
 def optuna_params(space, pins, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -10,17 +10,18 @@ streak through its ``trial_finished`` callback.
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any, Mapping
 
-from tuner.errors import CnntuneError, SpaceError
-from tuner.experiment import grid_values, trial_config, tunable
-from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve
+from tuner.errors import SpaceError
+from tuner.experiment import grid_values, tunable
+from tuner.hp import Boolean, Choice, Fixed, Float, HyperParameters, Int, Param, resolve
 from tuner.options import OPTUNA, SAMPLERS, SearchOptions
 from tuner.records import FailureKind, TrialRecord
 from tuner.searching._plan import SearchPlan
 from tuner.searching.engines._pruning import make_pruner
-from tuner.store import SIZE_ATTRS, done_baselines, is_replay
+from tuner.store import CHECKPOINT_OF, SIZE_ATTRS, done_baselines, heartbeat_timing, is_replay
 from tuner.trial import long_lived
 
 __all__ = ["NAME", "OptunaHP", "check", "make_sampler", "model_dir", "prepare", "run"]
@@ -109,8 +110,8 @@ def check(options: SearchOptions, experiment) -> None:
 
 
 def model_dir(artifacts):
-    """Where the model files of this engine's trials go: the study's artifacts folder."""
-    return artifacts.root
+    """Where the model files and checkpoints of this engine's trials go: the study's shared files."""
+    return artifacts.files
 
 
 def _enqueue(plan: SearchPlan) -> None:
@@ -121,9 +122,9 @@ def _enqueue(plan: SearchPlan) -> None:
     for b in plan.baselines:
         if b.name not in done:
             # A baseline the search ran and was interrupted is retried as such, so that it resumes from its checkpoint.
-            before = [r.number for r in records
+            before = [r for r in records
                       if r.baseline == b.name and r.kind is FailureKind.INTERRUPTED and not is_replay(r)]
-            attrs = {**b.attrs, "retry_of": max(before)} if before else b.attrs
+            attrs = {**b.attrs, **_retry_of(before[-1])} if before else b.attrs
             study.enqueue_trial(_suggestable(exp.space, exp.pins, b.config), user_attrs=attrs)
     for proposal in plan.strategy.first(records):  # the warm starts to run first; the rest in turns (``_next``)
         _enqueue_proposal(plan, proposal)
@@ -134,7 +135,12 @@ def _enqueue(plan: SearchPlan) -> None:
         if (r.kind is FailureKind.INTERRUPTED and r.number not in retried and not r.baseline and not is_replay(r)
                 and "engine" not in r.tags):
             study.enqueue_trial(_suggestable(exp.space, plan.search_pins, r.params),
-                                user_attrs={"retry_of": r.number, "given": r.params})
+                                user_attrs={**_retry_of(r), "given": r.params})
+
+
+def _retry_of(record) -> dict[str, Any]:
+    """The attributes of a retry of ``record``: the trial it replaces, and the checkpoint folder of its chain."""
+    return {"retry_of": record.number, CHECKPOINT_OF: record.tags.get(CHECKPOINT_OF, record.number)}
 
 
 def _enqueue_proposal(plan: SearchPlan, proposal) -> None:
@@ -159,22 +165,14 @@ class _BudgetFull(Exception):
 
 def run(plan: SearchPlan) -> None:
     """Runs trials until the plan says stop (budget, timeout, failure streak) or Ctrl-C."""
-    import optuna
-
     study, exp = plan.study, plan.experiment
     pins = plan.search_pins
     study.sampler = make_sampler(plan.options.sampler, exp.space, pins, plan.seed,
                                  startup=len(plan.strategy.warm_starts) or None)
     study.pruner = make_pruner(plan.options.pruner, max_epochs=plan.options.max_epochs)
-    if plan.heartbeat:
-        # Fail (and queue for retry) the trials of workers that died, before counting the budget.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+    _fail_stale(plan)  # before the baselines are counted: a dead worker's baseline is retried, not queued again
     _enqueue(plan)
-    records = plan.records()
-    waiting = sum(1 for r in records if r.state == "waiting")
-    n_trials = plan.remaining(records) + waiting
+    n_trials = _to_run(plan)
     if n_trials <= 0:
         return
     if plan.strategy.takes_turns:
@@ -208,7 +206,48 @@ def run(plan: SearchPlan) -> None:
 
     # No garbage collection after each trial (Optuna's gc_after_trial): the runner collects as the next trial starts.
     with long_lived():
-        study.optimize(objective, n_trials=n_trials, catch=(Exception,), callbacks=[after_trial])
+        while n_trials > 0:
+            study.optimize(objective, n_trials=n_trials, catch=(Exception,), callbacks=[after_trial])
+            if plan.failures.stopped or plan.timed_out():
+                break
+            n_trials = _to_run(plan)
+
+
+def _fail_stale(plan: SearchPlan) -> None:
+    """Fails the trials of workers that died (no heartbeat for the grace period) and queues their retries."""
+    import optuna
+
+    if plan.heartbeat:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(plan.study)
+
+
+def _to_run(plan: SearchPlan) -> int:
+    """How many trials this process runs next: the budget's places no trial holds and the trials queued.
+
+    While there are none but a trial that another process runs holds a place, it waits: that process may be dead
+    (a preempted machine), and then, once its heartbeat is older than the grace period, Optuna's check fails the
+    trial and queues its retry (``tuner.store.retry_dead_trial``), which this process runs. 0 once nothing is queued
+    and no trial runs elsewhere, or when the search's time is up while it waits. Without heartbeats (a journal
+    file) nothing is waited for.
+    """
+    interval, grace = heartbeat_timing(plan.options.heartbeat_grace)
+    said = False
+    while True:
+        _fail_stale(plan)  # before the budget is counted
+        records = plan.records()
+        n_trials = plan.budget.free(records) + sum(1 for r in records if r.state == "waiting")
+        if n_trials > 0 or not plan.heartbeat:
+            return n_trials
+        running = [r.number for r in records if r.state == "running" and not is_replay(r)]
+        if not running or plan.timed_out():
+            return 0
+        if not said:
+            plan.display.message(f"waiting for trial {', '.join(map(str, running))} of another worker: retried here "
+                                 f"if its worker sends no heartbeat for {grace} s")
+            said = True
+        time.sleep(interval)
 
 
 def _next(plan: SearchPlan) -> None:
