@@ -1,20 +1,21 @@
 # cnntune worker image. One container = one worker = one GPU; all workers of a study share one database storage
-# (PostgreSQL) and one artifacts volume (model files and per-epoch checkpoints, so a preempted trial resumes).
+# (PostgreSQL) and the study's artifacts (model files and per-epoch checkpoints, so a preempted trial resumes): a
+# bucket (--artifacts s3://..., gs://..., az://..., stored with the study) or a volume mounted on every worker.
 #
 # GPU image (default: TensorFlow's CUDA image; its TensorFlow is used as it is):
 #   docker build -t cnntune .
-#   docker run --rm --gpus '"device=0"' -v cnntune-artifacts:/artifacts cnntune \
+#   docker run --rm --gpus '"device=0"' -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY cnntune \
 #       worker --study c25 --storage postgresql://user@db/cnntune
 # CPU image (any Debian/Ubuntu base; TensorFlow for CPU comes from the `cpu` extra):
-#   docker build --build-arg BASE=debian:bookworm-slim --build-arg EXTRAS=cpu,postgres -t cnntune:cpu .
+#   docker build --build-arg BASE=debian:bookworm-slim --build-arg EXTRAS=cpu,postgres,cloud -t cnntune:cpu .
 #
 # BASE: the image to build on; it needs apt, or python3 with the venv module already there.
-# EXTRAS: the pyproject.toml extras installed with cnntune (`postgres` always; `cpu` or `tensorflow` where the base
-#   has no TensorFlow of its own).
+# EXTRAS: the pyproject.toml extras installed with cnntune (`postgres` and `cloud`, the object-storage clients,
+#   always; `cpu` or `tensorflow` where the base has no TensorFlow of its own).
 ARG BASE=tensorflow/tensorflow:2.18.0-gpu
 FROM ${BASE}
 
-ARG EXTRAS=postgres
+ARG EXTRAS=postgres,cloud
 ARG CNNTUNE_UID=10001
 # A pip configuration file mounted into the build (a package index mirror, a CA bundle); never part of the image.
 ARG PIP_CONFIG_FILE
@@ -68,10 +69,10 @@ RUN /opt/cnntune/bin/pip install --no-cache-dir --no-deps /opt/cnntune/src \
     && rm -rf /opt/cnntune/src \
     && cnntune --help >/dev/null
 
-# /data: datasets (read-only is fine). /artifacts: the working directory and the artifacts volume: `--artifacts
-# /artifacts` puts model files there, and so does a study without --artifacts (cnntune_artifacts/ in the working
-# directory); a local SQLite study file lands there too.
-VOLUME ["/data", "/artifacts"]
+# /data: datasets, mounted (read-only is fine). /artifacts: the working directory, where this worker's own files go
+# (the feature cache, Keras Tuner's project, and the model files and checkpoints of a study without a bucket, under
+# cnntune_artifacts/): mount a volume there for `--artifacts /artifacts` instead of a bucket. No VOLUME instruction:
+# it would give every container an anonymous volume, and a worker of a study in a bucket needs none.
 WORKDIR /artifacts
 USER ${CNNTUNE_UID}:${CNNTUNE_UID}
 
