@@ -10,6 +10,7 @@ engine only runs the plan (``engines``); ``--workers``/``--gpus`` start ``cnntun
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -100,7 +101,8 @@ def worker(study: str, storage: str | None = None, overrides: Mapping[str, Any] 
         storage: its storage URL (PostgreSQL or MySQL across machines; SQLite or journal on one host).
         overrides: this worker's own values of ``WORKER_OPTIONS`` (``engine`` must be the study's; ``chief``,
             ``timeout``, ``max_failures``, ``heartbeat_grace``, ``allow_mixed_backends``).
-        worker_id: this worker's name (Keras Tuner's ``KERASTUNER_TUNER_ID``); default ``worker-PID``.
+        worker_id: this worker's name (Keras Tuner's ``KERASTUNER_TUNER_ID``), recorded with each trial it runs;
+            default ``worker-HOST-PID`` (in a container the host name is the container's, its PID often 1).
         wait: Keras Tuner engine: seconds to wait for the chief to start serving.
         display, runner, clock: as for ``search``.
 
@@ -125,7 +127,7 @@ def worker(study: str, storage: str | None = None, overrides: Mapping[str, Any] 
     if not get_engine(options.engine).POOLED_WORKERS and options.chief is None:
         raise CnntuneError("a Keras Tuner worker needs --chief HOST:PORT (the address of `cnntune search --chief`)")
     return _search([], options, display or Display(), runner, clock or time.monotonic,
-                   worker_id=worker_id or f"worker-{os.getpid()}")
+                   worker_id=worker_id or _process_name("worker"))
 
 
 def _search(words: Sequence[str], options: SearchOptions, display: Display, runner: Runner | None, clock: Clock,
@@ -156,6 +158,11 @@ def _search(words: Sequence[str], options: SearchOptions, display: Display, runn
     with interruptible():
         return _run(options, exp, name=name, url=url, store=store, meta=meta, heartbeat=heartbeat, display=display,
                     worker_id=worker_id, runner=runner, pool=pool, clock=clock)
+
+
+def _process_name(role: str) -> str:
+    """``ROLE-HOST-PID``: which process ran a trial, unique across hosts and containers."""
+    return f"{role}-{socket.gethostname()}-{os.getpid()}"
 
 
 def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store, meta: dict[str, Any],
@@ -199,7 +206,7 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
 
     objective = Objective.of(options, exp, data, art, display, runner, model_dir=engine.model_dir(art),
                              prune=options.pruner not in (None, "none"), engine=engine.TAG,
-                             worker=worker_id or f"search-{os.getpid()}",
+                             worker=worker_id or _process_name("search"),
                              resumes=engine.RESUMES_TRIALS, clock=clock)
     # The re-evaluation phase is the main search process's; workers and a serving chief only search.
     reeval = options.reeval_share if worker_id is None and not serving else 0.0
