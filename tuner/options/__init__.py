@@ -143,6 +143,12 @@ class SearchOptions:
                                    "for checkpoints and model files; stored with the study (default: beside the "
                                    "study store).",
                                    commands={"search": "option", "reproduce": "option"})
+    track: str | None = option(None, text, "Log every trial to the MLflow tracking server at URI (a nested run per "
+                               "trial, per-epoch curves, the baselines tagged); stored with the study, so its workers "
+                               "log too.", stored=True)
+    tensorboard: str | None = option(None, text, "Write every trial's curves and its HParams session under "
+                                     "DIR/<study> for TensorBoard; stored with the study, so its workers write "
+                                     "too (each on its own host).", stored=True)
     skip_bad_images: bool = option(False, flag_value, "Skip unreadable image files (named in a warning) instead of "
                                    "failing.", stored=True, commands={"search": "option", "reproduce": "option"})
     max_failures: int = option(5, number(int, 0, why="0 (never stop) or more"), "Stop after N consecutive failed "

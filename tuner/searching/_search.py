@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from tuner.errors import CnntuneError, SpaceError
-from tuner.experiment import Experiment, from_meta, load_data, split_words
+from tuner.experiment import Experiment, from_meta, load_data, split_words, trial_config
 from tuner.options import OBJECTIVES, SearchOptions, option_fields, option_value
 from tuner.records import Display, FINISHED, TrialRecord
 from tuner.replays import reevaluate
@@ -28,6 +28,7 @@ from tuner.signals import interruptible
 from tuner.store import (Artifacts, Budget, DEFAULT_STORAGE, best_trial, check_backends, check_same_experiment,
                          create_or_load_study, current_backend, done_baselines, new_meta, open_storage, open_study,
                          pareto_front, read_records, redact, study_meta, study_names, write_meta)
+from tuner.tracking import tracked
 from tuner.trial import Objective, Runner
 
 __all__ = ["SearchResult", "search", "worker"]
@@ -175,6 +176,9 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
     if hasattr(exp.space, "prepare"):  # e.g. backbone weights: fail before any trial, with one line
         exp.space.prepare(exp.options)
     art = Artifacts.of(meta, url, name, options.artifacts).check()  # before the data is loaded
+    # Every trial this process runs (its re-evaluation too) also goes to MLflow and TensorBoard, when asked.
+    display = tracked(display, track=options.track, tensorboard=options.tensorboard, study=name,
+                      role="worker" if worker_id else "search", defaults=trial_config(exp.space, exp.pins))
     data = load_data(exp, skip_bad_images=options.skip_bad_images)
     study_obj = create_or_load_study(store, name, directions=[OBJECTIVES[o] for o in options.objective])
     records = read_records(study_obj, url=url)

@@ -1,0 +1,174 @@
+"""search --track: every trial in a real MLflow tracking server (``mlflow server`` on 127.0.0.1, SQLite backend),
+read back through ``MlflowClient``; a server that is down costs a warning, never a trial."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import tuner
+from conftest import FakeRunner, run_cli
+
+WORDS = ["space=basenet", "data=synthetic", "epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory) -> str:
+    """``mlflow server`` (the dev extra) with a SQLite backend store and a local artifact root; its URL."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--default-artifact-root", str(folder / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"mlflow server did not answer at {url}") from None
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+class EpochRunner(FakeRunner):
+    """Reports ``epochs`` epochs (loss falling, accuracy rising) and fails its ``fail_on``-th call."""
+
+    def __init__(self, fail_on: int | None = None):
+        super().__init__()
+        self.fail_on = fail_on
+
+    def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, **kwargs):
+        from tuner.trial import TrialOutcome
+
+        self.calls.append((dict(params), int(seed)))
+        if len(self.calls) == self.fail_on:
+            raise RuntimeError("boom")
+        epochs = int(params["epochs"])
+        history: dict[str, list[float]] = {"loss": [], "val_accuracy": []}
+        for epoch in range(1, epochs + 1):
+            logs = {"loss": 1.0 / epoch, "val_accuracy": 0.1 * epoch + 0.01 * len(self.calls)}
+            for key, value in logs.items():
+                history[key].append(value)
+            if on_epoch is not None:
+                on_epoch(epoch, logs)
+        best = max(history["val_accuracy"])
+        return TrialOutcome(val_accuracy=best, test_accuracy=best - 0.05, n_params=10, history=history,
+                            best_epoch=epochs, epochs_run=epochs, seconds=0.01, model_path=None, backend="fake")
+
+
+def test_every_trial_is_a_nested_run_with_its_curves_and_the_baselines_tagged(store, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    options = tuner.SearchOptions(trials=3, storage=store, study="tracked", track=mlflow_server, warm_start=0)
+    result = tuner.search(WORDS, options, runner=EpochRunner(fail_on=3))
+    records = tuner.trials(study="tracked", storage=store).records
+    assert len(records) >= 4 and any(r.baseline for r in records) and any(r.state == "fail" for r in records)
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("tracked")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {int(r.data.tags["cnntune.trial"]): r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert len(parents) == 1 and parents[0].data.tags["cnntune.role"] == "search"
+    assert parents[0].info.status == "FINISHED"
+    assert sorted(children) == [r.number for r in records]  # one run per trial, none twice
+    for rec in records:
+        run = children[rec.number]
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["cnntune.state"] == rec.state
+        assert run.data.params == {k: str(v) for k, v in rec.params.items()}
+        if rec.baseline:
+            assert run.data.tags["cnntune.baseline"] == rec.baseline and run.data.tags["cnntune.kind"] == "baseline"
+            assert run.info.run_name == rec.baseline
+        if rec.state == "complete":
+            assert run.info.status == "FINISHED"
+            assert run.data.metrics["final_val_accuracy"] == pytest.approx(rec.val_accuracy)
+            history = client.get_metric_history(run.info.run_id, "val_accuracy")
+            assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
+                (i + 1, pytest.approx(v)) for i, v in enumerate(rec.history["val_accuracy"])]
+        else:
+            assert run.info.status == "FAILED" and run.data.tags["cnntune.fail_kind"] == "error"
+            assert "boom" in run.data.tags["cnntune.reason"]
+    searched = [children[r.number] for r in records if not r.baseline]
+    assert all(run.data.tags["cnntune.differs"] for run in searched)
+    assert result.best is not None
+
+
+def test_a_tracking_server_that_is_down_costs_one_warning_and_no_trial(store):
+    result = run_cli("search", *WORDS, "--trials", "2", "--no-baselines", "--study", "down", "--storage", store,
+                     "--track", "http://127.0.0.1:9")  # nothing listens on the discard port
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning: MLflow at http://127.0.0.1:9" in line]
+    assert len(warnings) == 1, result.output
+    assert "Traceback" not in result.output
+    records = tuner.trials(study="down", storage=store).records
+    assert [r.state for r in records] == ["complete", "complete"]
+
+
+def _events(folder: Path) -> list:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return [e for f in sorted(folder.glob("events.out.tfevents.*")) for e in EventFileLoader(str(f)).Load()]
+
+
+def test_tensorboard_holds_one_hparams_session_per_trial_with_its_values_and_metrics(store, tmp_path):
+    from tensorboard.plugins.hparams import api_pb2, metadata
+    from tensorboard.util import tensor_util
+
+    options = tuner.SearchOptions(trials=3, storage=store, study="tb", tensorboard=str(tmp_path / "tb"),
+                                  warm_start=0)
+    tuner.search(WORDS, options, runner=EpochRunner(fail_on=3))
+    records = tuner.trials(study="tb", storage=store).records
+    root = tmp_path / "tb" / "tb"
+    configs = [metadata.parse_experiment_plugin_data(v.metadata.plugin_data.content)
+               for e in _events(root) for v in e.summary.value if v.tag == metadata.EXPERIMENT_TAG]
+    assert configs and {m.name.tag for m in configs[0].metric_infos} >= {"final_val_accuracy", "val_accuracy"}
+    assert {h.name for h in configs[0].hparam_infos} == set(records[0].params)
+    assert sorted(p.name for p in root.glob("trial_*")) == [f"trial_{r.number:04d}" for r in records]
+    for rec in records:
+        starts, ends, scalars = [], [], {}
+        for event in _events(root / f"trial_{rec.number:04d}"):
+            for v in event.summary.value:
+                if v.tag == metadata.SESSION_START_INFO_TAG:
+                    starts.append(metadata.parse_session_start_info_plugin_data(v.metadata.plugin_data.content))
+                elif v.tag == metadata.SESSION_END_INFO_TAG:
+                    ends.append(metadata.parse_session_end_info_plugin_data(v.metadata.plugin_data.content))
+                elif v.metadata.plugin_data.plugin_name == "scalars":  # the loader reads simple values as tensors
+                    scalars.setdefault(v.tag, []).append((event.step, float(tensor_util.make_ndarray(v.tensor))))
+        assert len(starts) == 1 and len(ends) == 1  # one session per trial
+        values = starts[0].hparams
+        assert set(values) == set(rec.params)
+        assert values["epochs"].number_value == 3 and values["optimizer"].string_value == rec.params["optimizer"]
+        if rec.state == "complete":
+            assert ends[0].status == api_pb2.STATUS_SUCCESS
+            assert [s for s, _ in scalars["val_accuracy"]] == [1, 2, 3]
+            assert scalars["final_val_accuracy"] == [(3, pytest.approx(rec.val_accuracy))]
+        else:
+            assert ends[0].status == api_pb2.STATUS_FAILURE
+
+
+def test_tracking_without_its_package_is_one_error_line(store, monkeypatch):
+    import importlib.util
+
+    from conftest import one_line_error
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    one_line_error(run_cli("search", *WORDS, "--trials", "1", "--study", "x", "--storage", store, "--track",
+                           "http://127.0.0.1:9"), "--track needs the mlflow package", "cnntune[mlflow]")

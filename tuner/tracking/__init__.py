@@ -1,0 +1,36 @@
+"""Trials where teams already look: an MLflow tracking server (``--track URI``) and TensorBoard's event files with
+the HParams dashboard (``--tensorboard DIR``). Each is a ``Display`` around the search's own, fed what the search
+shows; MLflow and TensorBoard are imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from tuner.errors import CnntuneError
+from tuner.records import Display
+from tuner.tracking._mlflow import TRACK_TIMEOUTS, Tracked
+from tuner.tracking._tensorboard import FINAL_METRICS, TensorBoard
+
+__all__ = ["FINAL_METRICS", "TRACK_TIMEOUTS", "TensorBoard", "Tracked", "tracked"]
+
+
+def tracked(display: Display, *, track: str | None, tensorboard: str | None, study: str, role: str,
+            defaults: dict[str, Any]) -> Display:
+    """``display``, also logging every trial to MLflow at ``track`` and to TensorBoard under ``tensorboard`` (each
+    when given). ``role``: ``search`` or ``worker``; ``defaults``: the space's hand-chosen configuration.
+
+    Raises:
+        CnntuneError: the package an option needs is not installed.
+    """
+    for wanted, package, install in ((track, "mlflow", "pip install 'cnntune[mlflow]'"),
+                                     (tensorboard, "tensorboard", "pip install tensorboard")):
+        if wanted and importlib.util.find_spec(package) is None:
+            option = "--track" if package == "mlflow" else "--tensorboard"
+            raise CnntuneError(f"{option} needs the {package} package: {install}")
+    if tensorboard:
+        display = TensorBoard(display, tensorboard, study)
+    if track:
+        display = Tracked(display, track, study, role, defaults=defaults)
+    return display
