@@ -7,6 +7,7 @@
 | ``trials``, ``best``, ``StudyView``, ``BestReport``, ``Comparison`` | ``tuner.reporting`` |
 | ``report``, ``ReportResult`` | ``tuner.reporting`` (Markdown, HTML and figures) |
 | ``export``, ``export_target``, ``read_export_metadata`` | ``tuner.reporting`` |
+| ``track``, ``TrackResult`` | ``tuner.reporting`` (a study's trials logged to MLflow afterwards) |
 | ``reproduce``, ``write_reproduction``, ``Reproduction`` | ``tuner.replays`` |
 | ``reevaluate``, ``ReevalReport`` | ``tuner.replays`` |
 | ``spaces``, ``space_detail`` | ``search_spaces`` (the space registry) |
@@ -20,8 +21,8 @@ from __future__ import annotations
 from search_spaces import detail as space_detail, summaries as spaces
 from tuner.options import SearchOptions
 from tuner.replays import ReevalReport, Reproduction, reevaluate, reproduce, write_reproduction
-from tuner.reporting import (BestReport, Comparison, ReportResult, StudyView, best, export, export_target,
-                             read_export_metadata, report, trials)
+from tuner.reporting import (BestReport, Comparison, ReportResult, StudyView, TrackResult, best, export,
+                             export_target, read_export_metadata, report, track, trials)
 from tuner.searching import SearchResult, search, worker
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SearchOptions",
     "SearchResult",
     "StudyView",
+    "TrackResult",
     "best",
     "export",
     "export_target",
@@ -43,6 +45,7 @@ __all__ = [
     "search",
     "space_detail",
     "spaces",
+    "track",
     "trials",
     "worker",
     "write_reproduction",

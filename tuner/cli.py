@@ -200,6 +200,26 @@ def report_cmd(
               markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command("track")
+def track_cmd(
+    study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    uri: Optional[str] = typer.Option(None, "--track", help="The MLflow tracking server (default: the one the study "
+                                      "was searched with)."),
+) -> None:
+    """Log a study's finished trials to MLflow, those its experiment does not hold yet (twice logs nothing twice)."""
+    from tuner import api
+
+    with _guard():
+        result = api.track(study=study, storage=storage, uri=uri)
+    for line in result.warnings:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+    out.print(f"logged {len(result.logged)} trials of study {result.study} to MLflow at {result.uri} "
+              f"({result.already} were there)", markup=False, highlight=False, soft_wrap=True)
+    if result.unlogged:
+        raise typer.Exit(1)
+
+
 @app.command()
 def dashboard(
     study: Optional[str] = typer.Option(None, "--study", help="Open this study's page (it must exist; default: the "

@@ -3,6 +3,9 @@ read back through ``MlflowClient``; a server that is down costs a warning, never
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,37 +16,58 @@ from pathlib import Path
 import pytest
 
 import tuner
-from conftest import FakeRunner, run_cli
+from conftest import FakeRunner, one_line_error, run_cli
 
 WORDS = ["space=basenet", "data=synthetic", "epochs=3"]
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory) -> str:
-    """``mlflow server`` (the dev extra) with a SQLite backend store and a local artifact root; its URL."""
-    folder = tmp_path_factory.mktemp("mlflow")
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return sock.getsockname()[1]
+
+
+def start_mlflow(folder: Path, port: int) -> subprocess.Popen:
+    """``mlflow server`` (the dev extra) on 127.0.0.1:PORT, its SQLite backend store and artifacts in ``folder``;
+    returns once it answers."""
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
          "--default-artifact-root", str(folder / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # it starts its own workers
     deadline = time.monotonic() + 120
     while True:
         try:
-            urllib.request.urlopen(f"{url}/health", timeout=2).close()
-            break
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            return server
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"mlflow server did not answer at {url}") from None
+                kill(server)
+                raise RuntimeError(f"mlflow server did not answer on port {port}") from None
             time.sleep(0.5)
-    yield url
-    server.terminate()
+
+
+def kill(server: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signals the server and the workers it started (its process group), and waits for it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, sig)
     server.wait(timeout=30)
+
+
+def stop(server: subprocess.Popen) -> None:
+    try:
+        kill(server, signal.SIGTERM)
+    except subprocess.TimeoutExpired:
+        kill(server)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory) -> str:
+    """A tracking server for the module's tests; its URL."""
+    port = _free_port()
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow"), port)
+    yield f"http://127.0.0.1:{port}"
+    stop(server)
 
 
 class EpochRunner(FakeRunner):
@@ -166,9 +190,72 @@ def test_tensorboard_holds_one_hparams_session_per_trial_with_its_values_and_met
 def test_tracking_without_its_package_is_one_error_line(store, monkeypatch):
     import importlib.util
 
-    from conftest import one_line_error
-
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     one_line_error(run_cli("search", *WORDS, "--trials", "1", "--study", "x", "--storage", store, "--track",
                            "http://127.0.0.1:9"), "--track needs the mlflow package", "cnntune[mlflow]")
+
+
+def test_track_backfills_a_study_searched_without_it_and_twice_logs_nothing_twice(store, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    tuner.search(WORDS, tuner.SearchOptions(trials=2, storage=store, study="later", warm_start=0),
+                 runner=EpochRunner())
+    records = tuner.trials(study="later", storage=store).records
+    # Never searched with --track: no URI to log to.
+    one_line_error(run_cli("track", "--study", "later", "--storage", store), "pass --track URI")
+    first = run_cli("track", "--study", "later", "--storage", store, "--track", mlflow_server)
+    assert first.exit_code == 0, first.output
+    assert f"logged {len(records)} trials of study later" in first.output and "(0 were there)" in first.output
+    again = run_cli("track", "--study", "later", "--storage", store, "--track", mlflow_server)
+    assert again.exit_code == 0 and "logged 0 trials" in again.output and f"({len(records)} were there)" in again.output
+    client = MlflowClient(tracking_uri=mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("later").experiment_id], max_results=100)
+    trials = sorted(int(r.data.tags["cnntune.trial"]) for r in runs if "cnntune.trial" in r.data.tags)
+    assert trials == [r.number for r in records]  # one run each, none twice
+    done = next(r for r in runs if r.data.tags.get("cnntune.trial") == str(records[-1].number))
+    history = client.get_metric_history(done.info.run_id, "val_accuracy")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2, 3]  # the curves, from the record
+
+
+class _KillsTheServer(EpochRunner):
+    """Kills the tracking server as its ``kill_on``-th trial starts."""
+
+    def __init__(self, server: subprocess.Popen, kill_on: int):
+        super().__init__()
+        self.server, self.kill_on = server, kill_on
+
+    def __call__(self, *args, **kwargs):
+        if len(self.calls) + 1 == self.kill_on:
+            kill(self.server)
+        return super().__call__(*args, **kwargs)
+
+
+def test_a_server_killed_mid_search_costs_no_trial_and_track_logs_the_rest(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    folder, port = tmp_path / "mlflow", _free_port()
+    folder.mkdir()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_mlflow(folder, port)
+    try:
+        tuner.search(WORDS, tuner.SearchOptions(trials=4, storage=store, study="cut", track=uri, warm_start=0),
+                     runner=_KillsTheServer(server, kill_on=2))
+    finally:
+        stop(server)
+    records = tuner.trials(study="cut", storage=store).records
+    assert [r.state for r in records if not r.baseline] == ["complete"] * 4  # every trial, server or not
+    server = start_mlflow(folder, port)  # back, with what it had logged
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name("cut").experiment_id
+        before = {r.data.tags["cnntune.trial"] for r in client.search_runs([experiment], max_results=100)
+                  if "cnntune.trial" in r.data.tags}
+        assert len(before) < len(records)  # the trials after the kill were not logged
+        back = run_cli("track", "--study", "cut", "--storage", store)  # the study's own URI
+        assert back.exit_code == 0, back.output
+        runs = client.search_runs([experiment], max_results=100)
+        trials = sorted(int(r.data.tags["cnntune.trial"]) for r in runs if "cnntune.trial" in r.data.tags)
+        assert trials == [r.number for r in records]
+    finally:
+        stop(server)

@@ -70,6 +70,25 @@ class Tracked(Display):
         self._thread = threading.Thread(target=self._serve, name="cnntune-track", daemon=True)
         self._thread.start()
 
+    @property
+    def unlogged(self) -> list[str]:
+        """What could not be logged (after ``search_end``): one name per call, e.g. ``trial 3's result``."""
+        return [name for name, _ in self._retry]
+
+    def logged_trials(self) -> set[int]:
+        """The trial numbers the study's experiment holds runs of (``cnntune.trial`` tags): what a backfill skips.
+
+        Raises:
+            Exception: the server's, when it cannot be reached.
+        """
+        client = self._connect()
+        found = client.get_experiment_by_name(self.study)
+        if found is None:
+            return set()
+        runs = client.search_runs([found.experiment_id], filter_string=f"tags.`cnntune.study` = '{self.study}'",
+                                  max_results=50000)
+        return {int(r.data.tags["cnntune.trial"]) for r in runs if "cnntune.trial" in r.data.tags}
+
     # -- the display ------------------------------------------------------------------------------------------------
     def search_begin(self, **kwargs: Any) -> None:
         self.inner.search_begin(**kwargs)
