@@ -204,8 +204,7 @@ def report_cmd(
 def track_cmd(
     study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    uri: Optional[str] = typer.Option(None, "--track", help="The MLflow tracking server (default: the one the study "
-                                      "was searched with)."),
+    uri: Optional[str] = typer.Option(None, "--track", help="The MLflow server (default: the study's --track)."),
 ) -> None:
     """Log a study's finished trials to MLflow, those its experiment does not hold yet (twice logs nothing twice)."""
     from tuner import api
@@ -216,8 +215,7 @@ def track_cmd(
         err.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(f"logged {len(result.logged)} trials of study {result.study} to MLflow at {result.uri} "
               f"({result.already} were there)", markup=False, highlight=False, soft_wrap=True)
-    if result.unlogged:
-        raise typer.Exit(1)
+    raise typer.Exit(1 if result.unlogged else 0)
 
 
 @app.command()
@@ -265,6 +263,10 @@ def best(
                                              "parameters (--export writes that one)."),
     max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="The most accurate trial at most "
                                                    "MS milliseconds per image (--objective accuracy,latency)."),
+    register: Optional[str] = typer.Option(None, "--register", help="Also register the exported model as a new "
+                                           "version of NAME in MLflow's model registry (with --export)."),
+    track: Optional[str] = typer.Option(None, "--track", help="The MLflow tracking server for --register "
+                                        "(default: the one the study was searched with)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output while retraining."),
     verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
                                  "messages and warnings."),
@@ -279,12 +281,13 @@ def best(
             reporting.export_target(export)
         elif trial is not None:
             raise CnntuneError(f"--trial {trial} names the trial to export; add --export FILE.keras")
+        reporting.registry_uri(study=study, storage=storage, uri=track, name=register, export=export)
         limited = max_params is not None or max_latency_ms is not None
         if reeval is not None or seeds is not None:
             if limited:
                 raise CnntuneError("--max-params/--max-latency-ms pick within a budget; --reeval ranks by accuracy "
                                    "alone: use one of them")
-            _best_reeval(study, storage, export, trial, reeval, seeds, quiet)
+            _best_reeval(study, storage, export, trial, reeval, seeds, quiet, (register, track))
             return
         report = reporting.best(study=study, storage=storage, replays=include_replays, max_params=max_params,
                                 history=False, max_latency_ms=max_latency_ms)
@@ -294,12 +297,23 @@ def best(
         if trial is None and limited:
             trial = report.best.number
         path = reporting.export(export, study=study, storage=storage, trial=trial)
-        out.print(f"exported to {path} (raw uint8 images in, class probabilities out; metadata in "
-                  f"{_sidecar(path)})")
+        _exported(path, "", (register, track), study, storage)
+
+
+def _exported(path, label: str, registry: tuple, study: Optional[str], storage: Optional[str]) -> None:
+    """Says where the model went and, with ``--register NAME`` (``registry``: name, server), registers it."""
+    out.print(f"exported {label}to {path} (raw uint8 images in, class probabilities out; metadata in "
+              f"{PurePosixPath(str(path)).with_suffix('.json').name})", markup=False, highlight=False)
+    if registry[0] is not None:
+        from tuner import reporting
+
+        version = reporting.register(path, registry[0], study=study, storage=storage, uri=registry[1])
+        out.print(f"registered as {registry[0]} version {version} (models:/{registry[0]}/{version})", markup=False,
+                  highlight=False, soft_wrap=True)
 
 
 def _best_reeval(study: Optional[str], storage: Optional[str], export: Optional[str], trial: Optional[int],
-                 reeval: Optional[int], seeds: Optional[int], quiet: bool) -> None:
+                 reeval: Optional[int], seeds: Optional[int], quiet: bool, registry: tuple) -> None:
     """``best --reeval K --seeds S``: retrain, re-rank by the mean, and export the winner's original trial."""
     from tuner import api
     from tuner.display import render_reeval
@@ -314,13 +328,8 @@ def _best_reeval(study: Optional[str], storage: Optional[str], export: Optional[
     if trial is None and report.winner is None:
         raise CnntuneError("no re-evaluation run completed, so there is no winner to export; pass --trial N")
     number = report.winner.trial if trial is None else trial
-    path = api.export(export, study=study, storage=storage, trial=number)
-    out.print(f"exported trial {number} to {path} (metadata in {_sidecar(path)})")
-
-
-def _sidecar(exported) -> str:
-    """The name of the metadata file written beside an exported model (a path or a URL)."""
-    return PurePosixPath(str(exported)).with_suffix(".json").name
+    _exported(api.export(export, study=study, storage=storage, trial=number), f"trial {number} ", registry, study,
+              storage)
 
 
 def _reproduce(words: Optional[List[str]], seeds: int, out_dir: Optional[str], quiet: bool, verbose: bool,

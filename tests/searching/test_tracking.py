@@ -33,7 +33,7 @@ def start_mlflow(folder: Path, port: int) -> subprocess.Popen:
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--default-artifact-root", str(folder / "artifacts")],
+         "--artifacts-destination", str(folder / "artifacts")],  # artifacts uploaded through the server
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # it starts its own workers
     deadline = time.monotonic() + 120
     while True:
@@ -219,14 +219,23 @@ def test_track_backfills_a_study_searched_without_it_and_twice_logs_nothing_twic
 
 
 class _KillsTheServer(EpochRunner):
-    """Kills the tracking server as its ``kill_on``-th trial starts."""
+    """Kills the tracking server as its ``kill_on``-th trial starts, once the server holds the result of a trial
+    (the tracker logs in the background: the first trials may end before it has logged anything)."""
 
-    def __init__(self, server: subprocess.Popen, kill_on: int):
+    def __init__(self, server: subprocess.Popen, uri: str, study: str, kill_on: int):
         super().__init__()
-        self.server, self.kill_on = server, kill_on
+        self.server, self.uri, self.study, self.kill_on = server, uri, study, kill_on
 
     def __call__(self, *args, **kwargs):
         if len(self.calls) + 1 == self.kill_on:
+            from mlflow.tracking import MlflowClient
+
+            client, deadline = MlflowClient(tracking_uri=self.uri), time.monotonic() + 60
+            while time.monotonic() < deadline:
+                found = client.get_experiment_by_name(self.study)
+                if found and any("cnntune.state" in r.data.tags for r in client.search_runs([found.experiment_id])):
+                    break
+                time.sleep(0.2)
             kill(self.server)
         return super().__call__(*args, **kwargs)
 
@@ -240,7 +249,7 @@ def test_a_server_killed_mid_search_costs_no_trial_and_track_logs_the_rest(store
     server = start_mlflow(folder, port)
     try:
         tuner.search(WORDS, tuner.SearchOptions(trials=4, storage=store, study="cut", track=uri, warm_start=0),
-                     runner=_KillsTheServer(server, kill_on=2))
+                     runner=_KillsTheServer(server, uri, "cut", kill_on=2))
     finally:
         stop(server)
     records = tuner.trials(study="cut", storage=store).records
@@ -250,12 +259,52 @@ def test_a_server_killed_mid_search_costs_no_trial_and_track_logs_the_rest(store
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name("cut").experiment_id
         before = {r.data.tags["cnntune.trial"] for r in client.search_runs([experiment], max_results=100)
-                  if "cnntune.trial" in r.data.tags}
-        assert len(before) < len(records)  # the trials after the kill were not logged
+                  if "cnntune.state" in r.data.tags}
+        assert len(before) < len(records), before  # the trials after the kill were not logged in full
         back = run_cli("track", "--study", "cut", "--storage", store)  # the study's own URI
         assert back.exit_code == 0, back.output
         runs = client.search_runs([experiment], max_results=100)
         trials = sorted(int(r.data.tags["cnntune.trial"]) for r in runs if "cnntune.trial" in r.data.tags)
-        assert trials == [r.number for r in records]
+        assert trials == [r.number for r in records], back.output  # each once: a run started before the kill
+        assert all(r.data.tags.get("cnntune.state") == "complete" for r in runs if "cnntune.trial" in r.data.tags)
     finally:
         stop(server)
+
+
+@pytest.mark.slow
+def test_best_registers_the_exported_model_and_mlflow_runs_it_on_raw_images(store, mlflow_server, tmp_path):
+    import mlflow
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    result = run_cli("search", "space=basenet", "data=synthetic", "epochs=1", "--trials", "1", "--study", "reg",
+                     "--storage", store, "--track", mlflow_server, "-q")
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "model.keras"
+    # Refused before any work: --register needs --export, --track needs --register.
+    one_line_error(run_cli("best", "--study", "reg", "--storage", store, "--register", "cnntune-reg"), "add --export")
+    one_line_error(run_cli("best", "--study", "reg", "--storage", store, "--export", str(target), "--track",
+                           mlflow_server), "--track names the server for --register")
+    assert not target.exists()
+    result = run_cli("best", "--study", "reg", "--storage", store, "--export", str(target), "--register",
+                     "cnntune-reg")  # the study's own --track
+    assert result.exit_code == 0, result.output
+    assert "registered as cnntune-reg version 1 (models:/cnntune-reg/1)" in result.output
+    info = tuner.read_export_metadata(target)
+    images = np.random.default_rng(0).integers(0, 256, (3, *info["input_shape"]), dtype="uint8")
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(mlflow_server)
+    try:
+        probabilities = mlflow.pyfunc.load_model("models:/cnntune-reg/1").predict(images)
+        direct = mlflow.keras.load_model("models:/cnntune-reg/1").predict(images, verbose=0)
+    finally:
+        mlflow.set_tracking_uri(before)
+    assert np.asarray(probabilities).shape == (3, len(info["class_names"]))
+    np.testing.assert_allclose(np.asarray(probabilities).sum(axis=1), 1, rtol=1e-4)
+    np.testing.assert_allclose(direct, probabilities, rtol=1e-5, atol=1e-6)
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run = client.get_run(client.get_model_version("cnntune-reg", "1").run_id)
+    assert run.data.tags["cnntune.trial"] == str(info["trial"])
+    assert run.data.metrics["test_accuracy"] == pytest.approx(info["test_accuracy"])
+    assert any(key.startswith("test_vs_") and key.endswith("_pp") for key in run.data.metrics)  # vs each baseline
+    assert run.data.params == {k: str(v) for k, v in info["params"].items()}

@@ -12,7 +12,7 @@ from tuner.reporting._export import METADATA_NAME, export, export_target, read_e
 from tuner.reporting._figures import by_value, comparison, curves, history, importance, pareto
 from tuner.reporting._report import ReportResult, SIZE_LABELS, report
 from tuner.reporting._results import BestReport, Comparison, StudyView, best, trials
-from tuner.reporting._track import TrackResult, track
+from tuner.reporting._track import TrackResult, register, registry_uri, track
 from tuner.reporting._sections import ReportData, fmt_value, mattered, rows_table, state_section, value_panels
 
 __all__ = [
@@ -42,6 +42,8 @@ __all__ = [
     "open_dashboard",
     "pareto",
     "read_export_metadata",
+    "register",
+    "registry_uri",
     "report",
     "rows_table",
     "state_section",

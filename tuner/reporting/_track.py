@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from tuner.errors import CnntuneError
 from tuner.experiment import from_meta, trial_config
 from tuner.records import FINISHED, Display
-from tuner.store import read_study, redact
-from tuner.tracking import Tracked, tracked
+from tuner.reporting._export import read_export_metadata
+from tuner.store import Location, is_replay, read_study, redact
+from tuner.tracking import Tracked, need, register_model, tracked
 
-__all__ = ["TrackResult", "track"]
+__all__ = ["TrackResult", "register", "registry_uri", "track"]
 
 
 @dataclass
@@ -70,3 +71,56 @@ def _logged(tracker: Tracked, uri: str) -> set[int]:
     except Exception as exc:  # the server's own errors vary; all mean it cannot be read
         raise CnntuneError(f"cannot read MLflow at {redact(uri)}: {redact(' '.join(str(exc).split())[:200])}") \
             from None
+
+
+def registry_uri(*, study: str | None, storage: str | None, uri: str | None, name: str | None = "",
+                 export: str | None = "") -> str | None:
+    """The tracking server ``best --register NAME`` uses: ``uri``, else the one the study was searched with; checked
+    before any work (``None`` without ``--register``).
+
+    Raises:
+        CnntuneError: --register without --export, --track without --register, no server; MLflow not installed.
+    """
+    if name is None:
+        if uri is not None:
+            raise CnntuneError("--track names the server for --register NAME; add it")
+        return None
+    if export is None:
+        raise CnntuneError(f"--register {name} registers the model --export writes; add --export FILE.keras")
+    need("mlflow", "--register")
+    read = read_study(storage, study, history=False)
+    found = uri or (read.meta.get("search") or {}).get("track")
+    if not found:
+        raise CnntuneError(f"study {read.name!r} was not searched with --track; --register needs --track URI")
+    return found
+
+
+def register(exported, name: str, *, study: str | None = None, storage: str | None = None,
+             uri: str | None = None) -> str:
+    """Registers an exported model (``best --export``, local or in object storage) as a new version of ``name`` in
+    MLflow's model registry, logged with the trial's configuration, its accuracy, its difference to each of the
+    study's baselines (percentage points), seed and backend. Returns the version.
+
+    Raises:
+        CnntuneError: no tracking server (see ``registry_uri``), or it cannot take the model.
+    """
+    uri = registry_uri(study=study, storage=storage, uri=uri)
+    read = read_study(storage, study, history=False)
+    with Location.of(exported).fetched() as path:
+        info = read_export_metadata(path)
+        baselines = [r for r in read.records if r.baseline and r.state == "complete" and not is_replay(r)]
+        metrics = {"val_accuracy": info.get("val_accuracy"), "test_accuracy": info.get("test_accuracy")}
+        for b in baselines:
+            for split, theirs, ours in (("val", b.val_accuracy, info.get("val_accuracy")),
+                                        ("test", b.test_accuracy, info.get("test_accuracy"))):
+                if theirs is not None and ours is not None:
+                    metrics[f"{split}_vs_{b.baseline}_pp"] = 100 * (ours - theirs)
+        tags = {"cnntune.trial": info.get("trial"), "cnntune.seed": info.get("seed"),
+                "cnntune.backend": info.get("backend"), "cnntune.space": info.get("space"),
+                "cnntune.baseline": info.get("baseline"), "cnntune.exported": str(exported)}
+        try:
+            return register_model(uri, name, path, study=read.name, run_name=f"export trial {info.get('trial')}",
+                                  params=dict(info.get("params") or {}), metrics=metrics, tags=tags)
+        except Exception as exc:  # the server's and the registry's errors vary; each is one line here
+            reason = redact(" ".join(str(exc).split())[:300]) or type(exc).__name__
+            raise CnntuneError(f"cannot register the model in MLflow at {redact(uri)}: {reason}") from None

@@ -10,10 +10,10 @@ from typing import Any
 
 from tuner.errors import CnntuneError
 from tuner.records import Display
-from tuner.tracking._mlflow import TRACK_TIMEOUTS, Tracked
+from tuner.tracking._mlflow import TRACK_TIMEOUTS, Tracked, register_model
 from tuner.tracking._tensorboard import FINAL_METRICS, TensorBoard
 
-__all__ = ["FINAL_METRICS", "TRACK_TIMEOUTS", "TensorBoard", "Tracked", "tracked"]
+__all__ = ["FINAL_METRICS", "TRACK_TIMEOUTS", "TensorBoard", "Tracked", "need", "register_model", "tracked"]
 
 
 def tracked(display: Display, *, track: str | None, tensorboard: str | None, study: str, role: str,
@@ -24,13 +24,19 @@ def tracked(display: Display, *, track: str | None, tensorboard: str | None, stu
     Raises:
         CnntuneError: the package an option needs is not installed.
     """
-    for wanted, package, install in ((track, "mlflow", "pip install 'cnntune[mlflow]'"),
-                                     (tensorboard, "tensorboard", "pip install tensorboard")):
-        if wanted and importlib.util.find_spec(package) is None:
-            option = "--track" if package == "mlflow" else "--tensorboard"
-            raise CnntuneError(f"{option} needs the {package} package: {install}")
+    if track:
+        need("mlflow", "--track")
+    if tensorboard:
+        need("tensorboard", "--tensorboard")
     if tensorboard:
         display = TensorBoard(display, tensorboard, study)
     if track:
         display = Tracked(display, track, study, role, defaults=defaults)
     return display
+
+
+def need(package: str, option: str) -> None:
+    """Raises ``CnntuneError`` (one line) when ``option`` cannot work: ``package`` is not installed."""
+    install = {"mlflow": "pip install 'cnntune[mlflow]'", "tensorboard": "pip install tensorboard"}[package]
+    if importlib.util.find_spec(package) is None:
+        raise CnntuneError(f"{option} needs the {package} package: {install}")

@@ -76,7 +76,9 @@ class Tracked(Display):
         return [name for name, _ in self._retry]
 
     def logged_trials(self) -> set[int]:
-        """The trial numbers the study's experiment holds runs of (``cnntune.trial`` tags): what a backfill skips.
+        """The trial numbers whose runs the study's experiment holds in full (``cnntune.trial`` and
+        ``cnntune.state`` tags): what a backfill skips. A run that was started but whose result never arrived (the
+        server went down mid-trial) is the one a backfill completes, not a second one.
 
         Raises:
             Exception: the server's, when it cannot be reached.
@@ -85,9 +87,18 @@ class Tracked(Display):
         found = client.get_experiment_by_name(self.study)
         if found is None:
             return set()
+        self._experiment = found.experiment_id
         runs = client.search_runs([found.experiment_id], filter_string=f"tags.`cnntune.study` = '{self.study}'",
                                   max_results=50000)
-        return {int(r.data.tags["cnntune.trial"]) for r in runs if "cnntune.trial" in r.data.tags}
+        done = set()
+        for run in runs:
+            if "cnntune.trial" not in run.data.tags:
+                continue
+            if "cnntune.state" in run.data.tags:
+                done.add(int(run.data.tags["cnntune.trial"]))
+            else:
+                self._runs.setdefault(int(run.data.tags["cnntune.trial"]), run.info.run_id)
+        return done
 
     # -- the display ------------------------------------------------------------------------------------------------
     def search_begin(self, **kwargs: Any) -> None:
@@ -249,3 +260,44 @@ class Tracked(Display):
             self._client.set_terminated(self._runs.pop(number), status="KILLED")
         if self._parent is not None:
             self._client.set_terminated(self._parent)
+
+
+def register_model(uri: str, name: str, model_file, *, study: str, run_name: str, params: dict[str, Any],
+                   metrics: dict[str, float], tags: dict[str, Any]) -> str:
+    """Logs an exported model (raw uint8 images in, class probabilities out) to the study's experiment with its
+    metadata, and registers it as a new version of ``name`` in MLflow's model registry, with a signature that says
+    so: it loads with ``mlflow.keras.load_model`` and ``mlflow.pyfunc.load_model`` and predicts on raw images.
+
+    Returns:
+        The registered version.
+    """
+    for key, value in TRACK_TIMEOUTS.items():
+        os.environ.setdefault(key, value)
+    import keras
+    import mlflow
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.tracking import MlflowClient
+    from mlflow.types import Schema, TensorSpec
+
+    model = keras.saving.load_model(model_file)
+    images, classes = tuple(model.input_shape[1:]), int(model.output_shape[-1])
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype("uint8"), (-1, *images))]),
+                               outputs=Schema([TensorSpec(np.dtype("float32"), (-1, classes))]))
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(study)
+    experiment = found.experiment_id if found is not None else client.create_experiment(
+        study, tags={"cnntune.study": study})
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment, run_name=run_name,
+                              tags={"cnntune.study": study, **{k: str(v) for k, v in tags.items() if v is not None}}
+                              ) as run:
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+            mlflow.keras.log_model(model, "model", signature=signature, registered_model_name=name)
+    finally:
+        mlflow.set_tracking_uri(before)
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{run.info.run_id}'")
+    return str(max(int(v.version) for v in versions))
