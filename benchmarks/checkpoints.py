@@ -25,35 +25,19 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the checkout's packages
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # run from anywhere: the checkout's packages, the tests' servers
 
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return server, url
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    sys.exit(f"moto_server did not answer at {url}")
+from servers import start_moto, stop  # noqa: E402
 
 
 def make_bucket(endpoint: str) -> str:
@@ -160,7 +144,7 @@ def main() -> None:
             part_2(args, bucket, Path(folder))
     finally:
         if server is not None:
-            server.terminate()
+            stop(server)
 
 
 if __name__ == "__main__":

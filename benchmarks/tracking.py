@@ -12,35 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-
-def start_mlflow(folder: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--default-artifact-root", str(folder / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2).close()
-            return server, url
-        except OSError:
-            time.sleep(0.5)
-    os.killpg(server.pid, signal.SIGKILL)
-    sys.exit(f"mlflow server did not answer at {url}")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tests' servers
+from servers import start_mlflow, stop  # noqa: E402
 
 
 def search(work: Path, name: str, data_dir: str, track: str | None) -> float:
@@ -76,8 +56,7 @@ def main() -> None:
             print(f"\nmedian overhead of --track: {100 * statistics.median(ratios):+.1f}% "
                   f"(plain median {statistics.median(plain):.1f} s)")
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            stop(server)
 
 
 if __name__ == "__main__":

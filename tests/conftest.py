@@ -193,29 +193,11 @@ S3_SECRET = "s3cr3t-key-never-printed"  # the secret key the S3 tests use: no ou
 @pytest.fixture(scope="session")
 def s3_server() -> str:
     """moto's S3-protocol server (the dev extra's ``moto[server]``) on 127.0.0.1, one per test process; its URL."""
-    import socket
-    import time
-    import urllib.request
+    from servers import start_moto, stop
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"moto_server did not answer at {url}") from None
-            time.sleep(0.2)
+    server, url = start_moto()
     yield url
-    server.terminate()
-    server.wait(timeout=30)
+    stop(server)
 
 
 @pytest.fixture

@@ -278,7 +278,7 @@ def best(
     set_verbose(verbose)
     with _guard(), interruptible():
         if export is not None:
-            reporting.export_target(export)
+            export = reporting.export_target(export)  # checked once, before any work: what export() writes to
         elif trial is not None:
             raise CnntuneError(f"--trial {trial} names the trial to export; add --export FILE.keras")
         reporting.registry_uri(study=study, storage=storage, uri=track, name=register, export=export)

@@ -3,70 +3,24 @@ read back through ``MlflowClient``; a server that is down costs a warning, never
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import tuner
 from conftest import FakeRunner, one_line_error, run_cli
+from servers import kill, start_mlflow, stop
 
 WORDS = ["space=basenet", "data=synthetic", "epochs=3"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_mlflow(folder: Path, port: int) -> subprocess.Popen:
-    """``mlflow server`` (the dev extra) on 127.0.0.1:PORT, its SQLite backend store and artifacts in ``folder``;
-    returns once it answers."""
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--artifacts-destination", str(folder / "artifacts")],  # artifacts uploaded through the server
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # it starts its own workers
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-            return server
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                kill(server)
-                raise RuntimeError(f"mlflow server did not answer on port {port}") from None
-            time.sleep(0.5)
-
-
-def kill(server: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """Signals the server and the workers it started (its process group), and waits for it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, sig)
-    server.wait(timeout=30)
-
-
-def stop(server: subprocess.Popen) -> None:
-    try:
-        kill(server, signal.SIGTERM)
-    except subprocess.TimeoutExpired:
-        kill(server)
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory) -> str:
     """A tracking server for the module's tests; its URL."""
-    port = _free_port()
-    server = start_mlflow(tmp_path_factory.mktemp("mlflow"), port)
-    yield f"http://127.0.0.1:{port}"
+    server, url = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield url
     stop(server)
 
 
@@ -243,10 +197,10 @@ class _KillsTheServer(EpochRunner):
 def test_a_server_killed_mid_search_costs_no_trial_and_track_logs_the_rest(store, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    folder, port = tmp_path / "mlflow", _free_port()
+    folder = tmp_path / "mlflow"
     folder.mkdir()
-    uri = f"http://127.0.0.1:{port}"
-    server = start_mlflow(folder, port)
+    server, uri = start_mlflow(folder)
+    port = int(uri.rsplit(":", 1)[1])
     try:
         tuner.search(WORDS, tuner.SearchOptions(trials=4, storage=store, study="cut", track=uri, warm_start=0),
                      runner=_KillsTheServer(server, uri, "cut", kill_on=2))
@@ -254,7 +208,7 @@ def test_a_server_killed_mid_search_costs_no_trial_and_track_logs_the_rest(store
         stop(server)
     records = tuner.trials(study="cut", storage=store).records
     assert [r.state for r in records if not r.baseline] == ["complete"] * 4  # every trial, server or not
-    server = start_mlflow(folder, port)  # back, with what it had logged
+    server, _ = start_mlflow(folder, port)  # back, on its port, with what it had logged
     try:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name("cut").experiment_id

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ import numpy as np
 import pytest
 
 from conftest import sample_checkpoint as checkpoint
+from servers import free_port, serve, stop
 from tuner.errors import StorageError
 from tuner.store import Location
 from tuner.trial import _checkpoint
@@ -44,41 +42,6 @@ def _need(module: str, package: str) -> None:
         __import__(module)
     except ImportError:
         pytest.fail(f"these tests need the {package} package: {_DEV_EXTRA}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(command: list[str], url: str, log: Path, cwd: Path) -> subprocess.Popen:
-    """Starts ``command`` and returns once ``url`` answers over HTTP (any status: Azurite's root answers 400)."""
-    with open(log, "wb") as out:
-        server = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return server
-        except urllib.error.HTTPError:
-            return server
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                server.wait()
-                output = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{command[0]} did not answer at {url}:\n{output}") from None
-            time.sleep(0.1)
-
-
-def _stop(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 def _forget_filesystems(scheme: str) -> None:
@@ -126,13 +89,13 @@ def gcs_server(tmp_path_factory) -> str:
         executable = Path(sys.executable).with_name("gcp-storage-emulator")
         if not executable.is_file():
             pytest.fail(f"the gs:// tests need the gcp-storage-emulator package: {_DEV_EXTRA}")
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = _serve([str(executable), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"], url,
-                        folder / "server.log", folder)
+        server = serve([str(executable), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"], url,
+                       log=folder / "server.log", cwd=folder)
         env.setenv("STORAGE_EMULATOR_HOST", url)
         yield url
-        _stop(server)
+        stop(server)
 
 
 @pytest.fixture
@@ -191,15 +154,15 @@ def azurite(tmp_path_factory) -> str:
     """Azurite's blob service on 127.0.0.1, in memory, telemetry off; its URL (without the account)."""
     _need("adlfs", "adlfs")
     executable = _azurite_blob()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     folder = tmp_path_factory.mktemp("azurite")
     # --skipApiVersionCheck: azure-storage-blob may speak a newer API version than this Azurite knows.
-    server = _serve([str(executable), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-                     "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"], url,
-                    folder / "server.log", folder)
+    server = serve([str(executable), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+                    "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"], url,
+                   log=folder / "server.log", cwd=folder)
     yield url
-    _stop(server)
+    stop(server)
 
 
 def _azurite_connection(azurite: str, key: str = AZURITE_KEY) -> str:

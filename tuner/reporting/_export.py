@@ -40,7 +40,7 @@ def export_target(path: str | Path) -> Location:
     return Location.of(local)
 
 
-def export(path: str | Path, *, study: str | None = None, storage: str | None = None,
+def export(path: str | Path | Location, *, study: str | None = None, storage: str | None = None,
            trial: int | None = None) -> Path | str:
     """Writes the best (or a given) trial's model as one ``.keras`` file that takes raw uint8 images.
 
@@ -54,7 +54,7 @@ def export(path: str | Path, *, study: str | None = None, storage: str | None = 
     Raises:
         CnntuneError: a folder that does not exist, a missing model file, an unknown trial.
     """
-    target = export_target(path)
+    target = path if isinstance(path, Location) else export_target(path)  # a Location: export_target's, checked
     if trial is None:
         report = best(study=study, storage=storage)
         rec, meta, name = report.best, report.meta, report.study

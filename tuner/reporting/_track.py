@@ -9,7 +9,7 @@ from tuner.errors import CnntuneError
 from tuner.experiment import from_meta, trial_config
 from tuner.records import FINISHED, Display
 from tuner.reporting._export import read_export_metadata
-from tuner.store import Location, is_replay, read_study, redact
+from tuner.store import Location, StudyRecords, is_replay, one_line, read_study, redact
 from tuner.tracking import Tracked, need, register_model, tracked
 
 __all__ = ["TrackResult", "register", "registry_uri", "track"]
@@ -47,9 +47,7 @@ def track(*, study: str | None = None, storage: str | None = None, uri: str | No
         CnntuneError: no URI given nor stored; the server cannot be reached; MLflow is not installed.
     """
     read = read_study(storage, study)
-    uri = uri or (read.meta.get("search") or {}).get("track")
-    if not uri:
-        raise CnntuneError(f"study {read.name!r} was not searched with --track; pass --track URI")
+    uri = _uri(read, uri, "pass --track URI")
     exp = from_meta(read.meta)
     shown = _Collect()
     tracker = tracked(shown, track=uri, tensorboard=None, study=read.name, role="backfill",
@@ -69,14 +67,27 @@ def _logged(tracker: Tracked, uri: str) -> set[int]:
     try:
         return tracker.logged_trials()
     except Exception as exc:  # the server's own errors vary; all mean it cannot be read
-        raise CnntuneError(f"cannot read MLflow at {redact(uri)}: {redact(' '.join(str(exc).split())[:200])}") \
-            from None
+        raise CnntuneError(f"cannot read MLflow at {redact(uri)}: {one_line(exc, 200)}") from None
 
 
-def registry_uri(*, study: str | None, storage: str | None, uri: str | None, name: str | None = "",
-                 export: str | None = "") -> str | None:
-    """The tracking server ``best --register NAME`` uses: ``uri``, else the one the study was searched with; checked
-    before any work (``None`` without ``--register``).
+def _uri(read: StudyRecords, uri: str | None, instead: str) -> str:
+    """The tracking server: ``uri``, else the one the study was searched with (``--track``).
+
+    Raises:
+        CnntuneError: neither; ``instead`` says what to do.
+    """
+    found = uri or (read.meta.get("search") or {}).get("track")
+    if not found:
+        raise CnntuneError(f"study {read.name!r} was not searched with --track; {instead}")
+    return found
+
+
+_REGISTER_NEEDS = "--register needs --track URI"
+
+
+def registry_uri(*, study: str | None, storage: str | None, uri: str | None, name: str | None,
+                 export: str | None) -> str | None:
+    """``best``'s options checked before any work: the server ``--register NAME`` uses (``None`` without it).
 
     Raises:
         CnntuneError: --register without --export, --track without --register, no server; MLflow not installed.
@@ -88,11 +99,7 @@ def registry_uri(*, study: str | None, storage: str | None, uri: str | None, nam
     if export is None:
         raise CnntuneError(f"--register {name} registers the model --export writes; add --export FILE.keras")
     need("mlflow", "--register")
-    read = read_study(storage, study, history=False)
-    found = uri or (read.meta.get("search") or {}).get("track")
-    if not found:
-        raise CnntuneError(f"study {read.name!r} was not searched with --track; --register needs --track URI")
-    return found
+    return _uri(read_study(storage, study, history=False), uri, _REGISTER_NEEDS)
 
 
 def register(exported, name: str, *, study: str | None = None, storage: str | None = None,
@@ -102,10 +109,11 @@ def register(exported, name: str, *, study: str | None = None, storage: str | No
     study's baselines (percentage points), seed and backend. Returns the version.
 
     Raises:
-        CnntuneError: no tracking server (see ``registry_uri``), or it cannot take the model.
+        CnntuneError: no tracking server given nor stored, or it cannot take the model; MLflow not installed.
     """
-    uri = registry_uri(study=study, storage=storage, uri=uri)
+    need("mlflow", "--register")
     read = read_study(storage, study, history=False)
+    uri = _uri(read, uri, _REGISTER_NEEDS)
     with Location.of(exported).fetched() as path:
         info = read_export_metadata(path)
         baselines = [r for r in read.records if r.baseline and r.state == "complete" and not is_replay(r)]
@@ -122,5 +130,4 @@ def register(exported, name: str, *, study: str | None = None, storage: str | No
             return register_model(uri, name, path, study=read.name, run_name=f"export trial {info.get('trial')}",
                                   params=dict(info.get("params") or {}), metrics=metrics, tags=tags)
         except Exception as exc:  # the server's and the registry's errors vary; each is one line here
-            reason = redact(" ".join(str(exc).split())[:300]) or type(exc).__name__
-            raise CnntuneError(f"cannot register the model in MLflow at {redact(uri)}: {reason}") from None
+            raise CnntuneError(f"cannot register the model in MLflow at {redact(uri)}: {one_line(exc)}") from None

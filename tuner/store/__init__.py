@@ -11,7 +11,7 @@ from tuner.store._best import (REEVAL_SEED_STRIDE, ReevalRow, SIZE_ATTRS, SeedSt
                                candidates, config_key, diff_se, is_done, mean_std, pareto_front, pct, rank_configs,
                                reeval_seeds, seed_stats, top_configs)
 from tuner.store._budget import Budget
-from tuner.store._location import Location, is_url, redact
+from tuner.store._location import Location, is_url, one_line, redact
 from tuner.store._rdb import KNOWN_SCHEMA, SchemaWarning, read_tables
 from tuner.store._storage import (Artifacts, CHECKPOINT_OF, DEFAULT_STORAGE, EPOCH_REACHED, GRACE_PERIOD,
                                   HEARTBEAT_INTERVAL, MAX_RETRY, META_KEY, RESUMED_FROM, artifacts_root,
@@ -61,6 +61,7 @@ __all__ = [
     "load_study",
     "mean_std",
     "new_meta",
+    "one_line",
     "open_storage",
     "open_study",
     "pareto_front",

@@ -17,19 +17,20 @@ Nothing here imports Keras.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
 import tempfile
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from tuner.errors import StorageError
 
-__all__ = ["Location", "is_url", "redact"]
+__all__ = ["Location", "is_url", "one_line", "redact"]
 
 _SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*)://")
 # The package fsspec needs for a scheme, and the extra of cnntune's that installs it.
@@ -50,6 +51,8 @@ def _options(scheme: str) -> dict[str, Any]:
     if scheme in ("s3", "s3a") and endpoint:
         options["endpoint_url"] = endpoint
     return options
+
+
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
 
 
@@ -141,18 +144,22 @@ class Location:
         with fs.open(path, "rb") as f:
             yield f
 
-    def write_bytes(self, data: bytes) -> None:
-        """Replaces the file with ``data``, whole: a reader finds the old content or the new, never a part of it."""
+    def write_with(self, fill: Callable[[IO[bytes]], Any]) -> None:
+        """Replaces the file with what ``fill`` writes into the file object it is handed, whole: a reader finds the
+        old content or the new, never a part of it. A local file is streamed aside, synced and renamed over the old
+        one; an object is gathered in memory and put in one request."""
         if self.remote:
+            buffer = io.BytesIO()
+            fill(buffer)
             fs, path = self._fs()
-            fs.pipe_file(path, data)
+            fs.pipe_file(path, buffer.getvalue())
             return
         target = Path(self.where)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                fill(f)
                 f.flush()
                 os.fsync(f.fileno())  # the renamed file must hold the data even after a crash of the machine
             os.replace(tmp, target)  # atomic: readers see the old file or the new one
@@ -160,16 +167,18 @@ class Location:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def write_bytes(self, data: bytes) -> None:
+        """Replaces the file with ``data``, whole (``write_with``)."""
+        self.write_with(lambda f: f.write(data))
+
     def upload(self, source: str | os.PathLike) -> None:
-        """Copies the local file ``source`` here, whole (as ``write_bytes``)."""
+        """Copies the local file ``source`` here, whole (``write_with``; to object storage streamed by the client)."""
         if self.remote:
             fs, path = self._fs()
             fs.put_file(str(source), path)
         elif Path(source).resolve() != Path(self.where):
-            Path(self.where).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(self.where).with_name(f".{self.name}.tmp")
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, self.where)
+            with open(source, "rb") as src:
+                self.write_with(lambda f: shutil.copyfileobj(src, f, 1 << 20))
 
     def fetch(self, local: str | os.PathLike) -> bool:
         """Copies this file to the local path ``local`` (its folder created); ``False`` when there is no such
@@ -213,14 +222,9 @@ class Location:
         Raises:
             FileNotFoundError: no such file or object.
         """
-        if not self.remote:
-            if not Path(self.where).is_file():
-                raise FileNotFoundError(self.where)
-            yield Path(self.where)
-            return
-        with tempfile.TemporaryDirectory(prefix="cnntune-fetch-") as folder:
-            local = Path(folder) / self.name
-            if not self.fetch(local):
+        with tempfile.TemporaryDirectory(prefix="cnntune-fetch-") if self.remote else nullcontext() as folder:
+            local = self.local_copy(folder)
+            if local is None:
                 raise FileNotFoundError(self.where)
             yield local
 
@@ -264,9 +268,14 @@ class Location:
             raise StorageError(f"cannot write artifacts to {self}: {_reason(exc)}") from None
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut at ``limit`` characters, any password hidden; its type when empty."""
+    return redact((" ".join(str(exc).split()) or type(exc).__name__)[:limit])
+
+
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split())
     if isinstance(exc, FileNotFoundError) and (exc.errno is None or text in ("", str(exc.filename))):
-        text = "the bucket or container does not exist"  # a client's FileNotFoundError names only the request
-    return redact(text[:300])
+        return "the bucket or container does not exist"  # a client's FileNotFoundError names only the request
+    return one_line(exc)
 

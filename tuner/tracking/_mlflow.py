@@ -28,7 +28,8 @@ import time
 from typing import Any, Callable
 
 from tuner.records import Display, TrialRecord
-from tuner.store import redact
+from tuner.store import one_line, redact
+from tuner.tracking._relay import Relay
 
 __all__ = ["Tracked", "TRACK_TIMEOUTS"]
 
@@ -42,7 +43,7 @@ _TAGS = ("warm_start", "grown_from", "climb_of", "retry_of", "reeval_of", "repro
 _STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "fail": "FAILED"}
 
 
-class Tracked(Display):
+class Tracked(Relay):
     """``inner``, and every trial logged to the MLflow server at ``uri`` (see the module).
 
     Args:
@@ -54,7 +55,7 @@ class Tracked(Display):
     """
 
     def __init__(self, inner: Display, uri: str, study: str, role: str, defaults: dict[str, Any] | None = None):
-        self.inner = inner
+        super().__init__(inner)
         self.uri = uri
         self.study = study
         self.role = role
@@ -102,29 +103,23 @@ class Tracked(Display):
 
     # -- the display ------------------------------------------------------------------------------------------------
     def search_begin(self, **kwargs: Any) -> None:
-        self.inner.search_begin(**kwargs)
+        super().search_begin(**kwargs)
         self._do("the search's run", self._ensure_parent)
 
     def trial_begin(self, *, number: int, params: dict[str, Any], baseline: str | None, epochs: int) -> None:
-        self.inner.trial_begin(number=number, params=params, baseline=baseline, epochs=epochs)
+        super().trial_begin(number=number, params=params, baseline=baseline, epochs=epochs)
         self._do(f"trial {number}'s run", lambda: self._start(number, dict(params), baseline))
 
     def epoch_end(self, *, number: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        self.inner.epoch_end(number=number, epoch=epoch, epochs=epochs, logs=logs)
+        super().epoch_end(number=number, epoch=epoch, epochs=epochs, logs=logs)
         stamp = int(time.time() * 1000)
         values = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
         self._do(f"trial {number}'s epoch {epoch}", lambda: self._epoch(number, epoch, values, stamp))
 
     def trial_end(self, record: TrialRecord) -> None:
-        self.inner.trial_end(record)
+        super().trial_end(record)
         self._do(f"trial {record.number}'s result", lambda: self._finish(record))
         self._queue.put(self._retry_failed)
-
-    def message(self, text: str) -> None:
-        self.inner.message(text)
-
-    def worker_output(self, worker: str, line: str) -> None:
-        self.inner.worker_output(worker, line)
 
     def search_end(self) -> None:
         self._do("the search's end", self._end)
@@ -138,7 +133,7 @@ class Tracked(Display):
             what = ", ".join(name for name, _ in self._retry[:5]) + (" ..." if len(self._retry) > 5 else "")
             self.inner.message(f"warning: not logged to MLflow at {redact(self.uri)}: {what}; the study holds every "
                                "trial")
-        self.inner.search_end()
+        super().search_end()
 
     # -- the background thread -----------------------------------------------------------------------------------------
     def _do(self, name: str, call: Callable[[], Any]) -> None:
@@ -180,8 +175,7 @@ class Tracked(Display):
         if cause in self._warned:
             return
         self._warned.add(cause)
-        reason = " ".join(str(exc).split())[:200] or cause
-        self.inner.message(f"warning: MLflow at {redact(self.uri)}: {redact(reason)}; the search goes on and the "
+        self.inner.message(f"warning: MLflow at {redact(self.uri)}: {one_line(exc, 200)}; the search goes on and the "
                            "study keeps every trial")
 
     def _connect(self):

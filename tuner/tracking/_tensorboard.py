@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.records import Display, TrialRecord
+from tuner.tracking._relay import Relay
 
 __all__ = ["TensorBoard", "FINAL_METRICS"]
 
@@ -28,11 +29,11 @@ def _value(v: Any) -> bool | int | float | str:
     return v if isinstance(v, (bool, int, float, str)) else str(v)
 
 
-class TensorBoard(Display):
+class TensorBoard(Relay):
     """``inner``, and every trial's curves and HParams session under ``folder/<study>`` (see the module)."""
 
     def __init__(self, inner: Display, folder: str | os.PathLike, study: str):
-        self.inner = inner
+        super().__init__(inner)
         self.root = Path(folder).expanduser() / study
         self._writers: dict[int, Any] = {}
         self._configured: set[str] = set()
@@ -68,19 +69,20 @@ class TensorBoard(Display):
         writer.add_event(event_pb2.Event(summary=config, wall_time=time.time()))
         writer.close()
 
-    def search_begin(self, **kwargs: Any) -> None:
-        self.inner.search_begin(**kwargs)
-
     def trial_begin(self, *, number: int, params: dict[str, Any], baseline: str | None, epochs: int) -> None:
+        super().trial_begin(number=number, params=params, baseline=baseline, epochs=epochs)
+        self._session(number, params)
+
+    def _session(self, number: int, params: dict[str, Any]) -> None:
+        """The trial's HParams session begins: its values (and the experiment's configuration, once)."""
         from tensorboard.plugins.hparams import summary_v2
 
-        self.inner.trial_begin(number=number, params=params, baseline=baseline, epochs=epochs)
         values = {k: _value(v) for k, v in params.items()}
         self._configure(values)
         self._write(number, summary_v2.hparams_pb(values, trial_id=f"trial_{number:04d}"))
 
     def epoch_end(self, *, number: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        self.inner.epoch_end(number=number, epoch=epoch, epochs=epochs, logs=logs)
+        super().epoch_end(number=number, epoch=epoch, epochs=epochs, logs=logs)
         self._scalars(number, epoch, {k: v for k, v in logs.items() if isinstance(v, (int, float))})
 
     def _scalars(self, number: int, step: int, values: dict[str, float]) -> None:
@@ -93,10 +95,9 @@ class TensorBoard(Display):
     def trial_end(self, record: TrialRecord) -> None:
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 
-        self.inner.trial_end(record)
-        if record.number not in self._writers:  # not run here (a replay's record) or its start was missed
-            self.trial_begin(number=record.number, params=record.params, baseline=record.baseline,
-                             epochs=record.epochs_run or 0)
+        super().trial_end(record)
+        if record.number not in self._writers:  # a trial whose start this process did not see: from its record
+            self._session(record.number, record.params)
             for key, values in record.history.items():
                 for i, v in enumerate(values):
                     if v is not None:
@@ -109,14 +110,8 @@ class TensorBoard(Display):
         self._write(record.number, summary_v2._summary_pb(metadata.SESSION_END_INFO_TAG, end))
         self._writers.pop(record.number).close()
 
-    def message(self, text: str) -> None:
-        self.inner.message(text)
-
-    def worker_output(self, worker: str, line: str) -> None:
-        self.inner.worker_output(worker, line)
-
     def search_end(self) -> None:
         for writer in self._writers.values():  # trials that did not end (Ctrl-C): their events so far
             writer.close()
         self._writers.clear()
-        self.inner.search_end()
+        super().search_end()

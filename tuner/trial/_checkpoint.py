@@ -19,7 +19,6 @@ Nothing here imports Keras.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -110,10 +109,8 @@ def write(folder: Folder, ckpt: Checkpoint) -> Location:
     groups = (("w", ckpt.weights), ("o", ckpt.optimizer), ("r", ckpt.rng), ("b", ckpt.best_weights or ()))
     for prefix, values in groups:
         arrays.update({f"{prefix}{i:05d}": np.asarray(v) for i, v in enumerate(values)})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
     target = Location.of(folder) / FILE
-    target.write_bytes(buffer.getvalue())
+    target.write_with(lambda f: np.savez(f, **arrays))
     return target
 
 

@@ -347,7 +347,7 @@ class _Tuner:
             return {}
         stored = self._stored(previous)
         path = stored.model_path if stored is not None and stored.state == "complete" else None
-        local = Location.of(path).local_copy(self.plan.artifacts.keras_tuner / "continued") if path else None  # local
+        local = Location.of(path).local_copy(self.plan.artifacts.keras_tuner / "continued") if path else None
         if local is None:
             return {}  # nothing to continue from: this round trains from scratch
         return {"initial_epoch": initial, "continue_from": str(local), "continued_from": previous}
