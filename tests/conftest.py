@@ -222,3 +222,43 @@ def s3_keys(bucket_url: str) -> list[str]:
     name = bucket_url.removeprefix("s3://").split("/")[0]
     pages = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).get_paginator("list_objects_v2")
     return sorted(o["Key"] for page in pages.paginate(Bucket=name) for o in page.get("Contents", []))
+
+
+class EpochRunner(FakeRunner):
+    """Reports ``epochs`` epochs (loss falling, accuracy rising), fails its ``fail_on``-th call and is interrupted
+    (Ctrl-C) after epoch ``interrupt_at[1]`` of its ``interrupt_at[0]``-th call."""
+
+    def __init__(self, fail_on: int | None = None, interrupt_at: tuple[int, int] | None = None):
+        super().__init__()
+        self.fail_on, self.interrupt_at = fail_on, interrupt_at
+
+    def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, **kwargs):
+        from tuner.trial import TrialOutcome
+
+        self.calls.append((dict(params), int(seed)))
+        if len(self.calls) == self.fail_on:
+            raise RuntimeError("boom")
+        epochs = int(params["epochs"])
+        history: dict[str, list[float]] = {"loss": [], "val_accuracy": []}
+        for epoch in range(1, epochs + 1):
+            logs = {"loss": 1.0 / epoch, "val_accuracy": 0.1 * epoch + 0.01 * len(self.calls)}
+            for key, value in logs.items():
+                history[key].append(value)
+            if on_epoch is not None:
+                on_epoch(epoch, logs)
+            if self.interrupt_at == (len(self.calls), epoch):
+                raise KeyboardInterrupt
+        best = max(history["val_accuracy"])
+        return TrialOutcome(val_accuracy=best, test_accuracy=best - 0.05, n_params=10, history=history,
+                            best_epoch=epochs, epochs_run=epochs, seconds=0.01, model_path=None, backend="fake")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> str:
+    """A real MLflow tracking server (SQLite backend) for the session's tests; its URL. Tests use studies (MLflow
+    experiments) of their own names."""
+    from servers import start_mlflow, stop
+
+    server, url = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield url
+    stop(server)

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from tuner.errors import CnntuneError
-from tuner.options import REPRODUCE_SEEDS, STORAGE_HELP, SearchOptions, flag, option_fields
+from tuner.options import REPRODUCE_SEEDS, STORAGE_HELP, SearchOptions, bare_track, flag, option_fields
 from tuner.quiet import set_verbose
 from tuner.signals import interruptible
 from tuner.store import redact
@@ -138,9 +138,8 @@ def _worker(study: str, storage: Optional[str], worker_id: Optional[str], quiet:
     _summary(result, quiet)
 
 
-_WORKER_ID = inspect.Parameter("worker_id", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                               default=typer.Option(None, "--worker-id", help="This worker's name (default "
-                                                    "worker-PID)."))
+_WORKER_ID = inspect.Parameter("worker_id", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str], default=typer.Option(
+    None, "--worker-id", help="This worker's name (default worker-HOST-PID)."))
 _command("search", _search, [_WORDS, *_option_parameters("search"), _QUIET, _VERBOSE])
 _command("worker", _worker, [*_option_parameters("worker"), _WORKER_ID, _QUIET, _VERBOSE])
 
@@ -382,16 +381,17 @@ def _guard() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors also get one line and exit code 1, never a traceback."""
-    command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="cnntune", standalone_mode=False)
+        args = bare_track(sys.argv[1:] if argv is None else list(argv))  # --track alone: MLFLOW_TRACKING_URI
+        code = typer.main.get_command(app).main(args=args, prog_name="cnntune", standalone_mode=False)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
         err.print("interrupted")
         code = 130
-    except typer.TyperException as exc:
-        err.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
+    except (typer.TyperException, CnntuneError) as exc:
+        text = exc.format_message() if isinstance(exc, typer.TyperException) else redact(str(exc))
+        err.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
 

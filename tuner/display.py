@@ -64,7 +64,7 @@ class RichDisplay(Display):
         self.progress.start()
         self.trial_task = self.progress.add_task("trials", total=self.total)
 
-    def trial_begin(self, *, number, params, baseline, epochs) -> None:
+    def trial_begin(self, *, number, params, baseline, epochs, seed=None, chain=None) -> None:
         if self.progress is None:
             return
         label = f"trial {number}" + (f" ({baseline})" if baseline else "")

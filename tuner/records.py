@@ -179,8 +179,10 @@ class Display:
     def search_begin(self, *, study: str, space: str, data: str, trials: int, baselines: int) -> None:
         pass
 
-    def trial_begin(self, *, number: int, params: dict[str, Any], baseline: str | None, epochs: int) -> None:
-        pass
+    def trial_begin(self, *, number: int, params: dict[str, Any], baseline: str | None, epochs: int,
+                    seed: int | None = None, chain: int | None = None) -> None:
+        """Trial ``number`` starts: ``chain`` is the first trial of the chain it belongs to when it is retried
+        (its checkpoints' and its tracked run's), ``seed`` the seed it trains with."""
 
     def epoch_end(self, *, number: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         pass

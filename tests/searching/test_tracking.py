@@ -4,50 +4,17 @@ read back through ``MlflowClient``; a server that is down costs a warning, never
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import tuner
-from conftest import FakeRunner, one_line_error, run_cli
+from conftest import EpochRunner, one_line_error, run_cli
 from servers import kill, start_mlflow, stop
 
 WORDS = ["space=basenet", "data=synthetic", "epochs=3"]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory) -> str:
-    """A tracking server for the module's tests; its URL."""
-    server, url = start_mlflow(tmp_path_factory.mktemp("mlflow"))
-    yield url
-    stop(server)
-
-
-class EpochRunner(FakeRunner):
-    """Reports ``epochs`` epochs (loss falling, accuracy rising) and fails its ``fail_on``-th call."""
-
-    def __init__(self, fail_on: int | None = None):
-        super().__init__()
-        self.fail_on = fail_on
-
-    def __call__(self, space, params, data, *, seed, model_path, on_epoch=None, **kwargs):
-        from tuner.trial import TrialOutcome
-
-        self.calls.append((dict(params), int(seed)))
-        if len(self.calls) == self.fail_on:
-            raise RuntimeError("boom")
-        epochs = int(params["epochs"])
-        history: dict[str, list[float]] = {"loss": [], "val_accuracy": []}
-        for epoch in range(1, epochs + 1):
-            logs = {"loss": 1.0 / epoch, "val_accuracy": 0.1 * epoch + 0.01 * len(self.calls)}
-            for key, value in logs.items():
-                history[key].append(value)
-            if on_epoch is not None:
-                on_epoch(epoch, logs)
-        best = max(history["val_accuracy"])
-        return TrialOutcome(val_accuracy=best, test_accuracy=best - 0.05, n_params=10, history=history,
-                            best_epoch=epochs, epochs_run=epochs, seconds=0.01, model_path=None, backend="fake")
 
 
 def test_every_trial_is_a_nested_run_with_its_curves_and_the_baselines_tagged(store, mlflow_server):
@@ -141,13 +108,39 @@ def test_tensorboard_holds_one_hparams_session_per_trial_with_its_values_and_met
             assert ends[0].status == api_pb2.STATUS_FAILURE
 
 
-def test_tracking_without_its_package_is_one_error_line(store, monkeypatch):
+def test_tracking_a_uri_that_needs_mlflows_client_without_its_package_is_one_error_line(store, monkeypatch, tmp_path):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     one_line_error(run_cli("search", *WORDS, "--trials", "1", "--study", "x", "--storage", store, "--track",
-                           "http://127.0.0.1:9"), "--track needs the mlflow package", "cnntune[mlflow]")
+                           f"sqlite:///{tmp_path}/mlflow.db"), "--track needs the mlflow package", "cnntune[mlflow]")
+
+
+def test_an_http_server_is_tracked_without_importing_mlflow(mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    code = f"""if True:
+        import sys
+        from tuner.records import Display, TrialRecord
+        from tuner.tracking import Tracked
+        tracker = Tracked(Display(), {mlflow_server!r}, "light", "search", defaults={{"epochs": 1}})
+        tracker.trial_begin(number=0, params={{"epochs": 2}}, baseline=None, epochs=2, seed=7)
+        for epoch in (1, 2):
+            tracker.epoch_end(number=0, epoch=epoch, epochs=2, logs={{"val_accuracy": epoch / 10}})
+        tracker.trial_end(TrialRecord(0, "complete", {{"epochs": 2}}, val_accuracy=0.2, seed=7))
+        tracker.search_end()
+        print(sorted(tracker.unlogged), "mlflow" in sys.modules)
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["[]", "False"], done.stdout + done.stderr  # all logged, MLflow never imported
+    client = MlflowClient(tracking_uri=mlflow_server)
+    (run,) = client.search_runs([client.get_experiment_by_name("light").experiment_id],
+                                filter_string="tags.`cnntune.trial` = '0'")
+    assert run.info.status == "FINISHED" and run.data.params == {"epochs": "2"}
+    assert run.data.tags["cnntune.differs"] == "epochs=2" and run.data.tags["cnntune.seed"] == "7"
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2)]
 
 
 def test_track_backfills_a_study_searched_without_it_and_twice_logs_nothing_twice(store, mlflow_server):

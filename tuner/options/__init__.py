@@ -24,8 +24,8 @@ from typing import Any, Callable, Mapping
 
 from tuner.errors import CnntuneError
 from tuner.options._checks import (DEVICE_DATA, ENGINES, KERAS_TUNER, OBJECTIVES, OPTUNA, PRECISIONS, PRECISION_ALIASES,
-                                   PRUNERS, SAMPLERS, TUNERS, address, flag, flag_value, gpus, number, objective,
-                                   one_of, positive, text)
+                                   PRUNERS, SAMPLERS, TUNERS, address, bare_track, flag, flag_value, gpus, number,
+                                   objective, one_of, positive, text)
 
 __all__ = [
     "DEFAULT_HEARTBEAT_GRACE",
@@ -145,10 +145,15 @@ class SearchOptions:
                                    commands={"search": "option", "reproduce": "option"})
     track: str | None = option(None, text, "Log every trial to the MLflow tracking server at URI (a nested run per "
                                "trial, per-epoch curves, the baselines tagged); stored with the study, so its workers "
-                               "log too.", stored=True)
+                               "log too; without URI: MLFLOW_TRACKING_URI's.", stored=True,
+                               commands={"search": "option", "reproduce": "option"},
+                               helps={"reproduce": "Log every run to the MLflow tracking server at URI: one parent "
+                                                   "run per baseline, a nested run per seed (without URI: "
+                                                   "MLFLOW_TRACKING_URI's)."})
     tensorboard: str | None = option(None, text, "Write every trial's curves and its HParams session under "
                                      "DIR/<study> for TensorBoard; stored with the study, so its workers write "
-                                     "too (each on its own host).", stored=True)
+                                     "too (each on its own host).", stored=True,
+                                     commands={"search": "option", "reproduce": "option"})
     skip_bad_images: bool = option(False, flag_value, "Skip unreadable image files (named in a warning) instead of "
                                    "failing.", stored=True, commands={"search": "option", "reproduce": "option"})
     max_failures: int = option(5, number(int, 0, why="0 (never stop) or more"), "Stop after N consecutive failed "

@@ -6,12 +6,14 @@ Nothing here imports Optuna or Keras.
 from __future__ import annotations
 
 import math
+import os
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 from tuner.errors import CnntuneError
 
 __all__ = ["DEVICE_DATA", "ENGINES", "KERAS_TUNER", "OBJECTIVES", "OPTUNA", "PRECISIONS", "PRECISION_ALIASES",
-           "PRUNERS", "SAMPLERS", "TUNERS", "address", "flag", "flag_value", "gpus", "number", "objective", "one_of",
+           "PRUNERS", "SAMPLERS", "TUNERS", "address", "bare_track", "flag", "flag_value", "gpus", "number", "objective", "one_of",
            "positive", "text"]
 
 OPTUNA, KERAS_TUNER = "optuna", "keras-tuner"
@@ -27,6 +29,7 @@ DEVICE_DATA = ("auto", "on", "off")
 # Each objective and its direction: validation accuracy up; the second objective, the model's size or its latency
 # per image, down.
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "latency": "minimize"}
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")  # a key=value word, not a URI
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -103,3 +106,24 @@ def address(name: str, value: Any) -> str | None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise CnntuneError(f"{flag(name)} needs HOST:PORT, e.g. 0.0.0.0:8000. Received: {value}")
     return str(value)
+
+
+def bare_track(args: list[str]) -> list[str]:
+    """Command-line words with a bare ``--track`` (last, or before another option or a ``key=value`` word) given
+    MLflow's standard ``MLFLOW_TRACKING_URI``: ``--track`` alone means "the server this environment names".
+
+    Raises:
+        CnntuneError: a bare ``--track`` and no ``MLFLOW_TRACKING_URI``.
+    """
+    out = list(args)
+    for i, word in enumerate(out):
+        if word == "--":
+            break
+        following = out[i + 1] if i + 1 < len(out) else None
+        if word == "--track" and (following is None or following.startswith("-") or _WORD.match(following)):
+            uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+            if not uri:
+                raise CnntuneError("--track without a URI takes MLFLOW_TRACKING_URI, which is not set; give --track "
+                                   "URI")
+            out[i] = f"--track={uri}"
+    return out

@@ -26,6 +26,7 @@ from tuner.replays._replay import ReplayRun, run_replays
 from tuner.store import (Artifacts, DEFAULT_STORAGE, SeedStats, check_same_experiment, create_or_load_study, diff_se,
                          is_done, jsonable, new_meta, open_storage, read_records, redact, seed_stats, study_meta,
                          study_names, write_meta)
+from tuner.tracking import tracked
 from tuner.trial import Runner
 
 __all__ = [
@@ -314,6 +315,9 @@ def _reproduce_space(words: list[str], name: str, url: str, store, seeds: list[i
     ran: list[TrialRecord] = []
     if missing:
         art = Artifacts.of(meta, url, name, options.artifacts).check()  # before the data is loaded
+        # MLflow (one parent run per baseline, a nested run per seed) and TensorBoard, when asked for.
+        display = tracked(display, track=options.track, tensorboard=options.tensorboard, study=name,
+                          role="reproduce", defaults=trial_config(exp.space, exp.pins))
         data = load_data(exp, skip_bad_images=options.skip_bad_images)
         # The sampler is never consulted (runs are not sampled); random keeps create_study cheap and seedless.
         study_obj = create_or_load_study(store, name, sampler=optuna.samplers.RandomSampler())

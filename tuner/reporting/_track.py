@@ -3,6 +3,7 @@ yet (a search without ``--track``, or one whose tracking server was down), so ru
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from tuner.errors import CnntuneError
@@ -71,14 +72,16 @@ def _logged(tracker: Tracked, uri: str) -> set[int]:
 
 
 def _uri(read: StudyRecords, uri: str | None, instead: str) -> str:
-    """The tracking server: ``uri``, else the one the study was searched with (``--track``).
+    """The tracking server: ``uri``, else the one the study was searched with (``--track``), else MLflow's standard
+    ``MLFLOW_TRACKING_URI``.
 
     Raises:
-        CnntuneError: neither; ``instead`` says what to do.
+        CnntuneError: none of them; ``instead`` says what to do.
     """
-    found = uri or (read.meta.get("search") or {}).get("track")
+    found = uri or (read.meta.get("search") or {}).get("track") or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if not found:
-        raise CnntuneError(f"study {read.name!r} was not searched with --track; {instead}")
+        raise CnntuneError(f"study {read.name!r} was not searched with --track and MLFLOW_TRACKING_URI is not set; "
+                           f"{instead}")
     return found
 
 

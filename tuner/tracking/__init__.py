@@ -1,6 +1,7 @@
 """Trials where teams already look: an MLflow tracking server (``--track URI``) and TensorBoard's event files with
 the HParams dashboard (``--tensorboard DIR``). Each is a ``Display`` around the search's own, fed what the search
-shows; MLflow and TensorBoard are imported only when asked for.
+shows; TensorBoard is imported only when asked for, MLflow's client only for a URI that is not an http(s) server
+(``tuner.tracking._server``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from typing import Any
 from tuner.errors import CnntuneError
 from tuner.records import Display
 from tuner.tracking._mlflow import TRACK_TIMEOUTS, Tracked, register_model
+from tuner.tracking._server import needs_client
 from tuner.tracking._tensorboard import FINAL_METRICS, TensorBoard
 
-__all__ = ["FINAL_METRICS", "TRACK_TIMEOUTS", "TensorBoard", "Tracked", "need", "register_model", "tracked"]
+__all__ = ["FINAL_METRICS", "TRACK_TIMEOUTS", "TensorBoard", "Tracked", "need", "needs_client", "register_model",
+           "tracked"]
 
 
 def tracked(display: Display, *, track: str | None, tensorboard: str | None, study: str, role: str,
@@ -24,7 +27,7 @@ def tracked(display: Display, *, track: str | None, tensorboard: str | None, stu
     Raises:
         CnntuneError: the package an option needs is not installed.
     """
-    if track:
+    if track and needs_client(track):  # an http(s) server is spoken to without MLflow's client
         need("mlflow", "--track")
     if tensorboard:
         need("tensorboard", "--tensorboard")
@@ -40,3 +43,4 @@ def need(package: str, option: str) -> None:
     install = {"mlflow": "pip install 'cnntune[mlflow]'", "tensorboard": "pip install tensorboard"}[package]
     if importlib.util.find_spec(package) is None:
         raise CnntuneError(f"{option} needs the {package} package: {install}")
+

@@ -18,8 +18,9 @@ class Relay(Display):
     def search_begin(self, **kwargs: Any) -> None:
         self.inner.search_begin(**kwargs)
 
-    def trial_begin(self, *, number: int, params: dict[str, Any], baseline: str | None, epochs: int) -> None:
-        self.inner.trial_begin(number=number, params=params, baseline=baseline, epochs=epochs)
+    def trial_begin(self, *, number: int, params: dict[str, Any], baseline: str | None, epochs: int,
+                    seed: int | None = None, chain: int | None = None) -> None:
+        self.inner.trial_begin(number=number, params=params, baseline=baseline, epochs=epochs, seed=seed, chain=chain)
 
     def epoch_end(self, *, number: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         self.inner.epoch_end(number=number, epoch=epoch, epochs=epochs, logs=logs)

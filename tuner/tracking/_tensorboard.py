@@ -69,8 +69,9 @@ class TensorBoard(Relay):
         writer.add_event(event_pb2.Event(summary=config, wall_time=time.time()))
         writer.close()
 
-    def trial_begin(self, *, number: int, params: dict[str, Any], baseline: str | None, epochs: int) -> None:
-        super().trial_begin(number=number, params=params, baseline=baseline, epochs=epochs)
+    def trial_begin(self, *, number: int, params: dict[str, Any], baseline: str | None, epochs: int,
+                    seed: int | None = None, chain: int | None = None) -> None:
+        super().trial_begin(number=number, params=params, baseline=baseline, epochs=epochs, seed=seed, chain=chain)
         self._session(number, params)
 
     def _session(self, number: int, params: dict[str, Any]) -> None:

@@ -310,13 +310,13 @@ class Objective:
             optuna.TrialPruned: the trial was pruned (recorded with its measurements).
             BaseException: whatever ended the trial otherwise, recorded first (``failure_of``).
         """
-        folder = None
+        folder = chain = None
         if self.resumable(attrs):
             chain = self.chain(trial, attrs)
             trial.set_user_attr(CHECKPOINT_OF, chain)  # its retries, however queued, read this folder
             folder = self.checkpoint_dir(chain)
         try:
-            return self._run(trial, params, attrs, folder)
+            return self._run(trial, params, attrs, folder, chain)
         except BaseException as exc:
             if type(exc).__name__ == "TrialPruned":
                 raise  # recorded as pruned by _run
@@ -333,7 +333,8 @@ class Objective:
                 self._discard(folder)
             raise
 
-    def _run(self, trial, params: dict[str, Any], attrs: dict[str, Any], folder: Location | None) -> float:
+    def _run(self, trial, params: dict[str, Any], attrs: dict[str, Any], folder: Location | None,
+             chain: int | None) -> float:
         raise_if_interrupted()  # a Ctrl-C the garbage collector swallowed between trials
         trial_seed = int(attrs["seed"]) if attrs.get("seed") is not None else self.seed + trial.number
         trial.set_user_attr("seed", trial_seed)
@@ -344,7 +345,8 @@ class Objective:
             trial.set_user_attr("worker", self.worker)
         epochs = fit_options(params).epochs
         display = self.display
-        display.trial_begin(number=trial.number, params=params, baseline=attrs.get("baseline"), epochs=epochs)
+        display.trial_begin(number=trial.number, params=params, baseline=attrs.get("baseline"), epochs=epochs,
+                            seed=trial_seed, chain=chain)
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             display.epoch_end(number=trial.number, epoch=epoch, epochs=epochs, logs=logs)
