@@ -138,8 +138,8 @@ def _worker(study: str, storage: Optional[str], worker_id: Optional[str], quiet:
     _summary(result, quiet)
 
 
-_WORKER_ID = inspect.Parameter("worker_id", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str], default=typer.Option(
-    None, "--worker-id", help="This worker's name (default worker-HOST-PID)."))
+_WORKER_ID = inspect.Parameter("worker_id", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                               default=typer.Option(None, "--worker-id", help="Its name (default worker-HOST-PID)."))
 _command("search", _search, [_WORDS, *_option_parameters("search"), _QUIET, _VERBOSE])
 _command("worker", _worker, [*_option_parameters("worker"), _WORKER_ID, _QUIET, _VERBOSE])
 

@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 from tuner.errors import CnntuneError
 
 __all__ = ["DEVICE_DATA", "ENGINES", "KERAS_TUNER", "OBJECTIVES", "OPTUNA", "PRECISIONS", "PRECISION_ALIASES",
-           "PRUNERS", "SAMPLERS", "TUNERS", "address", "bare_track", "flag", "flag_value", "gpus", "number", "objective", "one_of",
-           "positive", "text"]
+           "PRUNERS", "SAMPLERS", "TUNERS", "address", "bare_track", "flag", "flag_value", "gpus", "number",
+           "objective", "one_of", "positive", "text"]
 
 OPTUNA, KERAS_TUNER = "optuna", "keras-tuner"
 ENGINES = (OPTUNA, KERAS_TUNER)
