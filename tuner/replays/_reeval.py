@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import CnntuneError, StorageError
-from tuner.experiment import from_meta, load_data
+from tuner.experiment import from_meta, load_data, trial_config
 from tuner.options import DEFAULT_REEVAL_TOP, MAX_REEVAL_SEEDS, SearchOptions, stored_record
 from tuner.records import Display, TrialRecord
 from tuner.replays._replay import ReplayRun, run_replays
 from tuner.store import (Artifacts, ReevalRow, diff_se, is_done, open_study, rank_configs, read_records, reeval_seeds,
                          study_meta, top_configs)
+from tuner.tracking import tracked
 from tuner.trial import Runner
 
 __all__ = ["ReevalReport", "reevaluate"]
@@ -58,6 +59,7 @@ def reevaluate(
     seeds: int = MAX_REEVAL_SEEDS,
     display: Display | None = None,
     runner: Runner | None = None,
+    track: bool = True,
 ) -> ReevalReport:
     """Retrains the top ``top`` distinct configurations with ``seeds`` new seeds each and ranks them by the mean.
 
@@ -68,6 +70,8 @@ def reevaluate(
         seeds: new seeds per configuration.
         display: receives progress; default shows nothing.
         runner: trains one configuration; default ``tuner.trial.run_trial``.
+        track: log the runs to the study's MLflow server and TensorBoard folder (``--track``, ``--tensorboard``),
+            when it has them; ``False`` where ``display`` logs them already (a search's re-evaluation phase).
 
     Returns:
         A ``ReevalReport`` ranked by mean validation accuracy over the new runs.
@@ -98,13 +102,16 @@ def reevaluate(
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         exp = from_meta(meta)
         art = Artifacts.of(meta, url, st.study_name).check()  # before the data is loaded
+        # the study's options (isolation, precision, JIT, device data): its top configurations retrain as they were
+        # searched, and go where its trials were tracked
+        options = SearchOptions.from_meta(meta, st.study_name) if stored_record(meta) else None
+        if track and options is not None:
+            display = tracked(display, track=options.track, tensorboard=options.tensorboard, study=st.study_name,
+                              role="reeval", defaults=trial_config(exp.space, exp.pins))
         data = load_data(exp, skip_bad_images=bool(meta.get("skip_bad_images", False)))
         display.search_begin(study=st.study_name, space=exp.space_name, data=exp.data.label(), trials=len(runs),
                              baselines=0)
         try:
-            # the study's options (isolation, precision, JIT, device data): its top configurations retrain as
-            # they were searched
-            options = SearchOptions.from_meta(meta, st.study_name) if stored_record(meta) else None
             ran = run_replays(st, exp, data, art, runs, display, runner, options)
         finally:
             display.search_end()

@@ -250,7 +250,7 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
                                            None if timeout is None else timeout - plan.elapsed())
         if top:
             ran += reevaluate(study=name, storage=url, top=len(top), seeds=seeds, display=display,
-                              runner=runner).ran
+                              runner=runner, track=False).ran  # ``display`` tracks them
     records = read_records(study_obj, url=url)
     top_trial, _ = best_trial(records)
     front = pareto_front(records, options.objective[1]) if len(options.objective) > 1 else []
