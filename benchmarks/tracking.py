@@ -1,6 +1,8 @@
 """What ``--track`` costs a search: BaseNet, 6 trials x 3 epochs, with and without an MLflow server on 127.0.0.1.
 
-Each side is one ``cnntune search`` process (a new SQLite store and study each time), so start-up, data and every
+Three sides: no tracking, ``--track`` over MLflow's REST API (the default for an http server) and ``--track``
+through MLflow's own client (``CNNTUNE_MLFLOW_CLIENT=1``, the way before the REST path). Each side is one
+``cnntune search`` process (a new SQLite store and study each time), so start-up, data and every
 trial count; the sides run interleaved, ``--repeats`` rounds in alternating order, and the table gives each round's
 wall seconds and the median overhead of ``--track`` over the plain search. The server (``mlflow server``, SQLite
 backend, the dev extra) runs on the same 2 cores as the search:
@@ -23,13 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the
 from servers import start_mlflow, stop  # noqa: E402
 
 
-def search(work: Path, name: str, data_dir: str, track: str | None) -> float:
+def search(work: Path, name: str, data_dir: str, track: str | None, client: bool = False) -> float:
     args = [sys.executable, "-m", "tuner.cli", "search", "space=basenet", "data=cub200", f"data_dir={data_dir}",
             "image_size=32", "epochs=3", "--trials", "6", "--no-baselines", "--study", name,
             "--storage", f"sqlite:///{work / (name + '.db')}", "-q", *(["--track", track] if track else [])]
+    env = {k: v for k, v in os.environ.items() if k != "CNNTUNE_MLFLOW_CLIENT"}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **({"CNNTUNE_MLFLOW_CLIENT": "1"} if client else {})})
     started = time.perf_counter()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                   cwd=work)
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, env=env, cwd=work)
     return time.perf_counter() - started
 
 
@@ -44,17 +47,25 @@ def main() -> None:
         (work / "mlflow").mkdir()
         server, url = start_mlflow(work / "mlflow")
         try:
-            plain, tracked = [], []
-            print("| round | plain search | with --track | overhead |\n|---|---|---|---|")
+            sides = {"plain search": (None, False), "--track (REST)": (url, False),
+                     "--track (MLflow's client)": (url, True)}
+            times: dict[str, list[float]] = {name: [] for name in sides}
+            print("| round | " + " | ".join(sides) + " | REST overhead | client overhead |")
+            print("|---" * (len(sides) + 3) + "|")
             for r in range(args.repeats):
-                sides = [(None, plain), (url, tracked)]
-                for track, times in (sides if r % 2 == 0 else sides[::-1]):
-                    times.append(search(work, f"{'tracked' if track else 'plain'}-{r}", data_dir, track))
-                print(f"| {r + 1} | {plain[-1]:.1f} s | {tracked[-1]:.1f} s | "
-                      f"{100 * (tracked[-1] / plain[-1] - 1):+.1f}% |", flush=True)
-            ratios = [t / p - 1 for t, p in zip(tracked, plain)]
-            print(f"\nmedian overhead of --track: {100 * statistics.median(ratios):+.1f}% "
-                  f"(plain median {statistics.median(plain):.1f} s)")
+                order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+                for name in order:
+                    track, client = sides[name]
+                    times[name].append(search(work, f"{name.split()[0].strip('-')}-{r}-{len(times[name])}"
+                                              f"{'-c' if client else ''}", data_dir, track, client))
+                row = [times[name][-1] for name in sides]
+                print(f"| {r + 1} | " + " | ".join(f"{t:.1f} s" for t in row) +
+                      f" | {100 * (row[1] / row[0] - 1):+.1f}% | {100 * (row[2] / row[0] - 1):+.1f}% |", flush=True)
+            plain = times["plain search"]
+            for name in list(sides)[1:]:
+                ratios = [t / p - 1 for t, p in zip(times[name], plain)]
+                print(f"median overhead of {name}: {100 * statistics.median(ratios):+.1f}% "
+                      f"(plain median {statistics.median(plain):.1f} s)")
         finally:
             stop(server)
 

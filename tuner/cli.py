@@ -203,7 +203,7 @@ def report_cmd(
 def track_cmd(
     study: Optional[str] = typer.Option(None, "--study", help=STUDY_HELP),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    uri: Optional[str] = typer.Option(None, "--track", help="The MLflow server (default: the study's --track)."),
+    uri: Optional[str] = typer.Option(None, "--track", help="Default: the study's, else $MLFLOW_TRACKING_URI."),
 ) -> None:
     """Log a study's finished trials to MLflow, those its experiment does not hold yet (twice logs nothing twice)."""
     from tuner import api
@@ -265,7 +265,7 @@ def best(
     register: Optional[str] = typer.Option(None, "--register", help="Also register the exported model as a new "
                                            "version of NAME in MLflow's model registry (with --export)."),
     track: Optional[str] = typer.Option(None, "--track", help="The MLflow tracking server for --register "
-                                        "(default: the one the study was searched with)."),
+                                        "(default: the study's --track, else $MLFLOW_TRACKING_URI)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output while retraining."),
     verbose: bool = typer.Option(False, "--verbose", help="Let TensorFlow, Keras and Optuna print their own "
                                  "messages and warnings."),

@@ -113,3 +113,53 @@ def test_a_bare_track_takes_mlflow_tracking_uri_and_a_database_uri_uses_mlflows_
     # The variable alone turns nothing on.
     assert cnntune("search", *words, "--trials", "1", "--study", "plain", "--storage", store, "-q") == 0
     assert tuner.trials(study="plain", storage=store).meta["search"].get("track") is None
+
+
+def test_the_rest_client_sends_mlflows_credentials_and_reads_its_errors(monkeypatch):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tuner.tracking._server import Rest, TrackerError, needs_client
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = json.dumps({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such experiment"}).encode()
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(403)
+            self.end_headers()
+            self.wfile.write(json.dumps({"error_code": "PERMISSION_DENIED", "message": "read only"}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+                    "CNNTUNE_MLFLOW_CLIENT", "MLFLOW_TRACKING_AUTH"):
+            monkeypatch.delenv(key, raising=False)
+        assert Rest(f"http://ann:s%40cret@127.0.0.1:{port}/").find_experiment("x") is None  # 404: not there
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok")
+        with pytest.raises(TrackerError, match="PERMISSION_DENIED: read only"):
+            Rest(f"http://127.0.0.1:{port}").create_run("1", "r", {})
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
+        Rest(f"http://127.0.0.1:{port}").find_experiment("x")
+    finally:
+        server.shutdown()
+    assert seen[0] == ("/api/2.0/mlflow/experiments/get-by-name?experiment_name=x", "Basic YW5uOnNAY3JldA==")
+    assert seen[1] == ("/api/2.0/mlflow/runs/create", "Bearer tok")
+    assert seen[2][1] == "Basic Ym9iOnB3"  # the variables win over the token
+    assert not needs_client("https://mlflow.example") and needs_client("sqlite:///m.db")
+    monkeypatch.setenv("CNNTUNE_MLFLOW_CLIENT", "1")
+    assert needs_client("https://mlflow.example")

@@ -8,7 +8,8 @@ tracking servers without importing MLflow, whose client takes over a second of C
 once more (MLflow's own client retries for minutes).
 
 ``Client`` wraps ``MlflowClient`` for everything else: ``file:`` and database URIs, Databricks, an auth plugin
-(``MLFLOW_TRACKING_AUTH``), client certificates or a credentials file (``~/.mlflow/credentials``).
+(``MLFLOW_TRACKING_AUTH``), client certificates or a credentials file (``~/.mlflow/credentials``), and any server
+when ``CNNTUNE_MLFLOW_CLIENT`` is set.
 
 ``server(uri)`` picks one.
 """
@@ -58,7 +59,8 @@ def needs_client(uri: str) -> bool:
     """Whether ``uri`` needs MLflow's client (``Client``) rather than ``Rest``: anything but an ``http(s)://`` URI
     whose credentials, if any, ``Rest`` reads."""
     scheme = urllib.parse.urlsplit(uri).scheme
-    plugin = any(os.environ.get(k) for k in ("MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_CLIENT_CERT_PATH"))
+    plugin = any(os.environ.get(k) for k in ("MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+                                              "CNNTUNE_MLFLOW_CLIENT"))  # the last: MLflow's client, always
     return scheme not in ("http", "https") or plugin or (Path.home() / ".mlflow" / "credentials").exists()
 
 
