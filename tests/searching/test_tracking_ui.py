@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import tuner
-from servers import start_mlflow, stop
-from test_tracking import WORDS, EpochRunner
+from conftest import EpochRunner
+from test_tracking import WORDS
 
 CHROMIUM = Path("/usr/bin/chromium")
 RUN_NAME = "attributes.`Run Name`"  # the ag-grid column ids of the runs table
@@ -55,59 +55,54 @@ def _assert_png(path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
 
 
-def test_the_mlflow_ui_lists_the_trials_runs_with_the_baselines_tagged(store, tmp_path):
+def test_the_mlflow_ui_lists_the_trials_runs_with_the_baselines_tagged(store, tmp_path, mlflow_server):
     if not CHROMIUM.is_file():
         pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium; `make test` installs it "
                     "where apt can)")
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
     from mlflow.tracking import MlflowClient
 
-    folder = tmp_path / "mlflow"
-    folder.mkdir()
-    server, url = start_mlflow(folder)
-    try:
-        tuner.search(WORDS, tuner.SearchOptions(trials=2, storage=store, study="ui", track=url, warm_start=0),
-                     runner=EpochRunner())
-        records = tuner.trials(study="ui", storage=store).records
-        assert any(r.baseline for r in records) and any(not r.baseline for r in records), records
-        client = MlflowClient(tracking_uri=url)
-        experiment = client.get_experiment_by_name("ui").experiment_id
-        (parent,) = client.search_runs([experiment], "tags.`cnntune.role` = 'search'")
-        # The UI shows a tag a run lacks as "-".
-        expected = {rec.baseline or f"trial {rec.number}": rec.baseline or "-" for rec in records}
-        expected[parent.info.run_name] = "-"
-        baselines = {name: tag for name, tag in expected.items() if tag != "-"}
-        baselines[parent.info.run_name] = "-"  # a filtered child run is listed under its parent
+    url = mlflow_server
+    tuner.search(WORDS, tuner.SearchOptions(trials=2, storage=store, study="ui", track=url, warm_start=0),
+                 runner=EpochRunner())
+    records = tuner.trials(study="ui", storage=store).records
+    assert any(r.baseline for r in records) and any(not r.baseline for r in records), records
+    client = MlflowClient(tracking_uri=url)
+    experiment = client.get_experiment_by_name("ui").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.`cnntune.role` = 'search'")
+    # The UI shows a tag a run lacks as "-".
+    expected = {rec.baseline or f"trial {rec.number}": rec.baseline or "-" for rec in records}
+    expected[parent.info.run_name] = "-"
+    baselines = {name: tag for name, tag in expected.items() if tag != "-"}
+    baselines[parent.info.run_name] = "-"  # a filtered child run is listed under its parent
 
-        with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM))
-            try:
-                page = browser.new_page(viewport={"width": 1920, "height": 1000})
-                page.set_default_timeout(20_000)
-                # MLflow 3's assistant opens itself over the table on a first visit: marked as done already.
-                page.add_init_script("localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true')")
-                # MLflow 3 opens an experiment on its GenAI overview: the runs table is the model-training view.
-                page.goto(f"{url}/#/experiments/{experiment}/runs?workflowType=machine_learning")
-                cells = page.locator(f'.ag-row [col-id="{RUN_NAME}"]')
-                parent_cell = cells.filter(has=page.get_by_role("link", name=parent.info.run_name, exact=True))
-                # The trials' runs are nested under the search's run, collapsed: its expand button lists them.
-                parent_cell.get_by_role("button").click()
-                page.get_by_role("button", name="Columns", exact=True).click()
-                page.get_by_placeholder("Search columns").fill("cnntune.baseline")
-                page.get_by_text("cnntune.baseline", exact=True).click()
-                page.keyboard.press("Escape")
-                assert _rows(page, expected) == expected
-                shot = tmp_path / "mlflow-experiment.png"
-                page.screenshot(path=shot, full_page=True)
-                _assert_png(shot)
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            page = browser.new_page(viewport={"width": 1920, "height": 1000})
+            page.set_default_timeout(20_000)
+            # MLflow 3's assistant opens itself over the table on a first visit: marked as done already.
+            page.add_init_script("localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true')")
+            # MLflow 3 opens an experiment on its GenAI overview: the runs table is the model-training view.
+            page.goto(f"{url}/#/experiments/{experiment}/runs?workflowType=machine_learning")
+            cells = page.locator(f'.ag-row [col-id="{RUN_NAME}"]')
+            parent_cell = cells.filter(has=page.get_by_role("link", name=parent.info.run_name, exact=True))
+            # The trials' runs are nested under the search's run, collapsed: its expand button lists them.
+            parent_cell.get_by_role("button").click()
+            page.get_by_role("button", name="Columns", exact=True).click()
+            page.get_by_placeholder("Search columns").fill("cnntune.baseline")
+            page.get_by_text("cnntune.baseline", exact=True).click()
+            page.keyboard.press("Escape")
+            assert _rows(page, expected) == expected
+            shot = tmp_path / "mlflow-experiment.png"
+            page.screenshot(path=shot, full_page=True)
+            _assert_png(shot)
 
-                search = page.get_by_test_id("search-box")
-                search.fill("tags.`cnntune.baseline` LIKE '%'")
-                search.press("Enter")
-                assert _rows(page, baselines) == baselines
-                page.screenshot(path=tmp_path / "mlflow-baselines.png", full_page=True)
-                _assert_png(tmp_path / "mlflow-baselines.png")
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+            search = page.get_by_test_id("search-box")
+            search.fill("tags.`cnntune.baseline` LIKE '%'")
+            search.press("Enter")
+            assert _rows(page, baselines) == baselines
+            page.screenshot(path=tmp_path / "mlflow-baselines.png", full_page=True)
+            _assert_png(tmp_path / "mlflow-baselines.png")
+        finally:
+            browser.close()
