@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # "Test suite"). TESTS_IN_PARALLEL= runs it in one process.
 TESTS_IN_PARALLEL ?= -n 2 --dist worksteal
 
-.PHONY: install tools test test-backends demo clean container-test
+.PHONY: install tools test test-e2e test-backends demo clean container-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,9 +43,14 @@ tools:
 	[ -x /usr/bin/chromium ] || echo "chromium is not installed: the browser test in tests/reporting/test_dashboard.py will skip"
 
 # The import contracts of pyproject.toml (layers, private modules, no cycle) first: seconds, and a broken one fails.
+# The end-to-end tests (marker `e2e`: whole commands in real worker processes, the MLflow UI in a browser, tens of
+# seconds each) are `make test-e2e`'s, which CI runs after this.
 test: install tools
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest $(TESTS_IN_PARALLEL) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(TESTS_IN_PARALLEL) -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: install tools
+	$(BIN)/python -m pytest $(TESTS_IN_PARALLEL) -m e2e $(PYTEST_ARGS)
 
 # The other Keras backends, JAX and PyTorch, installed into the same venv: the smoke subset of tests/test_backends.py
 # (marker `backends`) runs once per backend, then the matrix (marker `backend_matrix`) exports a model on each of the

@@ -15,6 +15,7 @@ import tuner
 from conftest import ROOT, SYN, FakeRunner, one_line_error, run_cli, run_python
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_search_prints_only_its_own_lines(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CNNTUNE_VERBOSE")}

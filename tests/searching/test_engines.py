@@ -73,6 +73,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_keras_tuner_chief_and_two_workers_finish_and_exit(tmp_path):
     db = f"sqlite:///{tmp_path / 'dist.db'}"

@@ -55,6 +55,7 @@ def _assert_png(path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
 
 
+@pytest.mark.e2e
 def test_the_mlflow_ui_lists_the_trials_runs_with_the_baselines_tagged(store, tmp_path, mlflow_server):
     if not CHROMIUM.is_file():
         pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium; `make test` installs it "

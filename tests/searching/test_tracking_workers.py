@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import tuner
 
 # Trial n trains with seed n (--seed 0): the scripted runner fails trial 2 and prunes trial 5. Trial 5 first waits
@@ -63,6 +65,7 @@ SITECUSTOMIZE = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.e2e
 def test_workers_log_every_kind_of_trial_and_the_reevaluation_under_their_own_runs(tmp_path, mlflow_server):
     from mlflow.tracking import MlflowClient
 

@@ -31,6 +31,7 @@ class SlowFake(FakeRunner):
         return super().__call__(space, params, data, **kwargs)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["journal", "postgresql", "mysql"])
 @pytest.mark.parametrize("n_workers", [2, 4])
 def test_workers_and_a_search_finish_an_exact_shared_budget(kind, n_workers, tmp_path, monkeypatch):
@@ -175,6 +176,7 @@ def test_the_grace_period_is_an_option_stored_for_workers(store):
     assert storage.get_heartbeat_interval() == 2
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_search_with_two_worker_processes_end_to_end(tmp_path):
     url = f"journal:{tmp_path / 'studies.journal'}"

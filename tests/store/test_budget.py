@@ -142,6 +142,7 @@ def test_a_killed_search_rerun_on_postgresql_ends_with_every_trial_of_its_budget
     assert len(runner.calls) == 2 and len(result.ran) == 2
 
 
+@pytest.mark.e2e
 def test_a_trial_preempted_three_times_keeps_its_place_and_resumes_each_time(tmp_path, monkeypatch):
     """``--trials 4`` on PostgreSQL, the worker killed three times mid-trial (each run resumes the dead run's trial
     from its checkpoint and trains another epoch before it dies): the study ends with 4 complete searched trials."""

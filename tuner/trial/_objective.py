@@ -17,17 +17,16 @@ trial's user attributes. It is the one place that maps every way a trial can end
 
 Trials that a search retries (Optuna engine, no replay) survive preemption: the runner checkpoints each one at the
 end of every epoch into ``<model_dir>/checkpoints/trial_NNNN/`` (a local folder or object storage). A retry
-(``retry_of``, set when the search re-enqueues an interrupted trial, or Optuna's heartbeat retry of a dead worker's
-trial) reads its predecessor's checkpoint where it is (the chain's folder, ``checkpoint_of``), resumes from it when
-it is of the same configuration and goes on writing there; it records ``resumed_from_epoch`` (0 when there was
-nothing to resume). The checkpoint is deleted once the trial is over and kept when it is interrupted.
+(``retry_of``: the search re-enqueued an interrupted trial, or Optuna's heartbeat retries a dead worker's trial) reads
+its predecessor's checkpoint in the chain's folder (``checkpoint_of``, also shown as ``chain``), resumes from it when
+of the same configuration and writes there; it records ``resumed_from_epoch`` (0: nothing to resume). The checkpoint
+is deleted once the trial is over and kept when it is interrupted.
 
 Model files go to ``<model_dir>/trial_NNNN.keras``; with ``model_dir`` in object storage the runner saves the model
-into the local ``staging`` folder and the objective uploads it, so that runners only ever write local files.
-
-``trial`` is an Optuna trial or anything with ``number``, ``set_user_attr``, ``report`` and ``should_prune`` (the
-Keras Tuner engine records through one). ``attrs`` are the trial's identifying attributes: ``baseline``,
-``seed`` (a replay's own seed), ``initial_epoch`` and ``continue_from`` (a Hyperband round continuing an earlier one).
+into the local ``staging`` folder and the objective uploads it, so that runners only ever write local files. ``trial``
+is an Optuna trial or anything with ``number``, ``set_user_attr``, ``report`` and ``should_prune`` (the Keras Tuner
+engine records through one). ``attrs`` are the trial's identifying attributes: ``baseline``, ``seed`` (a replay's own
+seed), ``initial_epoch`` and ``continue_from`` (a Hyperband round continuing an earlier one).
 """
 
 from __future__ import annotations
@@ -343,8 +342,7 @@ class Objective:
             trial.set_user_attr("engine", self.engine)
         if self.worker:
             trial.set_user_attr("worker", self.worker)
-        epochs = fit_options(params).epochs
-        display = self.display
+        epochs, display = fit_options(params).epochs, self.display
         display.trial_begin(number=trial.number, params=params, baseline=attrs.get("baseline"), epochs=epochs,
                             seed=trial_seed, chain=chain)
 
