@@ -66,15 +66,9 @@ def test_a_retried_trial_continues_its_run_in_the_search_and_in_a_backfill(store
     assert sorted(step for step, _ in _history(mlflow_server, chained)) == [1, 2, 3]
 
 
-def test_reproduce_logs_each_baselines_seeds_under_one_parent_run(store, mlflow_server):
-    words = ["space=normalization", "data=synthetic", "epochs=2"]
-    options = tuner.SearchOptions(storage=store, study="repro", track=mlflow_server)
-    tuner.reproduce(words, options, seeds=1, runner=EpochRunner())
-    tuner.reproduce(words, options, seeds=2, runner=EpochRunner())  # resumed: one more seed each, same parents
-    records = [r for r in tuner.trials(study="repro", storage=store).records]
+def _assert_parent_per_baseline(uri: str, study: str, records: list) -> None:
+    runs = _runs(uri, study)
     baselines = sorted({r.baseline for r in records})
-    assert len(baselines) >= 2 and len(records) == 2 * len(baselines)
-    runs = _runs(mlflow_server, "repro")
     parents = {r.info.run_id: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
     assert sorted(p.data.tags["cnntune.group"] for p in parents.values()) == baselines  # one per baseline
     assert {p.info.run_name for p in parents.values()} == set(baselines)
@@ -85,6 +79,21 @@ def test_reproduce_logs_each_baselines_seeds_under_one_parent_run(store, mlflow_
         assert run.data.tags["cnntune.baseline"] == parent.data.tags["cnntune.group"]
         assert run.info.run_name == f"{run.data.tags['cnntune.baseline']} seed {run.data.tags['cnntune.seed']}"
         assert run.data.tags["cnntune.reproduce"] == "True"
+
+
+def test_reproduce_logs_each_baselines_seeds_under_one_parent_run(store, mlflow_server):
+    words = ["space=normalization", "data=synthetic", "epochs=2"]
+    options = tuner.SearchOptions(storage=store, study="repro", track=mlflow_server)
+    tuner.reproduce(words, options, seeds=1, runner=EpochRunner())
+    tuner.reproduce(words, options, seeds=2, runner=EpochRunner())  # resumed: one more seed each, same parents
+    records = tuner.trials(study="repro", storage=store).records
+    assert len({r.baseline for r in records}) == 2 and len(records) == 4
+    _assert_parent_per_baseline(mlflow_server, "repro", records)
+    # A reproduction without --track, backfilled, has the same shape.
+    tuner.reproduce(words, tuner.SearchOptions(storage=store, study="repro-later"), seeds=2, runner=EpochRunner())
+    back = run_cli("track", "--study", "repro-later", "--storage", store, "--track", mlflow_server)
+    assert back.exit_code == 0 and "logged 4 trials" in back.output, back.output
+    _assert_parent_per_baseline(mlflow_server, "repro-later", tuner.trials(study="repro-later", storage=store).records)
 
 
 def test_a_bare_track_takes_mlflow_tracking_uri_and_a_database_uri_uses_mlflows_client(store, tmp_path, monkeypatch,

@@ -51,7 +51,9 @@ def track(*, study: str | None = None, storage: str | None = None, uri: str | No
     uri = _uri(read, uri, "pass --track URI")
     exp = from_meta(read.meta)
     shown = _Collect()
-    tracker = tracked(shown, track=uri, tensorboard=None, study=read.name, role="backfill",
+    # A reproduction's runs go under one parent run per baseline, as ``reproduce --track`` logs them.
+    role = "reproduce" if read.records and all(r.tags.get("reproduce") for r in read.records) else "backfill"
+    tracker = tracked(shown, track=uri, tensorboard=None, study=read.name, role=role,
                       defaults=trial_config(exp.space, exp.pins))
     assert isinstance(tracker, Tracked)
     there = _logged(tracker, uri)
