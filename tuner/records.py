@@ -6,6 +6,7 @@ Engines and API functions return data; one display object prints (the CLI passes
 
 from __future__ import annotations
 
+import datetime
 import math
 from dataclasses import dataclass, field
 from enum import Enum
@@ -112,18 +113,22 @@ class TrialRecord:
     kind: FailureKind | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
     tags: dict[str, Any] = field(default_factory=dict)
+    started: float | None = None  # when it started and finished, POSIX seconds (the storage's clock)
+    finished: float | None = None
 
     @classmethod
     def from_trial(cls, trial) -> "TrialRecord":
         """Reads an ``optuna.trial.FrozenTrial``."""
         return cls.from_parts(trial.number, trial.state, trial.values, trial.user_attrs,
-                              getattr(trial, "system_attrs", None) or {}, trial.params)
+                              getattr(trial, "system_attrs", None) or {}, trial.params,
+                              times=(getattr(trial, "datetime_start", None), getattr(trial, "datetime_complete", None)))
 
     @classmethod
     def from_parts(cls, number: int, state, values, attrs: dict[str, Any], system_attrs: dict[str, Any],
-                   params: dict[str, Any] | None = None) -> "TrialRecord":
+                   params: dict[str, Any] | None = None, times: tuple[Any, Any] = (None, None)) -> "TrialRecord":
         """A trial from its stored parts: number, state (``TrialState`` or its name), objective values, user and
-        system attributes, and Optuna's parameters (read only when the trial has no ``config`` attribute)."""
+        system attributes, Optuna's parameters (read only when the trial has no ``config`` attribute), and when it
+        started and finished (``datetime`` or its ISO text, as a database returns it)."""
         # A two-objective trial (accuracy, size or latency) has several values; accuracy is the first.
         value = values[0] if values else None
         if value is None:
@@ -162,7 +167,18 @@ class TrialRecord:
             kind=FailureKind.of(state, attrs),
             history=dict(attrs.get("history") or {}),
             tags=tags,
+            started=_seconds(times[0]),
+            finished=_seconds(times[1]),
         )
+
+
+def _seconds(when: Any) -> float | None:
+    """POSIX seconds of a storage's timestamp: a naive ``datetime`` (Optuna's local time) or its ISO text."""
+    if when is None:
+        return None
+    if not isinstance(when, datetime.datetime):
+        when = datetime.datetime.fromisoformat(str(when))
+    return when.timestamp()
 
 
 def val_noise_pp(accuracy: float | None, n_val: int | None) -> float | None:

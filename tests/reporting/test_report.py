@@ -71,10 +71,11 @@ def _decoded(path):
 def test_report_writes_markdown_html_and_non_blank_figures(searched, tmp_path):
     result = tuner.report(study="imp", storage=searched, out=tmp_path / "rep")
     assert result.markdown.is_file() and result.html.is_file()
-    assert set(result.figures) >= {"comparison", "curves", "history", "importance", "by_value"}, result.failed
+    assert set(result.figures) >= {"comparison", "curves", "history", "time_to_quality", "importance", "by_value"}, \
+        result.failed
     assert not result.failed
     pngs = sorted((tmp_path / "rep").glob("*.png"))
-    assert len(pngs) >= 5 and set(result.figures.values()) == set(pngs)
+    assert len(pngs) >= 6 and set(result.figures.values()) == set(pngs)
     for png in pngs:
         pixels = _decoded(png)
         assert pixels.shape[0] > 200 and pixels.shape[1] > 300, png

@@ -58,3 +58,19 @@ def test_a_worker_names_the_same_trial(store):
     tuner.search(["space=basenet", *SYN], tuner.SearchOptions(trials=2, storage=store, study="w", workers=0))
     result = tuner.worker("w", store, runner=FakeRunner(_accuracy))
     assert result.best.number == tuner.best(study="w", storage=store).best.number
+
+
+def test_time_to_quality_follows_when_trials_finished_and_leaves_replays_out():
+    from tuner.records import TrialRecord
+    from tuner.store import time_to_quality
+
+    def rec(number, val, started, finished, state="complete", **tags):
+        return TrialRecord(number, state, {}, val_accuracy=val, started=started, finished=finished, tags=tags)
+
+    records = [rec(0, 0.30, 100.0, 110.0, baseline="b"), rec(1, 0.50, 110.0, 150.0),
+               rec(2, 0.40, 111.0, 130.0),  # another worker: finished before trial 1
+               rec(3, 0.90, 150.0, 160.0, reeval_of=1),  # a replay: never the search's best
+               rec(4, 0.60, 150.0, 170.0, state="pruned"), rec(5, 0.55, 160.0, 180.0)]
+    records[0].baseline = "b"
+    assert time_to_quality(records) == [(10.0, 0.30, 0), (30.0, 0.40, 2), (50.0, 0.50, 1), (80.0, 0.55, 5)]
+    assert time_to_quality([rec(0, 0.3, None, None)]) == []  # no times recorded

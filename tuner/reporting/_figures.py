@@ -134,6 +134,30 @@ def history(trials: Sequence[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+def time_to_quality(curve: Sequence[tuple[float, float, int]], trials: Sequence[tuple[float, float]],
+                    baseline: tuple[str, float] | None, path: Path) -> None:
+    """The best validation accuracy so far against wall time, each completed trial where it finished, and the best
+    hand-chosen configuration's accuracy as a dashed line.
+
+    Args:
+        curve: ``(minutes, best so far in percent, trial)`` where it rose (``tuner.store.time_to_quality``).
+        trials: ``(minutes, validation accuracy in percent)`` of each completed trial.
+        baseline: the best baseline's name and validation accuracy in percent, or ``None``.
+    """
+    fig, (ax,) = _figure(8, 4)
+    ax.scatter([m for m, _ in trials], [v for _, v in trials], color=OTHER, s=16, zorder=2, label="trial")
+    end = max([m for m, _ in trials] + [m for m, _, _ in curve])
+    xs, ys = [m for m, _, _ in curve], [v for _, v, _ in curve]
+    ax.step(xs + [end], ys + [ys[-1]], where="post", color=BEST, linewidth=1.8, zorder=3, label="best so far")
+    for minutes, value, number in curve[-3:]:
+        ax.annotate(f"#{number}", (minutes, value), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if baseline is not None:
+        ax.axhline(baseline[1], color=BASE, linestyle="--", linewidth=1.2, label=f"best baseline ({baseline[0]})")
+    ax.set(title="time to quality", xlabel="minutes since the first trial started", ylabel="validation accuracy (%)")
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)
+
+
 def importance(values: dict[str, float], evaluator: str, path: Path) -> None:
     """Hyperparameter importances as horizontal bars, the most important on top."""
     items = list(values.items())[:15]

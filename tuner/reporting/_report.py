@@ -1,11 +1,12 @@
 """``report``: one study written up as ``report.md``, a self-contained ``report.html`` and its figures as PNG files.
 
 What it holds, in reading order: the best trial and what mattered (the most important choice points and their best
-values, the lead over the hand-chosen configuration against the validation noise); the baselines against the best,
-as the reference study's tables (with the mean and spread of extra seeds where re-evaluation or reproduction runs
-exist); training curves; the optimization history; hyperparameter importances (Optuna's fANOVA) and accuracy by
-value of the top choice points; the Pareto front of a two-objective study (``tuner.store.pareto_front``: from the
-records, accuracy up and size or latency down, whatever the study's directions); the study's state and settings.
+values, the lead over the hand-chosen configuration against the validation noise); the baselines against the best, as
+the reference study's tables (with the mean and spread of extra seeds where re-evaluation or reproduction runs exist);
+training curves; the optimization history; the time to quality; hyperparameter importances (Optuna's fANOVA) and
+accuracy by value of the top choice points; the Pareto front of a two-objective study (``tuner.store.pareto_front``:
+from the records, accuracy up and size or latency down, whatever the study's directions); the study's state and
+settings.
 
 Each figure is drawn on its own: one that fails is named in the report with its reason and the rest is written.
 The numbers are the store's, read by the same rules as ``trials`` and ``best`` (``_results``): replays are
@@ -224,6 +225,15 @@ def report(*, study: str | None = None, storage: str | None = None, out: str | P
     draw("history", "Validation accuracy of each trial in order (reproduction and re-evaluation runs left out) and "
          "the best so far; pruned trials at their best epoch, failed trials along the bottom.",
          figures.history, data.history_points())
+
+    doc.heading("Time to quality")
+    timed = data.time_points()
+    if timed:
+        draw("time_to_quality", "The best validation accuracy so far against wall time since the first trial "
+             "started (reproduction and re-evaluation runs left out), each completed trial where it finished, and "
+             "the best hand-chosen configuration dashed.", figures.time_to_quality, *timed)
+    else:
+        doc.para("The store recorded no trial times, or no trial completed.")
 
     doc.heading("Hyperparameter importance")
     if imp:

@@ -15,7 +15,7 @@ from tuner.hp import Boolean, Choice, Float, Int, describe
 from tuner.options import stored_record
 from tuner.records import TrialRecord, val_noise_pp
 from tuner.reporting._results import StudyView
-from tuner.store import best_record, best_trial, candidates, is_replay, mean_std, pct
+from tuner.store import best_record, best_trial, candidates, is_replay, mean_std, pct, time_to_quality
 
 __all__ = ["ReportData", "fmt_value", "mattered", "rows_table", "state_section", "value_panels"]
 
@@ -149,6 +149,19 @@ class ReportData:
                   ] if best is not None else []
         series += [(r.baseline, r.history) for r in self.baselines() if self.best is None or r.number != self.best.number]
         return [(label, hist) for label, hist in series if hist]
+
+    def time_points(self) -> tuple[list, list, tuple[str, float] | None] | None:
+        """The time-to-quality figure's data (``figures.time_to_quality``), in minutes and percent; ``None`` when
+        the store recorded no times or no trial completed."""
+        curve = time_to_quality(self.search)
+        if not curve:
+            return None
+        first = min(r.started for r in self.search if r.started is not None)
+        trials = [((r.finished - first) / 60, pct(r.val_accuracy)) for r in candidates(self.search)
+                  if r.finished is not None]
+        base = max((r for r in candidates(self.search) if r.baseline), key=lambda r: r.val_accuracy, default=None)
+        return ([(s / 60, pct(v), n) for s, v, n in curve], trials,
+                None if base is None else (base.baseline, pct(base.val_accuracy)))
 
     def history_points(self) -> list[dict[str, Any]]:
         return [{"number": r.number, "state": r.state, "val": pct(r.val_accuracy) if r.val_accuracy is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tuner.store._best import (REEVAL_SEED_STRIDE, ReevalRow, SIZE_ATTRS, SeedStats, best_record, best_trial,
                                candidates, config_key, diff_se, is_done, mean_std, pareto_front, pct, rank_configs,
-                               reeval_seeds, seed_stats, top_configs)
+                               reeval_seeds, seed_stats, time_to_quality, top_configs)
 from tuner.store._budget import Budget
 from tuner.store._location import Location, is_url, one_line, redact
 from tuner.store._rdb import KNOWN_SCHEMA, SchemaWarning, read_tables
@@ -80,6 +80,7 @@ __all__ = [
     "study_meta",
     "study_names",
     "that_ran",
+    "time_to_quality",
     "top_configs",
     "with_driver",
     "write_meta",

@@ -21,13 +21,29 @@ from tuner.store._study import is_replay
 
 __all__ = ["REEVAL_SEED_STRIDE", "SIZE_ATTRS", "ReevalRow", "SeedStats", "best_record", "best_trial", "candidates",
            "config_key", "diff_se", "is_done", "mean_std", "pareto_front", "pct", "rank_configs", "reeval_seeds",
-           "seed_stats", "top_configs"]
+           "seed_stats", "time_to_quality", "top_configs"]
 
 
 def candidates(records: Iterable[TrialRecord], replays: bool = False) -> list[TrialRecord]:
     """The trials ``best`` may pick: complete, a finite validation accuracy, and no replay unless ``replays``."""
     return [r for r in records if r.state == "complete" and r.val_accuracy is not None
             and math.isfinite(r.val_accuracy) and (replays or not is_replay(r))]
+
+
+def time_to_quality(records: Iterable[TrialRecord]) -> list[tuple[float, float, int]]:
+    """The search's time-to-quality curve: each time the best validation accuracy so far rose, ``(seconds since the
+    study's first trial started, that accuracy, the trial)``, among the trials ``best`` picks from, by when they
+    finished (several workers finish out of trial order). Empty when the store recorded no times."""
+    records = list(records)
+    starts = [r.started for r in records if r.started is not None]
+    if not starts:
+        return []
+    first, best, curve = min(starts), -math.inf, []
+    for rec in sorted((r for r in candidates(records) if r.finished is not None), key=lambda r: r.finished):
+        if rec.val_accuracy > best:
+            best = rec.val_accuracy
+            curve.append((rec.finished - first, best, rec.number))
+    return curve
 
 
 def best_record(records: Sequence[TrialRecord], replays: bool = False) -> TrialRecord | None:

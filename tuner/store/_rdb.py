@@ -129,7 +129,8 @@ def _warn(url: str, schema: tuple | None, exc: Exception | None = None) -> None:
 
 
 def _records(run, study_id: int, history: bool) -> list[TrialRecord]:
-    trials = run("SELECT t.trial_id, t.number, t.state FROM trials t WHERE t.study_id = :s", s=study_id)
+    trials = run("SELECT t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete FROM trials t "
+                 "WHERE t.study_id = :s", s=study_id)
     # Columns are named by their table's alias: MySQL takes a reserved word (``key``) only after a period.
     of_study = "a.trial_id IN (SELECT t.trial_id FROM trials t WHERE t.study_id = :s)"
     values: dict[int, dict[int, float | None]] = {}
@@ -148,17 +149,18 @@ def _records(run, study_id: int, history: bool) -> list[TrialRecord]:
                                     f"{of_study} AND a.key IN ('failed_trial', 'retry_history')", s=study_id):
         system.setdefault(trial_id, {})[key] = json.loads(value)
     params: dict[int, dict[str, Any]] = {}
-    if any("config" not in attrs.get(trial_id, {}) for trial_id, _, _ in trials):
+    if any("config" not in attrs.get(row[0], {}) for row in trials):
         for trial_id, name, value, dist in run(f"SELECT a.trial_id, a.param_name, a.param_value, "
                                                f"a.distribution_json FROM trial_params a WHERE {of_study}",
                                                s=study_id):
             if "config" not in attrs.get(trial_id, {}):
                 params.setdefault(trial_id, {})[name] = _external(value, dist)
     out = []
-    for trial_id, number, state in sorted(trials, key=lambda row: row[1]):
+    for trial_id, number, state, started, finished in sorted(trials, key=lambda row: row[1]):
         objective = values.get(trial_id, {})
         out.append(TrialRecord.from_parts(int(number), str(state), [objective[k] for k in sorted(objective)] or None,
-                                          attrs.get(trial_id, {}), system.get(trial_id, {}), params.get(trial_id, {})))
+                                          attrs.get(trial_id, {}), system.get(trial_id, {}), params.get(trial_id, {}),
+                                          times=(started, finished)))
     return out
 
 
