@@ -10,11 +10,15 @@ compared with the study's hand-chosen final model retrained with those same seed
 * ``cnntune``: ``tuner.search`` with its defaults (no flags but space, data and ``--timeout``); the pick = ``best``.
 * ``cnntune:KEY=VALUE,...``: the same with search options changed, e.g. ``cnntune:warm_start=0,reeval_share=0``.
 
-Per run it reports the pick's own validation and test accuracy, its retrained test mean and spread, the final model's,
-the relative gain, the trials, the epochs and the share of trials at chance (best validation accuracy at most twice
-chance, 4% on 50 classes). Where the search re-evaluated its top configurations, the single-run best is retrained
-too, to show what picking by the mean changed. Rows are appended to ``--out`` (JSON lines) as they finish, so an
-interrupted benchmark keeps what it measured; ``--table`` prints the Markdown table of a results file.
+Every budget is also given in units of the final model's measured 20-epoch training time (the median of its 3
+retrainings, which run first), so that rows from machines of different speed read alike: ``25 min = 16.3 u (92 s)``.
+Each row keeps the search's time-to-quality curve (``curve``: seconds, best validation accuracy so far, trial; the same
+curve ``cnntune report`` draws). Per run it reports the pick's own validation and test accuracy, its retrained test mean
+and spread, the final model's, the relative gain, the trials, the epochs and the share of trials at chance (best
+validation accuracy at most twice chance, 4% on 50 classes). Where the search re-evaluated its top configurations, the
+single-run best is retrained too, to show what picking by the mean changed. Rows are appended to ``--out`` (JSON lines)
+as they finish, so an interrupted benchmark keeps what it measured; ``--table`` prints the Markdown table of a results
+file.
 
     .venv/bin/python benchmarks/search_quality.py --strategies plain cnntune --seeds 0 1 --minutes 25 \\
         --out benchmarks/search_quality.jsonl
@@ -46,13 +50,20 @@ def _data(args):
     return load_dataset("cub200", data_dir=str(Path(args.data_dir).resolve()), image_size=args.image_size)
 
 
-def _retrain(params: dict[str, Any], data, seeds: list[int]) -> list[float]:
-    """Test accuracy (percent) of ``params`` trained with each of ``seeds``."""
+def _retrain(params: dict[str, Any], data, seeds: list[int], seconds: list[float] | None = None) -> list[float]:
+    """Test accuracy (percent) of ``params`` trained with each of ``seeds``; each training's wall seconds are
+    appended to ``seconds`` when given."""
     import search_spaces
     from tuner.trial import run_trial
 
-    return [round(100 * run_trial(search_spaces.improved, dict(params), data, seed=seed, model_path=None).test_accuracy,
-                  2) for seed in seeds]
+    out = []
+    for seed in seeds:
+        started = time.perf_counter()
+        result = run_trial(search_spaces.improved, dict(params), data, seed=seed, model_path=None)
+        if seconds is not None:
+            seconds.append(round(time.perf_counter() - started, 1))
+        out.append(round(100 * result.test_accuracy, 2))
+    return out
 
 
 def _final_params() -> dict[str, Any]:
@@ -63,16 +74,28 @@ def _final_params() -> dict[str, Any]:
     return resolve(search_spaces.improved, Defaults())
 
 
-def _final(args, data) -> list[float]:
-    """The hand-chosen final model over the retraining seeds, measured once and kept beside the results."""
+def _final(args, data) -> tuple[list[float], float]:
+    """The hand-chosen final model over the retraining seeds, measured once and kept beside the results:
+    ``(test accuracies, the budget unit)``. The unit is the median wall time of its trainings (20 epochs), so that a
+    budget reads the same on machines of different speed."""
     cache = Path(args.out).with_suffix(".final.json")
     if cache.is_file():
         stored = json.loads(cache.read_text())
-        if stored.get("seeds") == args.retrain_seeds and stored.get("image_size") == args.image_size:
-            return stored["test"]
-    test = _retrain(_final_params(), data, args.retrain_seeds)
-    cache.write_text(json.dumps({"seeds": args.retrain_seeds, "image_size": args.image_size, "test": test}))
-    return test
+        if (stored.get("seeds") == args.retrain_seeds and stored.get("image_size") == args.image_size
+                and stored.get("seconds")):
+            return stored["test"], statistics.median(stored["seconds"])
+    seconds: list[float] = []
+    test = _retrain(_final_params(), data, args.retrain_seeds, seconds)
+    cache.write_text(json.dumps({"seeds": args.retrain_seeds, "image_size": args.image_size, "test": test,
+                                 "seconds": seconds}))
+    return test, statistics.median(seconds)
+
+
+def _curve(records) -> list[list[float]]:
+    """The search's time-to-quality curve (``tuner.store.time_to_quality``): ``[seconds, best val %, trial]``."""
+    from tuner.store import time_to_quality
+
+    return [[round(t, 1), round(100 * v, 2), n] for t, v, n in time_to_quality(records)]
 
 
 def _plain(seed: int, seconds: float, data, storage: str) -> dict[str, Any]:
@@ -115,8 +138,11 @@ def _plain(seed: int, seconds: float, data, storage: str) -> dict[str, Any]:
                                 pruner=optuna.pruners.MedianPruner(), storage=storage, study_name=f"plain-{seed}")
     study.optimize(objective, timeout=seconds, catch=(Exception,), gc_after_trial=True)
     best = study.best_trial
+    from tuner.records import TrialRecord
+
     return {"pick": {"params": best.user_attrs["config"], "val": round(100 * best.value, 2),
                      "test": round(100 * best.user_attrs["test"], 2), "trial": best.number},
+            "curve": _curve([TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]),
             "trials": len(records), "epochs": sum(r["epochs"] for r in records),
             "at_chance": [r["val"] for r in records], "pruned": sum(r["pruned"] for r in records)}
 
@@ -136,7 +162,7 @@ def _cnntune(seed: int, seconds: float, options: dict[str, Any], storage: str, a
     row = {"pick": {"params": report.best.params, "val": round(100 * report.best.val_accuracy, 2),
                     "test": round(100 * report.best.test_accuracy, 2), "trial": report.best.number,
                     "baseline": report.best.baseline},
-           "trials": len(searched), "epochs": sum(r.epochs_run or 0 for r in records),
+           "curve": _curve(records), "trials": len(searched), "epochs": sum(r.epochs_run or 0 for r in records),
            "at_chance": [r.val_accuracy for r in searched if r.val_accuracy is not None],
            "pruned": sum(r.state == "pruned" for r in searched),
            "reeval_runs": sum(1 for r in records if "reeval_of" in r.tags)}
@@ -186,7 +212,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return round(statistics.fmean(values), 2), round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
 
 
-def run(args, strategy: str, seed: int, data, final: list[float]) -> dict[str, Any]:
+def run(args, strategy: str, seed: int, data, final: list[float], unit: float) -> dict[str, Any]:
     from tuner.store import config_key
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,6 +226,7 @@ def run(args, strategy: str, seed: int, data, final: list[float]) -> dict[str, A
             row = _cnntune(seed, args.minutes * 60, _options(strategy), storage, args)
         row["search_seconds"] = round(time.perf_counter() - start, 1)
     row["strategy"], row["seed"], row["minutes"] = strategy, seed, args.minutes
+    row["unit_s"], row["budget_units"] = unit, round(args.minutes * 60 / unit, 2)
     chance = CHANCE_FACTOR / data.num_classes
     vals = row.pop("at_chance")
     row["share_at_chance"] = round(sum(v <= chance for v in vals) / max(len(vals), 1), 3)
@@ -218,9 +245,9 @@ def run(args, strategy: str, seed: int, data, final: list[float]) -> dict[str, A
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| strategy | seed | trials (pruned) | epochs | at chance | pick val / test % | pick retrained test % "
-             "| final retrained test % | gain | single-run best retrained test % |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| strategy | seed | budget | trials (pruned) | epochs | at chance | pick val / test % | pick retrained "
+             "test % | final retrained test % | gain | single-run best retrained test % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pm, ps = _stats(r["pick"]["retrained_test"])
         fm, fs = _stats(r["final_retrained_test"])
@@ -229,7 +256,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         if r.get("single_run"):
             sm, ss = _stats(r["single_run"]["retrained_test"])
             single = f"{sm} ± {ss} (trial {r['single_run']['trial']})"
-        lines.append(f"| {r['strategy']} | {r['seed']} | {r['trials']} ({r['pruned']}) | {r['epochs']} | "
+        # The budget in units of the final model's 20-epoch training time on the machine that ran the row.
+        budget = f"{r['minutes']} min" + (f" = {r['budget_units']} u ({r['unit_s']:.0f} s)" if r.get("unit_s") else "")
+        lines.append(f"| {r['strategy']} | {r['seed']} | {budget} | {r['trials']} ({r['pruned']}) | {r['epochs']} | "
                      f"{100 * r['share_at_chance']:.0f}% | {r['pick']['val']} / {pick_test} | {pm} ± {ps} | "
                      f"{fm} ± {fs} | {r['gain_pct']:+.1f}% | {single} |")
     return "\n".join(lines)
@@ -257,17 +286,18 @@ def main() -> None:
         print(table([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
         return
     data = _data(args)
-    final = _final(args, data)
-    print(f"final model retrained: {final}", flush=True)
+    final, unit = _final(args, data)
+    print(f"final model retrained: {final}; budget unit (its 20-epoch training) {unit:.1f} s", flush=True)
     if args.retrain:
         retrain_configs(args, data, final)
         return
     for seed in args.seeds:
         for strategy in args.strategies:
-            row = run(args, strategy, seed, data, final)
+            row = run(args, strategy, seed, data, final, unit)
             with out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            print(json.dumps({k: row[k] for k in ("strategy", "seed", "trials", "epochs", "gain_pct")}), flush=True)
+            print(json.dumps({k: row[k] for k in ("strategy", "seed", "budget_units", "trials", "epochs", "gain_pct")}),
+                  flush=True)
     print(table([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
 
 
