@@ -37,7 +37,7 @@ from typing import Any, Callable
 from tuner.records import Display, TrialRecord
 from tuner.store import one_line, redact
 from tuner.tracking._relay import Relay
-from tuner.tracking._server import TRACK_TIMEOUTS, Metric, server
+from tuner.tracking._server import TRACK_TIMEOUTS, Client, Metric, server
 
 __all__ = ["Tracked", "TRACK_TIMEOUTS"]
 
@@ -49,7 +49,13 @@ _STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "fail": "FAILED"}
 
 
 def _numbers(text: str | None) -> set[int]:
+    """The trial numbers of a ``cnntune.trials`` tag."""
     return {int(n) for n in (text or "").split()}
+
+
+def _trials_tag(numbers: set[int]) -> str:
+    """``numbers`` as the ``cnntune.trials`` tag (``_numbers`` reads it back)."""
+    return " ".join(str(n) for n in sorted(numbers))
 
 
 class Tracked(Relay):
@@ -248,8 +254,7 @@ class Tracked(Relay):
         key = number if chain is None else chain
         run = self._chain_run(key) if key != number or key in self._chains else None
         if run is not None:  # a retry: its chain's run goes on (a backfilled older trial only adds to it)
-            held = self._held.get(run, set())
-            if not held or number > max(held):
+            if self._newest(run, number):
                 self._server.set_status(run, "RUNNING")
                 self._server.log(run, tags={"cnntune.trial": str(number)})
             self._runs[number] = run
@@ -269,6 +274,11 @@ class Tracked(Relay):
         self._runs[number], self._chains[key], self._held[run] = run, run, set()
         self._server.log(run, params={k: str(v)[:500] for k, v in params.items()})
 
+    def _newest(self, run: str, number: int) -> bool:
+        """Whether trial ``number`` is the latest of the trials ``run`` holds: the one whose state the run shows."""
+        held = self._held.get(run, set())
+        return not held or number >= max(held)
+
     def _epochs(self, number: int, metrics: list[Metric]) -> None:
         run = self._runs.get(number)
         if run is not None and number not in self._done:
@@ -285,8 +295,8 @@ class Tracked(Relay):
             pending = [(k, float(v), stamp, i + 1) for k, values in record.history.items()
                        for i, v in enumerate(values) if v is not None]
         held = self._held.get(run, set())
-        newest = not held or record.number >= max(held)  # a backfilled older trial of the chain adds its curves only
-        tags = {"cnntune.trials": " ".join(str(n) for n in sorted(held | {record.number}))}
+        newest = self._newest(run, record.number)  # a backfilled older trial of the chain adds its curves only
+        tags = {"cnntune.trials": _trials_tag(held | {record.number})}
         metrics = list(pending)
         if newest:
             stamp = int(time.time() * 1000)
@@ -313,7 +323,7 @@ class Tracked(Relay):
         for number in list(self._runs):
             run = self._runs[number]
             held = self._held.get(run, set()) | {number}
-            tags = {"cnntune.trials": " ".join(str(n) for n in sorted(held)), "cnntune.state": "fail",
+            tags = {"cnntune.trials": _trials_tag(held), "cnntune.state": "fail",
                     "cnntune.fail_kind": "interrupted", "cnntune.reason": "interrupted"}
             self._server.log(run, metrics=pending.get(number, []), tags=tags)
             self._server.set_status(run, "KILLED")
@@ -332,23 +342,18 @@ def register_model(uri: str, name: str, model_file, *, study: str, run_name: str
     Returns:
         The registered version.
     """
-    for key, value in TRACK_TIMEOUTS.items():
-        os.environ.setdefault(key, value)
+    client = Client(uri)  # first: it sets the client's short timeouts
     import keras
     import mlflow
     import numpy as np
     from mlflow.models import ModelSignature
-    from mlflow.tracking import MlflowClient
     from mlflow.types import Schema, TensorSpec
 
     model = keras.saving.load_model(model_file)
     images, classes = tuple(model.input_shape[1:]), int(model.output_shape[-1])
     signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype("uint8"), (-1, *images))]),
                                outputs=Schema([TensorSpec(np.dtype("float32"), (-1, classes))]))
-    client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(study)
-    experiment = found.experiment_id if found is not None else client.create_experiment(
-        study, tags={"cnntune.study": study})
+    experiment = client.experiment(study, {"cnntune.study": study})
     before = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
@@ -360,5 +365,5 @@ def register_model(uri: str, name: str, model_file, *, study: str, run_name: str
             mlflow.keras.log_model(model, "model", signature=signature, registered_model_name=name)
     finally:
         mlflow.set_tracking_uri(before)
-    versions = client.search_model_versions(f"name = '{name}' and run_id = '{run.info.run_id}'")
+    versions = client.client.search_model_versions(f"name = '{name}' and run_id = '{run.info.run_id}'")
     return str(max(int(v.version) for v in versions))
