@@ -1,7 +1,7 @@
 """Benchmark: how much better than the hand-chosen configuration a search finds, per strategy, on equal wall clock.
 
-Each run searches the ``improved`` space on the shared birds (50 classes, 32 px) for ``--minutes`` of wall clock with
-one sampler seed, then the configuration it picks is retrained with 3 new seeds (the same 3 for every run) and
+Each run searches a space (``--space``: ``improved``, or ``modern``, the study's choices and more) on the shared birds
+(50 classes, 32 px) for ``--minutes`` of wall clock with one sampler seed, then the configuration it picks is retrained with 3 new seeds (the same 3 for every run) and
 compared with the study's hand-chosen final model retrained with those same seeds. Strategies:
 
 * ``plain``: Optuna as a user writes it by hand: ``TPESampler(seed=...)`` with its defaults and ``MedianPruner()``,
@@ -23,8 +23,8 @@ file.
     .venv/bin/python benchmarks/search_quality.py --strategies plain cnntune --seeds 0 1 --minutes 25 \\
         --out benchmarks/search_quality.jsonl
 
-``--retrain KEY=VALUE,...`` only retrains the given configurations (the final model's with those choices changed)
-with the same seeds, to see what the space holds beyond what the searches found, e.g.
+``--retrain KEY=VALUE,...`` only retrains the given configurations (the final model's with those choices changed, or
+with ``baseline=NAME`` first, that baseline's of the space) with the same seeds, to see what the space holds beyond what the searches found, e.g.
 ``--retrain body=basenet,conv1_filters=16,conv2_filters=128,dense_units=473,learning_rate=0.0031,epochs=50``.
 
 Not a test: each run takes ``--minutes`` plus the retraining. The figures go into BENCHMARKS.md.
@@ -50,28 +50,30 @@ def _data(args):
     return load_dataset("cub200", data_dir=str(Path(args.data_dir).resolve()), image_size=args.image_size)
 
 
-def _retrain(params: dict[str, Any], data, seeds: list[int], seconds: list[float] | None = None) -> list[float]:
-    """Test accuracy (percent) of ``params`` trained with each of ``seeds``; each training's wall seconds are
-    appended to ``seconds`` when given."""
+def _retrain(space: str, params: dict[str, Any], data, seeds: list[int],
+             seconds: list[float] | None = None) -> list[float]:
+    """Test accuracy (percent) of ``params`` of ``space`` trained with each of ``seeds``; each training's wall seconds
+    are appended to ``seconds`` when given."""
     import search_spaces
     from tuner.trial import run_trial
 
     out = []
     for seed in seeds:
         started = time.perf_counter()
-        result = run_trial(search_spaces.improved, dict(params), data, seed=seed, model_path=None)
+        result = run_trial(search_spaces.get_space(space), dict(params), data, seed=seed, model_path=None)
         if seconds is not None:
             seconds.append(round(time.perf_counter() - started, 1))
         out.append(round(100 * result.test_accuracy, 2))
     return out
 
 
-def _final_params() -> dict[str, Any]:
-    """The study's hand-chosen final model: the ``improved`` space's defaults."""
+def _final_params(space: str = "improved") -> dict[str, Any]:
+    """The study's hand-chosen final model: the space's defaults (``improved`` and ``modern`` build the same model
+    from them, so one measurement of it serves both)."""
     import search_spaces
     from tuner.hp import Defaults, resolve
 
-    return resolve(search_spaces.improved, Defaults())
+    return resolve(search_spaces.get_space(space), Defaults())
 
 
 def _final(args, data) -> tuple[list[float], float]:
@@ -85,7 +87,7 @@ def _final(args, data) -> tuple[list[float], float]:
                 and stored.get("seconds")):
             return stored["test"], statistics.median(stored["seconds"])
     seconds: list[float] = []
-    test = _retrain(_final_params(), data, args.retrain_seeds, seconds)
+    test = _retrain("improved", _final_params(), data, args.retrain_seeds, seconds)
     cache.write_text(json.dumps({"seeds": args.retrain_seeds, "image_size": args.image_size, "test": test,
                                  "seconds": seconds}))
     return test, statistics.median(seconds)
@@ -98,7 +100,7 @@ def _curve(records) -> list[list[float]]:
     return [[round(t, 1), round(100 * v, 2), n] for t, v, n in time_to_quality(records)]
 
 
-def _plain(seed: int, seconds: float, data, storage: str) -> dict[str, Any]:
+def _plain(space_name: str, seed: int, seconds: float, data, storage: str) -> dict[str, Any]:
     """Plain Optuna, as written by hand: default TPE, default median pruner, the pick is the best trial."""
     import optuna
 
@@ -107,7 +109,7 @@ def _plain(seed: int, seconds: float, data, storage: str) -> dict[str, Any]:
     from tuner.hp import resolve
     from tuner.trial import run_trial
 
-    space = search_spaces.improved
+    space = search_spaces.get_space(space_name)
     records: list[dict[str, Any]] = []
 
     def objective(trial) -> float:
@@ -150,7 +152,7 @@ def _plain(seed: int, seconds: float, data, storage: str) -> dict[str, Any]:
 def _cnntune(seed: int, seconds: float, options: dict[str, Any], storage: str, args) -> dict[str, Any]:
     import tuner
 
-    words = ["space=improved", "data=cub200", f"data_dir={Path(args.data_dir).resolve()}",
+    words = [f"space={args.space}", "data=cub200", f"data_dir={Path(args.data_dir).resolve()}",
              f"image_size={args.image_size}"]
     name = f"cnntune-{seed}"
     tuner.search(words, tuner.SearchOptions(trials=100_000, timeout=seconds, seed=seed, storage=storage, study=name,
@@ -197,12 +199,16 @@ def retrain_configs(args, data, final: list[float]) -> list[dict[str, Any]]:
 
     rows = []
     final_mean, _ = _stats(final)
-    final_params = _final_params()
+    final_params = _final_params(args.space)
+    space = search_spaces.get_space(args.space)
+    baselines = {b.name: b.params for b in space.BASELINES}
     for spec in args.retrain:
-        params = resolve(search_spaces.improved, Defaults({**final_params, **_pairs(spec)}))
-        test = _retrain(params, data, args.retrain_seeds)
+        changes = _pairs(spec)
+        start = baselines[changes.pop("baseline")] if "baseline" in changes else final_params
+        params = resolve(space, Defaults({**start, **changes}))
+        test = _retrain(args.space, params, data, args.retrain_seeds)
         mean, spread = _stats(test)
-        rows.append({"retrain": spec, "test": test, "mean": mean, "spread": spread,
+        rows.append({"space": args.space, "retrain": spec, "test": test, "mean": mean, "spread": spread,
                      "gain_pct": round(100 * (mean - final_mean) / final_mean, 1)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -221,22 +227,23 @@ def run(args, strategy: str, seed: int, data, final: list[float], unit: float) -
         storage = f"sqlite:///{folder / 'study.db'}"
         start = time.perf_counter()
         if strategy == "plain":
-            row = _plain(seed, args.minutes * 60, data, storage)
+            row = _plain(args.space, seed, args.minutes * 60, data, storage)
         else:
             row = _cnntune(seed, args.minutes * 60, _options(strategy), storage, args)
         row["search_seconds"] = round(time.perf_counter() - start, 1)
-    row["strategy"], row["seed"], row["minutes"] = strategy, seed, args.minutes
+    row["space"], row["strategy"], row["seed"], row["minutes"] = args.space, strategy, seed, args.minutes
     row["unit_s"], row["budget_units"] = unit, round(args.minutes * 60 / unit, 2)
     chance = CHANCE_FACTOR / data.num_classes
     vals = row.pop("at_chance")
     row["share_at_chance"] = round(sum(v <= chance for v in vals) / max(len(vals), 1), 3)
-    final_params = _final_params()
+    final_params = _final_params(args.space)
     for key in ("pick", "single_run"):
         if key in row:
             # The hand-chosen configuration itself (a baseline pick) is not trained again: same configuration and
             # seeds, so its gain is 0 by definition (and on 2 cores a 20-epoch retrain costs minutes).
             same = config_key(row[key]["params"]) == config_key(final_params)
-            row[key]["retrained_test"] = list(final) if same else _retrain(row[key]["params"], data, args.retrain_seeds)
+            row[key]["retrained_test"] = (list(final) if same else
+                                          _retrain(args.space, row[key]["params"], data, args.retrain_seeds))
     row["final_retrained_test"], row["retrain_seeds"] = final, args.retrain_seeds
     pick_mean, _ = _stats(row["pick"]["retrained_test"])
     final_mean, _ = _stats(final)
@@ -245,9 +252,9 @@ def run(args, strategy: str, seed: int, data, final: list[float], unit: float) -
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| strategy | seed | budget | trials (pruned) | epochs | at chance | pick val / test % | pick retrained "
+    lines = ["| space | strategy | seed | budget | trials (pruned) | epochs | at chance | pick val / test % | pick retrained "
              "test % | final retrained test % | gain | single-run best retrained test % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pm, ps = _stats(r["pick"]["retrained_test"])
         fm, fs = _stats(r["final_retrained_test"])
@@ -258,7 +265,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             single = f"{sm} ± {ss} (trial {r['single_run']['trial']})"
         # The budget in units of the final model's 20-epoch training time on the machine that ran the row.
         budget = f"{r['minutes']} min" + (f" = {r['budget_units']} u ({r['unit_s']:.0f} s)" if r.get("unit_s") else "")
-        lines.append(f"| {r['strategy']} | {r['seed']} | {budget} | {r['trials']} ({r['pruned']}) | {r['epochs']} | "
+        lines.append(f"| {r.get('space', 'improved')} | {r['strategy']} | {r['seed']} | {budget} | {r['trials']} "
+                     f"({r['pruned']}) | {r['epochs']} | "
                      f"{100 * r['share_at_chance']:.0f}% | {r['pick']['val']} / {pick_test} | {pm} ± {ps} | "
                      f"{fm} ± {fs} | {r['gain_pct']:+.1f}% | {single} |")
     return "\n".join(lines)
@@ -267,6 +275,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/cub200_subset")
+    parser.add_argument("--space", default="improved", choices=["improved", "modern"],
+                        help="the space searched; both hold the study's final model, their defaults")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--strategies", nargs="+", default=["plain", "cnntune"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])

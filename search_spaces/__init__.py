@@ -1,4 +1,5 @@
-"""The search spaces: one small module per step of the reference study, plus ``improved`` (all steps jointly).
+"""The search spaces: one small module per step of the reference study, ``improved`` (all steps jointly) and
+``modern`` (the study's choices plus residual bodies, modern augmentation and training).
 
 Each module defines ``NAME``, ``DESCRIPTION``, ``DEFAULT_DATA``, ``BASELINES``, ``declare(hp)`` (pure Python, Keras
 Tuner vocabulary, every default = the study's choice at that step) and ``build(params, spec)`` (a compiled Keras
@@ -17,7 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from search_spaces import augmentation, basenet, batchnorm, deeper_net, epochs, improved, normalization, transfer
+from search_spaces import (augmentation, basenet, batchnorm, deeper_net, epochs, improved, modern, normalization,
+                           transfer)
 from tuner.errors import SpaceError
 from tuner.hp import describe
 
@@ -31,6 +33,7 @@ __all__ = [
     "epochs",
     "get_space",
     "improved",
+    "modern",
     "normalization",
     "space_names",
     "summaries",
@@ -39,7 +42,7 @@ __all__ = [
 
 SPACES: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (basenet, normalization, augmentation, deeper_net, batchnorm, epochs, improved, transfer)
+    for module in (basenet, normalization, augmentation, deeper_net, batchnorm, epochs, improved, transfer, modern)
 }
 
 # What a user's own space module gets when it leaves these out.

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from search_spaces._blocks import (ARCH_KEYS, BN_POSITIONS, BODIES, OPTIMIZERS, SGD_MOMENTUM, TRAINING_KEYS,
                                    SpaceValueError)
-from tuner.spec import ModelSpec
+from tuner.spec import ModelSpec, soft_targets
 
 __all__ = [
     "augmentation_layers",
@@ -23,9 +23,16 @@ __all__ = [
     "bn_position",
     "build_cnn",
     "check_spec",
+    "compile_model",
+    "dense_head",
+    "input_scaling",
+    "learning_rate",
     "make_optimizer",
+    "predictions",
     "relu_block",
+    "require",
     "space_builder",
+    "study_body",
     "zoom_bounds",
 ]
 
@@ -53,7 +60,7 @@ def zoom_bounds(zoom_range: float) -> tuple[float, float]:
     return max(-float(zoom_range), _ZOOM_LOWER_LIMIT), min(float(zoom_range), _ZOOM_UPPER_LIMIT)
 
 
-def _require(config: Mapping[str, Any], key: str, why: str) -> Any:
+def require(config: Mapping[str, Any], key: str, why: str) -> Any:
     if key not in config:
         raise SpaceValueError(f"{why} needs {key!r}. Received: keys={sorted(config)}")
     return config[key]
@@ -100,15 +107,21 @@ def _stem(config: Mapping[str, Any], spec: ModelSpec):
 
     height, width, channels = check_spec(spec)
     inputs = keras.Input(shape=(height, width, channels), dtype="uint8", name="image")
-    if bool(_require(config, "normalize", "the input stem")):
+    return inputs, augmentation_layers(input_scaling(inputs, config, spec), config)
+
+
+def input_scaling(x, config: Mapping[str, Any], spec: ModelSpec):
+    """Featurewise normalization with the training pixels' statistics (``normalize``) or a plain 1/255 rescale."""
+    from keras import layers
+
+    channels = check_spec(spec)[2]
+    if bool(require(config, "normalize", "the input stem")):
         if len(spec.mean) != channels or len(spec.variance) != channels:
             raise SpaceValueError(f"mean and variance need one value per channel ({channels}). Received: "
                                   f"mean={spec.mean}, variance={spec.variance}")
         # Passing mean/variance makes a constant layer: no weights, no adapt(), exact parameter counts.
-        x = layers.Normalization(axis=-1, mean=list(spec.mean), variance=list(spec.variance), name="normalize")(inputs)
-    else:
-        x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    return inputs, augmentation_layers(x, config)
+        return layers.Normalization(axis=-1, mean=list(spec.mean), variance=list(spec.variance), name="normalize")(x)
+    return layers.Rescaling(1.0 / 255, name="rescale")(x)
 
 
 def augmentation_layers(x, config: Mapping[str, Any]):
@@ -117,8 +130,8 @@ def augmentation_layers(x, config: Mapping[str, Any]):
 
     # ImageDataGenerator builds rotation and zoom into one affine transform, then flips; same order here.
     # fill_mode="nearest" is its default; these layers are the identity unless training=True.
-    rotation = _require(config, "rotation_range", "the augmentation stem")
-    zoom = _require(config, "zoom_range", "the augmentation stem")
+    rotation = require(config, "rotation_range", "the augmentation stem")
+    zoom = require(config, "zoom_range", "the augmentation stem")
     if not (isinstance(rotation, (int, float)) and 0 <= rotation <= 180):
         raise SpaceValueError(f"rotation_range must be in [0, 180] degrees. Received: rotation_range={rotation!r}")
     if rotation > 0:
@@ -127,14 +140,14 @@ def augmentation_layers(x, config: Mapping[str, Any]):
     if zoom > 0:
         x = layers.RandomZoom(height_factor=(lower, upper), width_factor=(lower, upper), fill_mode="nearest",
                               name="aug_zoom")(x)
-    if bool(_require(config, "horizontal_flip", "the augmentation stem")):
+    if bool(require(config, "horizontal_flip", "the augmentation stem")):
         x = layers.RandomFlip("horizontal", name="aug_flip")(x)
     return x
 
 
 def bn_position(config: Mapping[str, Any], key: str) -> str:
     """The BatchNormalization position ``config[key]`` (none/before/after), checked."""
-    value = _require(config, key, "BatchNormalization")
+    value = require(config, key, "BatchNormalization")
     if value not in BN_POSITIONS:
         raise SpaceValueError(f"{key} must be one of {list(BN_POSITIONS)}. Received: {key}={value!r}")
     return value
@@ -152,17 +165,17 @@ def relu_block(x, name: str, bn: str):
     return x
 
 
-def _body(x, config: Mapping[str, Any], spec: ModelSpec):
+def study_body(x, config: Mapping[str, Any], spec: ModelSpec):
     from keras import layers
 
-    body = _require(config, "body", "the conv body")
+    body = require(config, "body", "the conv body")
     body_output_size(body, spec.input_shape[0], spec.input_shape[1])
     bn = bn_position(config, "bn_conv")
     block = 0
     for kind, size, key in BODIES[body]:
         if kind == "conv":
             block += 1
-            filters = _require(config, key, f"body={body!r}")
+            filters = require(config, key, f"body={body!r}")
             if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
                 raise SpaceValueError(f"{key} must be a positive int. Received: {key}={filters!r}")
             x = layers.Conv2D(filters, size, padding="valid", name=f"block{block}_conv")(x)
@@ -172,41 +185,106 @@ def _body(x, config: Mapping[str, Any], spec: ModelSpec):
     return x
 
 
-def _head(x, config: Mapping[str, Any], spec: ModelSpec):
+def dense_head(x, config: Mapping[str, Any], spec: ModelSpec):
     """Flatten -> Dense + ReLU (+BN) -> Dense logits (+BN) -> softmax ``predictions``."""
     from keras import layers
 
-    units = _require(config, "dense_units", "the dense head")
+    units = require(config, "dense_units", "the dense head")
     if isinstance(units, bool) or not isinstance(units, int) or units < 1:
         raise SpaceValueError(f"dense_units must be a positive int. Received: dense_units={units!r}")
     bn = bn_position(config, "bn_dense")
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(units, name="dense1")(x)
     x = relu_block(x, "dense1", bn)
-    x = layers.Dense(spec.num_classes, name="logits")(x)
     # BN on the logits goes with BN in the dense layers (the study's final model has it); missing means yes.
-    if bn != "none" and bool(config.get("bn_output", True)):
+    return predictions(x, config, spec, logits_bn=bn != "none" and bool(config.get("bn_output", True)))
+
+
+def predictions(x, config: Mapping[str, Any], spec: ModelSpec, *, logits_bn: bool):
+    """[Dropout] -> Dense logits [-> BN] -> softmax ``predictions``; ``dropout`` (missing: none) before the logits."""
+    from keras import layers
+
+    rate = config.get("dropout") or 0.0
+    if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
+        raise SpaceValueError(f"dropout must be in [0, 1). Received: dropout={rate!r}")
+    if rate > 0:
+        x = layers.Dropout(float(rate), name="dropout")(x)
+    x = layers.Dense(spec.num_classes, name="logits")(x)
+    if logits_bn:
         x = layers.BatchNormalization(name="logits_bn")(x)
     # float32 probabilities even under a mixed-precision policy.
     return layers.Activation("softmax", dtype="float32", name="predictions")(x)
 
 
-def make_optimizer(config: Mapping[str, Any]):
-    """The Keras optimizer named by ``config["optimizer"]`` at ``config["learning_rate"]``."""
+# A learning-rate schedule per step over the trial's epochs (missing: constant). One-cycle (Smith & Topin 2019, as
+# PyTorch's OneCycleLR has it): from lr/25 up to lr over the first 30% of the steps, then down to lr/25/1e4 along a
+# cosine; the warm-up here is linear.
+SCHEDULES = ("constant", "cosine", "one_cycle")
+_ONE_CYCLE = {"start": 1 / 25, "warmup": 0.3, "end": 1 / 25 / 1e4}
+
+
+def learning_rate(config: Mapping[str, Any], spec: ModelSpec | None = None):
+    """``config["learning_rate"]``, or the schedule ``config["lr_schedule"]`` peaking at it: ``cosine`` decays it
+    to 0 along a cosine after ``warmup_epochs`` of linear warm-up from 0; ``one_cycle`` as above. A schedule counts
+    its steps from ``spec.train_size``, ``batch_size`` and ``epochs``."""
     import keras
 
-    name = _require(config, "optimizer", "compile")
-    lr = _require(config, "learning_rate", "compile")
+    lr = require(config, "learning_rate", "compile")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise SpaceValueError(f"learning_rate must be a positive number. Received: learning_rate={lr!r}")
+    schedule = config.get("lr_schedule") or "constant"
+    if schedule not in SCHEDULES:
+        raise SpaceValueError(f"lr_schedule must be one of {list(SCHEDULES)}. Received: lr_schedule={schedule!r}")
+    if schedule == "constant":
+        return float(lr)
+    per_epoch = math.ceil(max(int(getattr(spec, "train_size", 0) or 0), 1) / int(config.get("batch_size", 32)))
+    steps = max(int(config.get("epochs", 1)) * per_epoch, 2)
+    if schedule == "cosine":
+        warmup = min(int(float(config.get("warmup_epochs") or 0) * per_epoch), steps - 1)
+        if not warmup:
+            return keras.optimizers.schedules.CosineDecay(float(lr), decay_steps=steps)
+        return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - warmup, warmup_target=float(lr),
+                                                      warmup_steps=warmup)
+    warmup = max(int(_ONE_CYCLE["warmup"] * steps), 1)
+    return keras.optimizers.schedules.CosineDecay(float(lr) * _ONE_CYCLE["start"], decay_steps=steps - warmup,
+                                                  alpha=_ONE_CYCLE["end"], warmup_target=float(lr),
+                                                  warmup_steps=warmup)
+
+
+def make_optimizer(config: Mapping[str, Any], spec: ModelSpec | None = None):
+    """The Keras optimizer named by ``config["optimizer"]`` at ``learning_rate(config, spec)``, with
+    ``weight_decay`` (decoupled, as Keras applies it) for ``sgd`` and ``adamw`` where the config has one."""
+    import keras
+
+    name = require(config, "optimizer", "compile")
+    lr = learning_rate(config, spec)
+    decay = config.get("weight_decay")
+    if decay is not None and not (isinstance(decay, (int, float)) and 0 <= decay < 1):
+        raise SpaceValueError(f"weight_decay must be in [0, 1). Received: weight_decay={decay!r}")
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=lr)
     if name == "sgd":
         # Plain SGD barely moves in 15-20 epochs at these rates; momentum 0.9 is what practitioners use.
-        return keras.optimizers.SGD(learning_rate=lr, momentum=SGD_MOMENTUM)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=SGD_MOMENTUM, weight_decay=decay or None)
     if name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=lr)
-    raise SpaceValueError(f"optimizer must be one of {list(OPTIMIZERS)}. Received: optimizer={name!r}")
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=0.004 if decay is None else decay)
+    raise SpaceValueError(f"optimizer must be one of {[*OPTIMIZERS, 'adamw']}. Received: optimizer={name!r}")
+
+
+def compile_model(model, config: Mapping[str, Any], spec: ModelSpec) -> None:
+    """Compiles ``model`` with the config's optimizer, and a cross-entropy on class numbers, or on one-hot labels
+    with ``label_smoothing`` where the trial trains on them (``tuner.spec.soft_targets``)."""
+    import keras
+
+    loss: Any = "sparse_categorical_crossentropy"  # integer labels
+    if soft_targets(config):
+        smoothing = config.get("label_smoothing") or 0.0
+        if not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
+            raise SpaceValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={smoothing!r}")
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=float(smoothing))
+    model.compile(optimizer=make_optimizer(config, spec), loss=loss, metrics=["accuracy"])
 
 
 def build_cnn(config: Mapping[str, Any], spec: ModelSpec, *, name: str):
@@ -230,11 +308,10 @@ def build_cnn(config: Mapping[str, Any], spec: ModelSpec, *, name: str):
     import keras
 
     inputs, x = _stem(config, spec)
-    x = _body(x, config, spec)
-    outputs = _head(x, config, spec)
+    x = study_body(x, config, spec)
+    outputs = dense_head(x, config, spec)
     model = keras.Model(inputs, outputs, name=name)
-    # Integer labels, so the sparse form of categorical cross-entropy.
-    model.compile(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    compile_model(model, config, spec)
     return model
 
 

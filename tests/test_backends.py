@@ -120,6 +120,32 @@ def test_optuna_search_exports_a_model_that_predicts_raw_images(store, tmp_path,
     assert np.mean(probs.argmax(axis=1) == data.y_test) == pytest.approx(best.test_accuracy, abs=1e-6)
 
 
+# The modern space with every training-time choice on: a residual body with stochastic depth, a GAP head with dropout,
+# a TrivialAugment-style policy and a translation, CutMix with label smoothing, AdamW on a one-cycle schedule.
+MODERN_TRIAL = ["space=modern", *SYN, "body=resnet", "res_width=8", "res_blocks=1", "stochastic_depth=0.1",
+                "head=gap", "dropout=0.1", "augment_policy=trivialaugment", "translate=0.1", "zoom_range=0",
+                "mix=cutmix", "mix_alpha=1.0", "label_smoothing=0.1", "optimizer=adamw", "lr_schedule=one_cycle"]
+
+
+@pytest.mark.backends
+def test_a_modern_trial_exports_a_model_that_predicts_raw_images(store, tmp_path):
+    keras = _keras()
+    tuner.search(MODERN_TRIAL, tuner.SearchOptions(trials=1, storage=store, study="modern", baselines=False))
+    (record,) = tuner.trials(study="modern", storage=store).records
+    assert record.state == "complete" and record.params["mix"] == "cutmix"
+    result = run_cli("best", "--study", "modern", "--storage", store, "--export", str(tmp_path / "modern.keras"))
+    assert result.exit_code == 0, result.output
+    keras.backend.clear_session()
+    model = keras.saving.load_model(tmp_path / "modern.keras")
+    assert model.input.dtype == "uint8"
+    names = {layer.name for layer in model.layers}
+    assert {"aug_trivialaugment", "aug_translate", "stage1_block1_drop", "gap", "dropout"} <= names
+    data = _synthetic()
+    probs = np.asarray(model.predict(data.x_test, verbose=0))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.mean(probs.argmax(axis=1) == data.y_test) == pytest.approx(record.test_accuracy, abs=1e-6)
+
+
 @pytest.mark.backends
 def test_keras_tuner_engine_searches_on_this_backend(store):
     backend = _keras().backend.backend()

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tuner.records import Display, TrialRecord
+from tuner.hp import format_value
 
 __all__ = ["RichDisplay", "fmt_params", "render_best", "render_reeval", "render_reproduction", "render_space_detail",
            "render_spaces", "render_trials"]
@@ -287,10 +288,12 @@ def render_spaces(console: Console, rows: list[dict[str, Any]]) -> None:
 def render_space_detail(console: Console, detail: dict[str, Any]) -> None:
     """One space's choice points (kind, values, default, condition) and its baselines."""
     table = Table(title=f"space {detail['name']}: choice points")
-    for col in ("name", "kind", "values", "default", "active when"):
+    table.add_column("name", no_wrap=True)
+    for col in ("kind", "values", "default", "active when"):
         table.add_column(col, overflow="fold")
-    for p in detail["params"].values():
-        cond = " and ".join(f"{c.name} in {list(c.values)}" for c in p.conditions)
+    params = detail["params"]
+    for p in params.values():
+        cond = " and ".join(_condition(c, params.get(c.name)) for c in p.conditions)
         table.add_row(p.name, p.kind, p.summary(), str(p.default), cond)
     console.print(table)
     base = Table(title="baselines")
@@ -300,6 +303,17 @@ def render_space_detail(console: Console, detail: dict[str, Any]) -> None:
         base.add_row(b.name, "-" if b.reported is None else f"{b.reported:.2f}",
                      " ".join(f"{k}={v}" for k, v in b.params.items()), b.note)
     console.print(base)
+
+
+def _condition(cond, parent) -> str:
+    """``body = resnet``, ``body != resnet`` (all of a choice's values but one) or ``mix in {mixup, cutmix}``."""
+    values = [format_value(v) for v in cond.values]
+    if len(values) == 1:
+        return f"{cond.name} = {values[0]}"
+    others = [format_value(v) for v in getattr(parent, "values", ()) if format_value(v) not in values]
+    if len(others) == 1:
+        return f"{cond.name} != {others[0]}"
+    return f"{cond.name} in {{{', '.join(values)}}}"
 
 
 def _num(v: float | None, digits: int = 2) -> str:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Baseline", "Claim", "ModelSpec"]
+__all__ = ["Baseline", "Claim", "MIXES", "ModelSpec", "soft_targets"]
+
+# How a trial mixes training images (and their labels) in pairs: none, MixUp (a blend) or CutMix (a pasted patch).
+MIXES = ("none", "mixup", "cutmix")
+
+
+def soft_targets(params) -> bool:
+    """Whether a trial trains on one-hot (smoothed or mixed) labels instead of class numbers: with label smoothing
+    or MixUp / CutMix. The space compiles its loss for them and the trial runner one-hot encodes every split, so both
+    ask this one question."""
+    return float(params.get("label_smoothing") or 0.0) > 0.0 or (params.get("mix") or "none") != "none"
 
 
 @dataclass(frozen=True)
@@ -18,6 +28,7 @@ class ModelSpec:
         mean: per-channel mean of the training pixels on the 0-255 scale (featurewise centering).
         variance: per-channel variance of the training pixels on the 0-255 scale.
         options: dataset- or run-level extras a space may read (e.g. backbone ``weights``).
+        train_size: the number of training images (a learning-rate schedule counts its steps from it); 0 unknown.
     """
 
     input_shape: tuple[int, int, int]
@@ -25,6 +36,7 @@ class ModelSpec:
     mean: tuple[float, ...] = (127.5, 127.5, 127.5)
     variance: tuple[float, ...] = (5418.75, 5418.75, 5418.75)
     options: dict[str, Any] = field(default_factory=dict)
+    train_size: int = 0
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,10 @@ def test_cli_spaces_lists_every_space():
         assert name in result.output
     detail = run_cli("spaces", "improved")
     assert detail.exit_code == 0 and "final" in detail.output
+    modern = run_cli("spaces", "modern")
+    assert modern.exit_code == 0
+    for needle in ("basenet", "final", "resnet20", "augment_policy", "stochastic_depth", "mix_alpha", "lr_schedule"):
+        assert needle in modern.output, needle
 
 
 @pytest.mark.parametrize(

@@ -276,7 +276,8 @@ def test_spaces_lists_every_study_step_with_choices_and_baselines():
     result = run_cli("spaces")
     assert result.exit_code == 0
     rows = {row["name"]: row for row in api.spaces()}
-    steps = ["basenet", "normalization", "augmentation", "deeper_net", "batchnorm", "epochs", "improved", "transfer"]
+    steps = ["basenet", "normalization", "augmentation", "deeper_net", "batchnorm", "epochs", "improved", "transfer",
+             "modern"]
     assert list(SPACES) == steps and set(rows) == set(SPACES)
     for name, row in rows.items():
         assert name in result.output and row["choices"] >= 1 and row["baselines"] >= 1

@@ -20,11 +20,12 @@ from typing import Any, Callable, Iterator, Sequence
 from tuner.errors import CnntuneError
 from tuner.quiet import quiet_libraries
 from tuner.signals import deferred
-from tuner.spec import ModelSpec
+from tuner.spec import ModelSpec, soft_targets
 from tuner.trial import _callbacks, _checkpoint
 from tuner.trial._accel import apply_jit, precision_policy
 from tuner.trial._cost import activations, multiply_adds
 from tuner.trial._device_data import device_batches, wanted
+from tuner.trial._mixing import mixed_batches, one_hot
 
 __all__ = ["FitOptions", "TrialDiverged", "TrialOutcome", "fit_options", "long_lived", "model_spec", "run_trial"]
 
@@ -48,6 +49,9 @@ class FitOptions:
     batch_size: int
     early_stopping: bool = False
     patience: int = 5
+    mix: str = "none"  # MixUp / CutMix of the training batches (tuner.trial._mixing)
+    mix_alpha: float = 0.2
+    soft_targets: bool = False  # one-hot labels (label smoothing or a mix: tuner.spec.soft_targets)
 
 
 def fit_options(params: dict[str, Any]) -> FitOptions:
@@ -57,6 +61,9 @@ def fit_options(params: dict[str, Any]) -> FitOptions:
         batch_size=int(params.get("batch_size", 32)),
         early_stopping=bool(params.get("early_stopping", False)),
         patience=int(params.get("patience", 5) if params.get("patience") is not None else 5),
+        mix=str(params.get("mix") or "none"),
+        mix_alpha=float(params.get("mix_alpha") or 0.2),
+        soft_targets=soft_targets(params),
     )
 
 
@@ -84,6 +91,7 @@ def model_spec(data, options: dict[str, Any] | None = None) -> ModelSpec:
         mean=tuple(float(v) for v in mean),
         variance=tuple(float(v) for v in variance),
         options=dict(options or {}),
+        train_size=int(len(data.x_train)),
     )
 
 
@@ -129,8 +137,15 @@ def _load_weights(model, path: str | os.PathLike, head_only: bool) -> None:
 
 def _fit_inputs(feed: bool, x_train, y_train, x_val, y_val, opts: FitOptions, seed: int,
                 initial_epoch: int) -> dict[str, Any]:
-    """``fit``'s data keywords: the arrays (Keras batches and shuffles them on the host), or device-resident
-    batches shuffled per epoch from ``(seed, epoch)`` (``tuner.trial._device_data``)."""
+    """``fit``'s data keywords: the arrays (Keras batches and shuffles them on the host), device-resident
+    batches shuffled per epoch from ``(seed, epoch)`` (``tuner.trial._device_data``), or, for a trial that mixes its
+    training images, mixed batches made on the host (``tuner.trial._mixing``)."""
+    if opts.mix != "none":
+        train = mixed_batches(x_train, y_train, opts.batch_size, mix=opts.mix, alpha=opts.mix_alpha, seed=seed,
+                              initial_epoch=int(initial_epoch))
+        val = None if x_val is None else (device_batches(x_val, y_val, opts.batch_size, shuffle=False) if feed
+                                          else (x_val, y_val))
+        return dict(x=train, validation_data=val, shuffle=False)
     if not feed:
         return dict(x=x_train, y=y_train, validation_data=None if x_val is None else (x_val, y_val),
                     batch_size=opts.batch_size, shuffle=True)
@@ -254,6 +269,8 @@ def run_trial(
             model = space.build(params, spec)
             x_train, y_train, x_val, y_val, x_test, y_test = (data.x_train, data.y_train, data.x_val, data.y_val,
                                                               data.x_test, data.y_test)
+        if opts.soft_targets:  # the loss takes one-hot labels; so do the accuracy figures of every split
+            y_train, y_val, y_test = (one_hot(y, data.num_classes) for y in (y_train, y_val, y_test))
         if resume is not None:
             _callbacks.restore(model, resume)
         elif continue_from is not None:
