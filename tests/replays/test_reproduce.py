@@ -49,6 +49,20 @@ def test_cli_reproduce_trains_every_baseline_and_writes_rows(store, tmp_path):
     assert tuner.best(study="reproduce-normalization", storage=store, replays=True).best.tags["reproduce"]
 
 
+def test_reproduce_modern_trains_its_three_baselines(store, tmp_path):
+    result = run_cli("reproduce", "space=modern", *SYN, "--seeds", "1", "--storage", store, "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "reproduce_modern.csv").open() as fh:
+        rows = {r["baseline"]: r for r in csv.DictReader(fh)}
+    assert list(rows) == ["basenet", "final", "resnet20"]
+    assert rows["resnet20"]["reported"] == "" and rows["final"]["reported"] == "55.6"  # a recipe: no study figure
+    assert all(r["runs"] == "1" and 0 <= float(r["test_mean"]) <= 100 for r in rows.values())
+    records = {r.baseline: r for r in tuner.trials(study="reproduce-modern", storage=store).records}
+    assert records["resnet20"].params["body"] == "resnet" and records["resnet20"].params["lr_schedule"] == "cosine"
+    payload = json.loads((tmp_path / "reproduce_modern.json").read_text())
+    assert [(c["better"], c["worse"]) for c in payload["claims"]] == [("final", "basenet")]
+
+
 def test_reproduce_resumes_after_interruption_without_repeating_runs(store):
     words = ["space=normalization", *SYN]
     first = FakeRunner(interrupt_on=2)

@@ -228,3 +228,15 @@ def test_cli_report_smoke_and_no_keras(searched, tmp_path):
                f"tuner.report(study='imp', storage={searched!r}, out={str(tmp_path / 'sub')!r})\n"
                "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow'))\n"
                "assert not heavy, heavy\n")
+
+
+def test_report_of_the_modern_space_sets_its_recipe_beside_the_study(store, tmp_path):
+    tuner.search(["space=modern", *SYN], tuner.SearchOptions(trials=6, storage=store, study="mod"),
+                 runner=CurvesRunner(()))
+    result = tuner.report(study="mod", storage=store, out=tmp_path / "rep")
+    assert not result.failed and {"comparison", "time_to_quality"} <= set(result.figures)
+    md = result.markdown.read_text()
+    baselines = md[md.index("## Baselines vs best"):]
+    for name in ("basenet", "final", "resnet20"):
+        assert f"| {name} |" in baselines, name
+    assert "| 31.68 |" in baselines and "| 55.6" in baselines
