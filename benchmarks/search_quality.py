@@ -193,7 +193,8 @@ def _pairs(spec: str) -> dict[str, Any]:
 
 
 def retrain_configs(args, data, final: list[float]) -> list[dict[str, Any]]:
-    """Each ``--retrain`` configuration (the final model's with the given choices changed) over the same seeds."""
+    """Each ``--retrain`` configuration (the final model's with the given choices changed) over the same seeds; the
+    rows are appended to ``--out``'s ``.retrain.jsonl`` file as they finish."""
     import search_spaces
     from tuner.hp import Defaults, resolve
 
@@ -206,12 +207,33 @@ def retrain_configs(args, data, final: list[float]) -> list[dict[str, Any]]:
         changes = _pairs(spec)
         start = baselines[changes.pop("baseline")] if "baseline" in changes else final_params
         params = resolve(space, Defaults({**start, **changes}))
-        test = _retrain(args.space, params, data, args.retrain_seeds)
+        seconds: list[float] = []
+        test = _retrain(args.space, params, data, args.retrain_seeds, seconds)
         mean, spread = _stats(test)
         rows.append({"space": args.space, "retrain": spec, "test": test, "mean": mean, "spread": spread,
-                     "gain_pct": round(100 * (mean - final_mean) / final_mean, 1)})
+                     "gain_pct": round(100 * (mean - final_mean) / final_mean, 1), "seconds": seconds,
+                     "retrain_seeds": args.retrain_seeds})
+        with _retrained(args.out).open("a") as fh:
+            fh.write(json.dumps(rows[-1]) + "\n")
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _retrained(out: str | Path) -> Path:
+    """Where ``--retrain`` rows go: beside ``--out``."""
+    return Path(out).with_suffix(".retrain.jsonl")
+
+
+def retrain_table(rows: list[dict[str, Any]], final: list[float]) -> str:
+    """The Markdown table of ``--retrain`` rows."""
+    fm, fs = _stats(final)
+    lines = ["| space | configuration | retrained test % | final retrained test % | gain | s per training |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        seconds = f"{statistics.median(r['seconds']):.0f}" if r.get("seconds") else "-"
+        lines.append(f"| {r['space']} | `{r['retrain']}` | {r['mean']} ± {r['spread']} | {fm} ± {fs} | "
+                     f"{r['gain_pct']:+.1f}% | {seconds} |")
+    return "\n".join(lines)
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -293,7 +315,11 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     if args.table:
-        print(table([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
+        if out.is_file():
+            print(table(_rows(out)))
+        if _retrained(out).is_file():
+            cache = json.loads(out.with_suffix(".final.json").read_text())
+            print(retrain_table(_rows(_retrained(out)), cache["test"]))
         return
     data = _data(args)
     final, unit = _final(args, data)
@@ -308,7 +334,11 @@ def main() -> None:
                 fh.write(json.dumps(row) + "\n")
             print(json.dumps({k: row[k] for k in ("strategy", "seed", "budget_units", "trials", "epochs", "gain_pct")}),
                   flush=True)
-    print(table([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
+    print(table(_rows(out)))
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ FILTERS = {"conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106, "conv1
            "conv2_3x3_filters": 56}
 # What the search doubles to grow a model that trains faster than the hand-chosen one.
 SCALE = (*FILTERS, "res_width", "dense_units", "epochs")
+# What the search tries on each new best trial (tuner.searching._warm_start.upgrade): the training choices that
+# lifted the study's best configurations on the shared birds when retrained by hand (BENCHMARKS.md, "The modern
+# space").
+UPGRADE = {"lr_schedule": "cosine", "label_smoothing": 0.1, "translate": 0.125}
 OPTIMIZERS = (*_blocks.OPTIMIZERS, "adamw")
 LEARNING_RATE_RANGE = (1e-4, 0.2)
 

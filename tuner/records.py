@@ -135,8 +135,8 @@ class TrialRecord:
             value = attrs.get("val_accuracy")
         params = dict(attrs.get("config") or params or {})
         tags = {k: attrs[k] for k in ("reproduce", "reeval_of", "engine", "warm_start", "climb_of", "grown_from",
-                                      "over_budget", "precision", "jit", "device_data", "kt_trial_id", "checkpoint_of",
-                                      "worker")
+                                      "upgraded_from", "over_budget", "precision", "jit", "device_data", "kt_trial_id",
+                                      "checkpoint_of", "worker")
                 if k in attrs}
         replaced = replaced_trial(attrs, system_attrs)
         if replaced is not None:

@@ -10,10 +10,11 @@ import search_spaces
 import tuner
 from conftest import SYN, FakeRunner, one_line_error, run_cli
 from tuner.hp import Defaults, describe, resolve
-from tuner.searching import climb, grow, perturbations, study_trend
+from tuner.searching import climb, grow, perturbations, study_trend, upgrade
 from tuner.store import best_record
 
 IMPROVED = search_spaces.improved
+MODERN = search_spaces.modern
 
 
 def test_perturbations_stay_near_the_hand_chosen_configuration():
@@ -179,6 +180,66 @@ def test_growing_is_an_optuna_engine_option(tmp_path):
     result = run_cli("search", "space=basenet", *SYN, "--engine", "keras-tuner", "--grow",
                      "--storage", f"sqlite:///{tmp_path / 's.db'}")
     one_line_error(result, "--grow", "keras-tuner")
+
+
+def test_upgrading_applies_the_spaces_upgrade_once_to_a_configuration():
+    study = [resolve(MODERN, Defaults(b.params)) for b in MODERN.BASELINES]
+    best = study_trend(MODERN, {}, study)[0]
+    up = upgrade(MODERN, {}, best, study)
+    # The upgrade's values, and the default of a choice point they make active (the cosine's warm-up).
+    assert {k: v for k, v in up.items() if best.get(k) != v} == {**MODERN.UPGRADE, "warmup_epochs": 0}
+    assert up == resolve(MODERN, Defaults(up))
+    # Once tried, or on a configuration that has it already, no upgrade; pins are kept; a space without one never.
+    assert upgrade(MODERN, {}, best, [*study, up]) is None and upgrade(MODERN, {}, up, []) is None
+    pinned = upgrade(MODERN, {"label_smoothing": 0.0}, best, [])
+    assert pinned["label_smoothing"] == 0.0 and pinned["lr_schedule"] == MODERN.UPGRADE["lr_schedule"]
+    assert upgrade(IMPROVED, {}, resolve(IMPROVED, Defaults()), []) is None
+
+
+def _modern_cost(params):
+    width = params.get("conv1_filters") or params.get("res_width")
+    return {"macs": (1 if params["body"] == "basenet" else 10) * width * 100_000, "activations": 0}
+
+
+def test_each_new_best_trial_is_upgraded_before_it_grows(store):
+    """The upgrade pays (label smoothing adds 0.05): the study continued on BaseNet's body is upgraded, the upgraded
+    trial is the best and grows, its growths keep the upgrade; with --no-upgrade no trial is upgraded."""
+    def accuracy(params, seed):
+        return _accuracy(params, seed)[0] + 0.5 * (params.get("label_smoothing") or 0.0), 0.3
+
+    runner = FakeRunner(accuracy=accuracy, facts=_modern_cost)
+    tuner.search(["space=modern", *SYN], tuner.SearchOptions(trials=6, storage=store, study="u", warm_start=3, seed=4),
+                 runner=runner)
+    records = tuner.trials(study="u", storage=store).records
+    assert [r.baseline for r in records[:3]] == ["basenet", "final", "resnet20"]
+    steps = [(r.tags.get("warm_start"), r.tags.get("upgraded_from"), r.tags.get("grown_from")) for r in records[3:]]
+    assert steps[:3] == [(0, None, None), (None, 3, None), (None, None, 4)]
+    assert records[4].params == upgrade(MODERN, {"epochs": 1}, records[3].params, [])
+    assert all(records[i].params["label_smoothing"] == MODERN.UPGRADE["label_smoothing"] for i in (4, 5))
+    assert records[5].params["conv1_filters"] == 2 * records[4].params["conv1_filters"]
+    tuner.search(["space=modern", *SYN], tuner.SearchOptions(trials=4, storage=store, study="u0", warm_start=3, seed=4,
+                                                              upgrade=False), runner=runner)
+    assert not any("upgraded_from" in r.tags for r in tuner.trials(study="u0", storage=store).records)
+
+
+def test_an_upgrade_that_does_not_pay_is_left_behind(store):
+    """Label smoothing costs 0.05 here: the upgraded trial scores lower, the search grows the trial it came from,
+    and tries the upgrade again on that new best."""
+    def accuracy(params, seed):
+        return _accuracy(params, seed)[0] - 0.5 * (params.get("label_smoothing") or 0.0), 0.3
+
+    tuner.search(["space=modern", *SYN], tuner.SearchOptions(trials=5, storage=store, study="d", warm_start=3, seed=4),
+                 runner=FakeRunner(accuracy=accuracy, facts=_modern_cost))
+    records = tuner.trials(study="d", storage=store).records[3:]
+    assert [(r.tags.get("upgraded_from"), r.tags.get("grown_from")) for r in records[:4]] == [
+        (None, None), (3, None), (None, 3), (5, None)]
+    assert records[2].params["label_smoothing"] == 0.0
+
+
+def test_upgrading_is_an_optuna_engine_option(tmp_path):
+    result = run_cli("search", "space=modern", *SYN, "--engine", "keras-tuner", "--upgrade",
+                     "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    one_line_error(result, "--upgrade", "keras-tuner")
 
 
 def test_after_the_study_continued_half_the_searched_trials_climb_from_the_best_so_far(store):

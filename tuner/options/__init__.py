@@ -62,6 +62,9 @@ _ENGINE_LABEL = {OPTUNA: "an Optuna engine option", KERAS_TUNER: "a Keras Tuner 
 # trial did not beat the warm starts alone. Another sampler or engine, or two objectives, gets none of these.
 DEFAULT_WARM_START = 8
 DEFAULT_GROW = True
+# A space that names an ``UPGRADE`` (the modern space: training choices practitioners apply to any model they like)
+# gets it tried on each new best trial (BENCHMARKS.md, "The modern space").
+DEFAULT_UPGRADE = True
 DEFAULT_CLIMB = 0.0
 DEFAULT_REEVAL_SHARE = 0.25
 DEFAULT_REEVAL_TOP = 3
@@ -173,6 +176,8 @@ class SearchOptions:
                                  "e.g. 0.5).", stored=True)
     grow: bool | None = option(None, flag_value, "Make the best trial bigger while it costs less to train than the "
                                "costliest baseline (default: on with TPE).", stored=True)
+    upgrade: bool | None = option(None, flag_value, "Try the space's UPGRADE (e.g. modern's schedule, label smoothing "
+                                  "and CutMix) on each new best trial (default: on with TPE).", stored=True)
     max_epochs: int | None = option(None, number(int, 1, why="at least 1"), "With a pruner: epochs are not "
                                     "searched; every trial may train up to N (default: the space's maximum).",
                                     stored=True, engine=OPTUNA,
@@ -243,6 +248,7 @@ class SearchOptions:
             objective=objective,
             warm_start=_given(self.warm_start, DEFAULT_WARM_START if strategy else 0),
             grow=_given(self.grow, DEFAULT_GROW if strategy else False),
+            upgrade=_given(self.upgrade, DEFAULT_UPGRADE if strategy else False),
             climb=_given(self.climb, DEFAULT_CLIMB if strategy else 0.0),
             reeval_share=_given(self.reeval_share, DEFAULT_REEVAL_SHARE if strategy and self.timeout else 0.0),
             reeval_top=_given(self.reeval_top, DEFAULT_REEVAL_TOP),
@@ -320,7 +326,7 @@ def _given(value: Any, default: Any) -> Any:
 
 # What a version-1 record meant where it left a key out (it was written before that option existed).
 _VERSION_1 = {"seed": 0, "baselines": True, "max_failures": 5, "warm_start": 0, "climb": 0.0, "grow": False,
-              "reeval_share": 0.0, "reeval_top": 3, "isolate": False, "objective": ["accuracy"],
+              "upgrade": False, "reeval_share": 0.0, "reeval_top": 3, "isolate": False, "objective": ["accuracy"],
               "precision": "float32", "device_data": "auto"}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from tuner.searching._plan import BaselineRun, FailureStreak, SearchPlan, baseline_runs, search_pins, with_fidelity
 from tuner.searching._search import SearchResult, search, worker
 from tuner.searching._strategy import ACTIVATION_COST, Proposal, REEVAL_SEEDS, Strategy, reeval_round
-from tuner.searching._warm_start import GROWTH, MIX, RATE, climb, grow, perturbations, study_trend
+from tuner.searching._warm_start import GROWTH, MIX, RATE, climb, grow, perturbations, study_trend, upgrade
 from tuner.searching._workers import WorkerPool, parse_gpus, worker_pool
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "search",
     "search_pins",
     "study_trend",
+    "upgrade",
     "with_fidelity",
     "worker",
     "worker_pool",

@@ -4,6 +4,7 @@ Both engines ask it; neither holds a rule of its own (``_warm_start`` has the pu
 
 * **warm starts** (``--warm-start N``): the first searched trials are the study continued one step, then crossovers
   of its hand-chosen configurations, perturbed; seeded, so a seeded search starts from the same configurations;
+* **upgrade** (``--upgrade``): in a space that names an ``UPGRADE``, each new best trial is tried with it first;
 * **growth** (``--grow``): while the best trial so far costs less to train than the costliest baseline, the next
   trial is it made bigger (widths and epochs doubled); a trial's cost is its model's multiply-accumulates and
   activations per image, times the epochs it trained (``Strategy.cost``), all recorded with it;
@@ -32,7 +33,7 @@ from tuner.experiment import Experiment
 from tuner.options import MAX_REEVAL_SEEDS, SearchOptions
 from tuner.records import TrialRecord
 from tuner.searching._plan import BaselineRun, search_pins
-from tuner.searching._warm_start import climb, grow, perturbations, study_trend
+from tuner.searching._warm_start import climb, grow, perturbations, study_trend, upgrade
 from tuner.store import Budget, best_trial, is_replay, top_configs
 
 __all__ = ["ACTIVATION_COST", "REEVAL_SEEDS", "Proposal", "Strategy", "reeval_round"]
@@ -87,15 +88,15 @@ class Strategy:
         Raises:
             CnntuneError: ``--grow`` or ``--climb`` under the Keras Tuner engine.
         """
-        if not engine_queues and (options.climb or options.grow):
-            flag = "--climb" if options.climb else "--grow"
+        if not engine_queues and (options.climb or options.grow or options.upgrade):
+            flag = "--climb" if options.climb else "--grow" if options.grow else "--upgrade"
             raise CnntuneError(f"{flag} queues trials in the Optuna engine's study; with --engine keras-tuner use "
                                "--warm-start")
 
     @property
     def takes_turns(self) -> bool:
         """Whether trials are proposed one at a time after each finished trial (growth or climbing)."""
-        return bool(self.options.grow or self.options.climb)
+        return bool(self.options.grow or self.options.climb or self.options.upgrade)
 
     def warm(self, index: int) -> Proposal:
         return Proposal(self.warm_starts[index], {"warm_start": index})
@@ -113,7 +114,8 @@ class Strategy:
         return [self.warm(i) for i in self.warm_left(records) if i < upfront]
 
     def next(self, records: Sequence[TrialRecord]) -> Proposal | None:
-        """The next trial once one has finished: the best trial so far grown, while it costs less than the
+        """The next trial once one has finished: the best trial so far upgraded, where the space names an upgrade and
+        it was not tried on it; else the best trial so far grown, while it costs less than the
         costliest baseline; else, once the lead warm starts have run, a step from the best trial (the step that led
         to it once more, when it was a climb's, else a perturbation) while the climbing trials hold less than their
         share of the searched trials after the lead; else the next warm start not yet run; else ``None`` (the
@@ -121,6 +123,10 @@ class Strategy:
         best, _ = best_trial(records)
         tried = [r.params for r in records]
         left = self.warm_left(records)
+        if self.options.upgrade and best is not None:
+            config = upgrade(self.space, self.pins, best.params, tried)
+            if config is not None:
+                return Proposal(config, {"upgraded_from": best.number})
         if self.options.grow and best is not None and self.cheaper_than_the_baselines(best, records):
             config = grow(self.space, self.pins, best.params, tried)
             if config is not None:

@@ -32,6 +32,10 @@ make it bigger and train it longer. ``grow`` does that: the best trial with each
 ``SCALE`` (its widths and its epochs) doubled, clipped to its range; the study continued on BaseNet's body trains
 3-10 times faster than the study's final model, so this spends the final model's budget on the model that already
 beat it (the engine grows while the best trial trains faster than the longest baseline).
+
+Nor would they train it the way they trained models years ago: a space that names an ``UPGRADE`` (the ``modern``
+space: a cosine schedule, label smoothing, translations, CutMix) gets it tried on each new best trial (``upgrade``),
+before that trial grows; what it does not help is left behind, as any trial that scores lower.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 from tuner.hp import Boolean, Choice, Defaults, Fixed, Float, HyperParameters, Int, Param, describe, resolve, same_value
 
-__all__ = ["GROWTH", "MIX", "RATE", "climb", "grow", "perturbations", "study_trend"]
+__all__ = ["GROWTH", "MIX", "RATE", "climb", "grow", "perturbations", "study_trend", "upgrade"]
 
 # Share of the choice points a perturbation changes; about 3 of the ``improved`` space's 18.
 RATE = 0.2
@@ -264,6 +268,25 @@ def grow(space, pins: Mapping[str, Any], best: Mapping[str, Any], tried: Sequenc
             continue
         grown[name] = _on_grid(param, value * factor)
     config = resolve(space, Defaults({**grown, **pins}))
+    if _same_config(config, resolve(space, Defaults({**best, **pins}))):
+        return None
+    if any(_same_config(config, other) for other in tried):
+        return None
+    return config
+
+
+def upgrade(space, pins: Mapping[str, Any], best: Mapping[str, Any],
+            tried: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """``best`` with the space's ``UPGRADE`` values (see the module's docstring), pins kept.
+
+    Returns:
+        A resolved configuration, or ``None`` for a space without ``UPGRADE``, a ``best`` that has its values
+        already, or one whose upgrade was tried.
+    """
+    values = {k: v for k, v in dict(getattr(space, "UPGRADE", {})).items() if k not in pins}
+    if not values:
+        return None
+    config = resolve(space, Defaults({**best, **values, **pins}))
     if _same_config(config, resolve(space, Defaults({**best, **pins}))):
         return None
     if any(_same_config(config, other) for other in tried):

@@ -44,7 +44,8 @@ __all__ = ["Tracked", "TRACK_TIMEOUTS"]
 _FLUSH_S = 30.0  # the longest the end of a search waits for the tracker
 _QUIET_S = 10.0  # after a failed call, the tracker is not asked again for this long
 _EPOCHS_EVERY_S = 5.0  # a trial's epoch metrics are sent at most this often; the rest with its result
-_TAGS = ("warm_start", "grown_from", "climb_of", "retry_of", "reeval_of", "reproduce", "precision", "jit", "worker")
+_TAGS = ("warm_start", "grown_from", "upgraded_from", "climb_of", "retry_of", "reeval_of", "reproduce", "precision",
+         "jit", "worker")
 _STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "fail": "FAILED"}
 
 
