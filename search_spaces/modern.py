@@ -57,7 +57,7 @@ SCALE = (*FILTERS, "res_width", "dense_units", "epochs")
 # What the search tries on each new best trial (tuner.searching._warm_start.upgrade): the training choices that
 # lifted the study's best configurations on the shared birds when retrained by hand (BENCHMARKS.md, "The modern
 # space").
-UPGRADE = {"lr_schedule": "cosine", "label_smoothing": 0.1, "translate": 0.125}
+UPGRADE = {"lr_schedule": "cosine", "label_smoothing": 0.1, "translate": 0.125, "mix": "cutmix", "mix_alpha": 1.0}
 OPTIMIZERS = (*_blocks.OPTIMIZERS, "adamw")
 LEARNING_RATE_RANGE = (1e-4, 0.2)
 
