@@ -159,7 +159,7 @@ def declare_optimizer(hp, *, searched: bool) -> None:
         hp.Fixed("batch_size", 32)
 
 
-def declare_epochs(hp, *, default: int, searched: bool) -> None:
+def declare_epochs(hp, *, default: int, searched: bool, maximum: int = EPOCHS_RANGE[1]) -> None:
     """Declares ``epochs`` and, when searched, ``early_stopping`` with a conditional ``patience``.
 
     With early stopping on, ``epochs`` is the maximum number of epochs (the study capped it at 50).
@@ -168,13 +168,14 @@ def declare_epochs(hp, *, default: int, searched: bool) -> None:
         hp: a ``HyperParameters``.
         default: the study's epochs at this step.
         searched: ``False`` fixes ``epochs`` at ``default`` and declares no early stopping.
+        maximum: the most epochs (default: the study's 50).
     """
     if not searched:
         hp.Fixed("epochs", int(default))
         return
     # The study's plain runs span 5..30 epochs and its early-stopping run had a cap of 50; the floor of 1 keeps
     # quick pins (epochs=2 in smoke runs and the Makefile demo) valid values of the space.
-    hp.Int("epochs", *EPOCHS_RANGE, default=int(default))
+    hp.Int("epochs", EPOCHS_RANGE[0], int(maximum), default=int(default))
     hp.Boolean("early_stopping", default=False)
     with hp.conditional_scope("early_stopping", [True]):
         # Keras' EarlyStopping default; the study shows no patience and stopped at epoch 11.

@@ -126,6 +126,7 @@ def test_every_choice_point_has_a_valid_default_and_conditions_that_hold():
     assert conditions["bn_output"] == {"head": {"flatten_dense"}, "bn_dense": {"before", "after"}}
     assert conditions["weight_decay"] == {"optimizer": {"sgd", "adamw"}}
     assert conditions["mix_alpha"] == {"mix": {"mixup", "cutmix"}}
+    assert (described["epochs"].max_value, H.describe(search_spaces.improved)["epochs"].max_value) == (100, 50)
     gap = _params({"head": "gap", "body": "resnet"})
     assert not {"dense_units", "bn_dense", "bn_output", "bn_conv", "conv1_filters"} & set(gap)
 
