@@ -216,7 +216,8 @@ def _run(options: SearchOptions, exp: Experiment, *, name: str, url: str, store,
     reeval = options.reeval_share if worker_id is None and not serving else 0.0
     timeout = options.timeout
     plan = SearchPlan(study=study_obj, experiment=exp, data=data, objective=objective, options=options,
-                      baselines=runs, strategy=Strategy(exp, options, study_configs, seeded=worker_id is None),
+                      baselines=runs, strategy=Strategy(exp, options, study_configs, seeded=worker_id is None,
+                                                         n_val=len(data.x_val)),
                       artifacts=art, display=display, timeout=None if timeout is None else timeout * (1 - reeval),
                       worker_id=worker_id, heartbeat=heartbeat, clock=clock)
     if options.reeval_share and plan.timeout is not None and not serving:

@@ -4,9 +4,11 @@ Both engines ask it; neither holds a rule of its own (``_warm_start`` has the pu
 
 * **warm starts** (``--warm-start N``): the first searched trials are the study continued one step, then crossovers
   of its hand-chosen configurations, perturbed; seeded, so a seeded search starts from the same configurations;
-* **upgrade** (``--upgrade``): in a space that names an ``UPGRADE``, each new best trial is tried with it first;
+* **upgrade** (``--upgrade``): in a space that names an ``UPGRADE``, the trial growth starts from is tried with it
+  first;
 * **growth** (``--grow``): while the best trial so far costs less to train than the costliest baseline, the next
-  trial is it made bigger (widths and epochs doubled); a trial's cost is its model's multiply-accumulates and
+  trial is it made bigger (widths and epochs doubled), or the newest grown one while it scores within one standard
+  error of the best (``Strategy.grower``); a trial's cost is its model's multiply-accumulates and
   activations per image, times the epochs it trained (``Strategy.cost``), all recorded with it;
 * **climbing** (``--climb F``): once the study continued has run, a share F of the searched trials step from the
   best trial so far;
@@ -31,7 +33,7 @@ from typing import Any, Sequence
 from tuner.errors import CnntuneError
 from tuner.experiment import Experiment
 from tuner.options import MAX_REEVAL_SEEDS, SearchOptions
-from tuner.records import TrialRecord
+from tuner.records import TrialRecord, val_noise_pp
 from tuner.searching._plan import BaselineRun, search_pins
 from tuner.searching._warm_start import climb, grow, perturbations, study_trend, upgrade
 from tuner.store import Budget, best_trial, is_replay, top_configs
@@ -66,11 +68,14 @@ class Strategy:
         baselines: the space's baselines with their configurations (the study's hand-chosen configurations: the warm
             starts cross them even when they do not run).
         seeded: whether this process seeds its draws (a worker does not, so that workers do not all climb alike).
+        n_val: the validation images every trial is measured on (how far apart two trials' accuracies must be to
+            differ: ``grower``).
     """
 
     def __init__(self, experiment: Experiment, options: SearchOptions, baselines: Sequence[BaselineRun],
-                 seeded: bool = True):
+                 seeded: bool = True, n_val: int | None = None):
         self.space = experiment.space
+        self.n_val = n_val
         self.options = options
         self.pins = search_pins(experiment, options)
         self.seed = options.seed if seeded else None
@@ -123,14 +128,15 @@ class Strategy:
         best, _ = best_trial(records)
         tried = [r.params for r in records]
         left = self.warm_left(records)
-        if self.options.upgrade and best is not None:
-            config = upgrade(self.space, self.pins, best.params, tried)
+        head = None if best is None else self.grower(best, records)
+        if self.options.upgrade and head is not None:
+            config = upgrade(self.space, self.pins, head.params, tried)
             if config is not None:
-                return Proposal(config, {"upgraded_from": best.number})
-        if self.options.grow and best is not None and self.cheaper_than_the_baselines(best, records):
-            config = grow(self.space, self.pins, best.params, tried)
+                return Proposal(config, {"upgraded_from": head.number})
+        if self.options.grow and head is not None and self.cheaper_than_the_baselines(head, records):
+            config = grow(self.space, self.pins, head.params, tried)
             if config is not None:
-                return Proposal(config, {"grown_from": best.number})
+                return Proposal(config, {"grown_from": head.number})
         if best is not None and self.options.climb and not any(i < self.lead for i in left):
             after = [r for r in records if Budget.holds_place(r) and "retry_of" not in r.tags
                      and r.tags.get("warm_start", self.lead) >= self.lead]
@@ -142,6 +148,21 @@ class Strategy:
                 if config is not None:
                     return Proposal(config, {"climb_of": best.number})
         return self.warm(left[0]) if left else None
+
+    def grower(self, best: TrialRecord, records: Sequence[TrialRecord]) -> TrialRecord:
+        """The trial that growth and the upgrade start from: the newest trial they proposed whose validation accuracy
+        is within one standard error of the best's (``val_noise_pp`` on ``n_val`` images), else the best.
+
+        A model made bigger and trained longer that scores a point below the best on 300 validation images is no
+        worse than it (one standard error there is about 3 points); stopping the growth there left the weakest
+        searches on their first growth (BENCHMARKS.md, "The modern space"). An upgrade or growth that scores clearly
+        lower is left behind, and the chain goes on from the best.
+        """
+        noise = (val_noise_pp(best.val_accuracy, self.n_val) or 0.0) / 100.0
+        chain = [r for r in records if r.state == "complete" and not is_replay(r) and r.val_accuracy is not None
+                 and ("grown_from" in r.tags or "upgraded_from" in r.tags)
+                 and r.val_accuracy >= (best.val_accuracy or 0.0) - noise]
+        return max(chain, key=lambda r: r.number, default=best)
 
     @staticmethod
     def cost(rec: TrialRecord) -> float | None:
