@@ -304,7 +304,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--minutes", type=float, default=25.0)
     parser.add_argument("--out", default="search_quality.jsonl", help="JSON lines, appended to")
-    parser.add_argument("--table", action="store_true", help="only print the table of --out")
+    parser.add_argument("--table", action="store_true", help="only print the tables of --out (its rows of --space)")
     parser.add_argument("--keep", default=None, help="keep each run's study store in this folder (for analysis)")
     parser.add_argument("--retrain-seeds", type=int, nargs=3, default=list(RETRAIN_SEEDS), metavar="SEED",
                         help="the 3 seeds the picks and the final model are retrained with (default: %(default)s); "
@@ -314,12 +314,12 @@ def main() -> None:
                              "with the same seeds, against the final model")
     args = parser.parse_args()
     out = Path(args.out)
-    if args.table:
+    if args.table:  # the rows of --space (rows written before the field existed are improved's)
         if out.is_file():
-            print(table(_rows(out)))
-        if _retrained(out).is_file():
-            cache = json.loads(out.with_suffix(".final.json").read_text())
-            print(retrain_table(_rows(_retrained(out)), cache["test"]))
+            print(table([r for r in _rows(out) if r.get("space", "improved") == args.space]))
+        retrained = [r for r in _rows(_retrained(out)) if r["space"] == args.space] if _retrained(out).is_file() else []
+        if retrained:
+            print(retrain_table(retrained, json.loads(out.with_suffix(".final.json").read_text())["test"]))
         return
     data = _data(args)
     final, unit = _final(args, data)
