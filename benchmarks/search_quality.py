@@ -1,8 +1,9 @@
 """Benchmark: how much better than the hand-chosen configuration a search finds, per strategy, on equal wall clock.
 
 Each run searches a space (``--space``: ``improved``, or ``modern``, the study's choices and more) on the shared birds
-(50 classes, 32 px) for ``--minutes`` of wall clock with one sampler seed, then the configuration it picks is retrained with 3 new seeds (the same 3 for every run) and
-compared with the study's hand-chosen final model retrained with those same seeds. Strategies:
+(50 classes, 32 px) for ``--minutes`` of wall clock with one sampler seed, then the configuration it picks is
+retrained with 3 new seeds (the same 3 for every run) and compared with the study's hand-chosen final model retrained
+with those same seeds. Strategies:
 
 * ``plain``: Optuna as a user writes it by hand: ``TPESampler(seed=...)`` with its defaults and ``MedianPruner()``,
   every epoch's validation accuracy reported, the pick = ``study.best_trial``. It uses cnntune's model builder and
@@ -24,7 +25,8 @@ file.
         --out benchmarks/search_quality.jsonl
 
 ``--retrain KEY=VALUE,...`` only retrains the given configurations (the final model's with those choices changed, or
-with ``baseline=NAME`` first, that baseline's of the space) with the same seeds, to see what the space holds beyond what the searches found, e.g.
+with ``baseline=NAME`` first, that baseline's of the space) with the same seeds, to see what the space holds beyond
+what the searches found, e.g.
 ``--retrain body=basenet,conv1_filters=16,conv2_filters=128,dense_units=473,learning_rate=0.0031,epochs=50``.
 
 Not a test: each run takes ``--minutes`` plus the retraining. The figures go into BENCHMARKS.md.
@@ -274,7 +276,8 @@ def run(args, strategy: str, seed: int, data, final: list[float], unit: float) -
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| space | strategy | seed | budget | trials (pruned) | epochs | at chance | pick val / test % | pick retrained "
+    lines = ["| space | strategy | seed | budget | trials (pruned) | epochs | at chance | pick val / test % | "
+             "pick retrained "
              "test % | final retrained test % | gain | single-run best retrained test % |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
