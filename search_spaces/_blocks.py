@@ -201,7 +201,8 @@ def declare_augmentation(hp, *, zoom: float, rotation: int, flip: bool) -> None:
     hp.Boolean("horizontal_flip", default=flip)
 
 
-def declare_body(hp, *, default: str, filters: Mapping[str, int], bodies: Sequence[str] = tuple(BODIES)) -> None:
+def declare_body(hp, *, default: str, filters: Mapping[str, int], bodies: Sequence[str] = tuple(BODIES),
+                 others: Sequence[str] = ()) -> None:
     """Declares the conv ``body`` and one conditional width per conv stage that the body has.
 
     A width is declared inside ``conditional_scope("body", ...)`` listing only the bodies that have that conv,
@@ -211,14 +212,15 @@ def declare_body(hp, *, default: str, filters: Mapping[str, int], bodies: Sequen
         hp: a ``HyperParameters``.
         default: the default body (a key of ``BODIES``).
         filters: default width of every filters key (``conv1_filters`` ... ``conv2_3x3_filters``).
-        bodies: the bodies to choose among.
+        bodies: the bodies of ``BODIES`` to choose among.
+        others: more values of ``body``, built elsewhere and using none of these widths (``modern``'s residual body).
     """
-    hp.Choice("body", list(bodies), default=default)
+    hp.Choice("body", [*bodies, *others], default=default)
     for key, (low, high) in FILTER_RANGES.items():
         users = [b for b in bodies if any(step[2] == key for step in BODIES[b])]
         if not users:
             continue
-        if len(users) == len(bodies):  # every body has this conv: unconditional
+        if len(users) == len(bodies) + len(others):  # every body has this conv: unconditional
             hp.Int(key, low, high, sampling="log", default=int(filters[key]))
         else:
             with hp.conditional_scope("body", users):

@@ -22,16 +22,20 @@ __all__ = [
     "body_output_size",
     "bn_position",
     "build_cnn",
+    "check_keys",
     "check_spec",
     "compile_model",
     "dense_head",
     "input_scaling",
     "learning_rate",
     "make_optimizer",
+    "positive_int",
     "predictions",
     "relu_block",
     "require",
+    "share",
     "space_builder",
+    "stem",
     "study_body",
     "zoom_bounds",
 ]
@@ -64,6 +68,30 @@ def require(config: Mapping[str, Any], key: str, why: str) -> Any:
     if key not in config:
         raise SpaceValueError(f"{why} needs {key!r}. Received: keys={sorted(config)}")
     return config[key]
+
+
+def positive_int(config: Mapping[str, Any], key: str, why: str) -> int:
+    """``config[key]`` (``require``d for ``why``), checked to be an int of at least 1 (a width, a count)."""
+    value = require(config, key, why)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpaceValueError(f"{key} must be a positive int. Received: {key}={value!r}")
+    return value
+
+
+def share(config: Mapping[str, Any], key: str) -> float:
+    """``config[key]`` as a share in [0, 1) (a rate, a fraction of the side); missing or ``None`` is 0."""
+    value = config.get(key) or 0.0
+    if not (isinstance(value, (int, float)) and 0 <= value < 1):
+        raise SpaceValueError(f"{key} must be in [0, 1). Received: {key}={value!r}")
+    return float(value)
+
+
+def check_keys(config: Mapping[str, Any], valid: frozenset) -> None:
+    """Refuses a config with a key that is not ``valid``."""
+    unknown = sorted(set(config) - valid)
+    if unknown:
+        raise SpaceValueError(f"Unknown hyperparameters {unknown}; valid: {sorted(valid)}. "
+                              f"Received: keys={sorted(config)}")
 
 
 def check_spec(spec: ModelSpec) -> tuple[int, int, int]:
@@ -100,14 +128,14 @@ def body_output_size(body: str, height: int, width: int) -> tuple[int, int]:
     return h, w
 
 
-def _stem(config: Mapping[str, Any], spec: ModelSpec):
-    """uint8 image -> rescale or featurewise normalization -> augmentation (training only)."""
+def stem(config: Mapping[str, Any], spec: ModelSpec, policy=None):
+    """uint8 image -> [``policy``, a layer on 0-255 pixels] -> rescale or featurewise normalization -> augmentation
+    (training only); returns ``(inputs, x)``."""
     import keras
-    from keras import layers
 
-    height, width, channels = check_spec(spec)
-    inputs = keras.Input(shape=(height, width, channels), dtype="uint8", name="image")
-    return inputs, augmentation_layers(input_scaling(inputs, config, spec), config)
+    inputs = keras.Input(shape=check_spec(spec), dtype="uint8", name="image")
+    x = inputs if policy is None else policy(inputs)
+    return inputs, augmentation_layers(input_scaling(x, config, spec), config)
 
 
 def input_scaling(x, config: Mapping[str, Any], spec: ModelSpec):
@@ -175,9 +203,7 @@ def study_body(x, config: Mapping[str, Any], spec: ModelSpec):
     for kind, size, key in BODIES[body]:
         if kind == "conv":
             block += 1
-            filters = require(config, key, f"body={body!r}")
-            if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-                raise SpaceValueError(f"{key} must be a positive int. Received: {key}={filters!r}")
+            filters = positive_int(config, key, f"body={body!r}")
             x = layers.Conv2D(filters, size, padding="valid", name=f"block{block}_conv")(x)
             x = relu_block(x, f"block{block}", bn)
         else:
@@ -189,9 +215,7 @@ def dense_head(x, config: Mapping[str, Any], spec: ModelSpec):
     """Flatten -> Dense + ReLU (+BN) -> Dense logits (+BN) -> softmax ``predictions``."""
     from keras import layers
 
-    units = require(config, "dense_units", "the dense head")
-    if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-        raise SpaceValueError(f"dense_units must be a positive int. Received: dense_units={units!r}")
+    units = positive_int(config, "dense_units", "the dense head")
     bn = bn_position(config, "bn_dense")
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(units, name="dense1")(x)
@@ -204,11 +228,9 @@ def predictions(x, config: Mapping[str, Any], spec: ModelSpec, *, logits_bn: boo
     """[Dropout] -> Dense logits [-> BN] -> softmax ``predictions``; ``dropout`` (missing: none) before the logits."""
     from keras import layers
 
-    rate = config.get("dropout") or 0.0
-    if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
-        raise SpaceValueError(f"dropout must be in [0, 1). Received: dropout={rate!r}")
+    rate = share(config, "dropout")
     if rate > 0:
-        x = layers.Dropout(float(rate), name="dropout")(x)
+        x = layers.Dropout(rate, name="dropout")(x)
     x = layers.Dense(spec.num_classes, name="logits")(x)
     if logits_bn:
         x = layers.BatchNormalization(name="logits_bn")(x)
@@ -258,9 +280,7 @@ def make_optimizer(config: Mapping[str, Any], spec: ModelSpec | None = None):
 
     name = require(config, "optimizer", "compile")
     lr = learning_rate(config, spec)
-    decay = config.get("weight_decay")
-    if decay is not None and not (isinstance(decay, (int, float)) and 0 <= decay < 1):
-        raise SpaceValueError(f"weight_decay must be in [0, 1). Received: weight_decay={decay!r}")
+    decay = None if config.get("weight_decay") is None else share(config, "weight_decay")
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=lr)
     if name == "sgd":
@@ -280,10 +300,7 @@ def compile_model(model, config: Mapping[str, Any], spec: ModelSpec) -> None:
 
     loss: Any = "sparse_categorical_crossentropy"  # integer labels
     if soft_targets(config):
-        smoothing = config.get("label_smoothing") or 0.0
-        if not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
-            raise SpaceValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={smoothing!r}")
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=float(smoothing))
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=share(config, "label_smoothing"))
     model.compile(optimizer=make_optimizer(config, spec), loss=loss, metrics=["accuracy"])
 
 
@@ -301,13 +318,10 @@ def build_cnn(config: Mapping[str, Any], spec: ModelSpec, *, name: str):
     Raises:
         SpaceValueError: an unknown key, a bad value, or a body too deep for the image size.
     """
-    unknown = sorted(set(config) - ARCH_KEYS - TRAINING_KEYS)
-    if unknown:
-        raise SpaceValueError(f"Unknown hyperparameters {unknown}; valid: {sorted(ARCH_KEYS | TRAINING_KEYS)}. "
-                              f"Received: keys={sorted(config)}")
+    check_keys(config, ARCH_KEYS | TRAINING_KEYS)
     import keras
 
-    inputs, x = _stem(config, spec)
+    inputs, x = stem(config, spec)
     x = study_body(x, config, spec)
     outputs = dense_head(x, config, spec)
     model = keras.Model(inputs, outputs, name=name)

@@ -23,8 +23,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from search_spaces._blocks import ARCH_KEYS, BODIES, TRAINING_KEYS, SpaceValueError
-from search_spaces._cnn import (augmentation_layers, check_spec, compile_model, dense_head, input_scaling,
-                                predictions, require, study_body)
+from search_spaces._cnn import (check_keys, compile_model, dense_head, positive_int, predictions, require, share, stem,
+                                study_body)
 from tuner.spec import ModelSpec
 
 __all__ = ["HEADS", "MODERN_KEYS", "POLICIES", "RESIDUAL", "STAGES", "build_modern", "policy_layer",
@@ -58,21 +58,13 @@ def policy_layer(config: Mapping[str, Any]):
                               name="aug_randaugment")
 
 
-def _positive_int(config: Mapping[str, Any], key: str) -> int:
-    value = require(config, key, f"body={RESIDUAL!r}")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SpaceValueError(f"{key} must be a positive int. Received: {key}={value!r}")
-    return value
-
-
 def residual_body(x, config: Mapping[str, Any]):
     """The CIFAR ResNet body (see the module's docstring): ``6 * res_blocks + 1`` convolutions, ``same`` padding."""
     from keras import layers
 
-    width, blocks = _positive_int(config, "res_width"), _positive_int(config, "res_blocks")
-    drop = config.get("stochastic_depth") or 0.0
-    if not (isinstance(drop, (int, float)) and 0 <= drop < 1):
-        raise SpaceValueError(f"stochastic_depth must be in [0, 1). Received: stochastic_depth={drop!r}")
+    why = f"body={RESIDUAL!r}"
+    width, blocks = positive_int(config, "res_width", why), positive_int(config, "res_blocks", why)
+    drop = share(config, "stochastic_depth")
 
     def conv_bn(x, filters: int, size: int, stride: int, name: str):
         x = layers.Conv2D(filters, size, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
@@ -102,25 +94,14 @@ def build_modern(config: Mapping[str, Any], spec: ModelSpec, *, name: str):
     Raises:
         SpaceValueError: an unknown key, a bad value, or a study body too deep for the image size.
     """
-    unknown = sorted(set(config) - ARCH_KEYS - TRAINING_KEYS - MODERN_KEYS)
-    if unknown:
-        raise SpaceValueError(f"Unknown hyperparameters {unknown}; valid: "
-                              f"{sorted(ARCH_KEYS | TRAINING_KEYS | MODERN_KEYS)}. Received: keys={sorted(config)}")
+    check_keys(config, ARCH_KEYS | TRAINING_KEYS | MODERN_KEYS)
     import keras
     from keras import layers
 
-    height, width, channels = check_spec(spec)
-    inputs = keras.Input(shape=(height, width, channels), dtype="uint8", name="image")
-    x = inputs
-    policy = policy_layer(config)
-    if policy is not None:
-        x = policy(x)
-    x = augmentation_layers(input_scaling(x, config, spec), config)
-    shift = config.get("translate") or 0.0
-    if not (isinstance(shift, (int, float)) and 0 <= shift < 1):
-        raise SpaceValueError(f"translate must be in [0, 1). Received: translate={shift!r}")
+    inputs, x = stem(config, spec, policy=policy_layer(config))
+    shift = share(config, "translate")
     if shift > 0:
-        x = layers.RandomTranslation(float(shift), float(shift), fill_mode="constant", name="aug_translate")(x)
+        x = layers.RandomTranslation(shift, shift, fill_mode="constant", name="aug_translate")(x)
     body = require(config, "body", "the conv body")
     if body != RESIDUAL and body not in BODIES:
         raise SpaceValueError(f"Unknown body; expected one of {[*BODIES, RESIDUAL]}. Received: body={body!r}")

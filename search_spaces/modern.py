@@ -39,7 +39,7 @@ the budget: 30 epochs with a cosine decay in place of 182 epochs with steps at 5
 
 from __future__ import annotations
 
-from search_spaces import _blocks, _residual
+from search_spaces import _blocks, _residual, improved
 from search_spaces._cnn import SCHEDULES
 from tuner.spec import MIXES, Baseline, Claim
 
@@ -51,8 +51,7 @@ FINAL = _blocks.FINAL
 STUDY_BODIES = tuple(_blocks.BODIES)
 # What the warm starts continue the study on (tuner.searching._warm_start.study_trend).
 STRUCTURE = ("body", "head")
-FILTERS = {"conv1_filters": 6, "conv2_filters": 56, "conv3_filters": 106, "conv1_3x3_filters": 6,
-           "conv2_3x3_filters": 56}
+FILTERS = improved.FILTERS
 # What the search doubles to grow a model that trains faster than the hand-chosen one.
 SCALE = (*FILTERS, "res_width", "dense_units", "epochs")
 # What the search tries on each new best trial (tuner.searching._warm_start.upgrade): the training choices that
@@ -73,18 +72,14 @@ RESNET20 = {
 for _key in ("conv1_filters", "conv2_filters", "conv3_filters", "bn_conv", "bn_dense", "bn_output", "dense_units"):
     RESNET20.pop(_key, None)  # inactive under the residual body and the GAP head
 
+# The study's BaseNet and final model, as improved has them, and the recipe.
 BASELINES: list[Baseline] = [
-    Baseline("basenet", params={**_blocks.BASENET, "epochs": 15, "early_stopping": False, "batch_size": 32},
-             reported=31.68, note="STUDY 1"),
-    Baseline("final", params={**FINAL, "dense_units": 50, "optimizer": "adam", "learning_rate": 1e-3},
-             reported=55.6, note="STUDY 2.6 (validation ~51%)"),
+    *improved.BASELINES,
     Baseline("resnet20", params=RESNET20, reported=None,
              note="He et al. 2016, section 4.2 (ResNet-20 on CIFAR-10), in 30 epochs with a cosine decay"),
 ]
 
-CLAIMS: list[Claim] = [
-    Claim("final", "basenet", "the final hand-chosen model beats BaseNet"),
-]
+CLAIMS: list[Claim] = list(improved.CLAIMS)
 
 
 def declare(hp) -> None:
@@ -97,11 +92,7 @@ def declare(hp) -> None:
     with hp.conditional_scope("augment_policy", ["randaugment"]):
         hp.Float("randaugment_magnitude", 0.1, 1.0, default=0.5)
 
-    hp.Choice("body", [*STUDY_BODIES, _residual.RESIDUAL], default=FINAL["body"])
-    for key, (low, high) in _blocks.FILTER_RANGES.items():
-        users = [b for b in STUDY_BODIES if any(step[2] == key for step in _blocks.BODIES[b])]
-        with hp.conditional_scope("body", users):
-            hp.Int(key, low, high, sampling="log", default=FILTERS[key])
+    _blocks.declare_body(hp, default=FINAL["body"], filters=FILTERS, others=(_residual.RESIDUAL,))
     with hp.conditional_scope("body", list(STUDY_BODIES)):
         hp.Choice("bn_conv", list(_blocks.BN_POSITIONS), default=FINAL["bn_conv"])
     with hp.conditional_scope("body", [_residual.RESIDUAL]):

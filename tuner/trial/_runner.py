@@ -140,18 +140,18 @@ def _fit_inputs(feed: bool, x_train, y_train, x_val, y_val, opts: FitOptions, se
     """``fit``'s data keywords: the arrays (Keras batches and shuffles them on the host), device-resident
     batches shuffled per epoch from ``(seed, epoch)`` (``tuner.trial._device_data``), or, for a trial that mixes its
     training images, mixed batches made on the host (``tuner.trial._mixing``)."""
-    if opts.mix != "none":
-        train = mixed_batches(x_train, y_train, opts.batch_size, mix=opts.mix, alpha=opts.mix_alpha, seed=seed,
-                              initial_epoch=int(initial_epoch))
-        val = None if x_val is None else (device_batches(x_val, y_val, opts.batch_size, shuffle=False) if feed
-                                          else (x_val, y_val))
-        return dict(x=train, validation_data=val, shuffle=False)
-    if not feed:
+    mixes = opts.mix != "none"
+    if not feed and not mixes:
         return dict(x=x_train, y=y_train, validation_data=None if x_val is None else (x_val, y_val),
                     batch_size=opts.batch_size, shuffle=True)
-    val = None if x_val is None else device_batches(x_val, y_val, opts.batch_size, shuffle=False)
-    train = device_batches(x_train, y_train, opts.batch_size, shuffle=True, seed=seed,
-                           initial_epoch=int(initial_epoch))
+    val = None if x_val is None else (device_batches(x_val, y_val, opts.batch_size, shuffle=False) if feed
+                                      else (x_val, y_val))
+    if mixes:
+        train = mixed_batches(x_train, y_train, opts.batch_size, mix=opts.mix, alpha=opts.mix_alpha, seed=seed,
+                              initial_epoch=int(initial_epoch))
+    else:
+        train = device_batches(x_train, y_train, opts.batch_size, shuffle=True, seed=seed,
+                               initial_epoch=int(initial_epoch))
     return dict(x=train, validation_data=val, shuffle=False)
 
 
