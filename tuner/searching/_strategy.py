@@ -119,8 +119,8 @@ class Strategy:
         return [self.warm(i) for i in self.warm_left(records) if i < upfront]
 
     def next(self, records: Sequence[TrialRecord]) -> Proposal | None:
-        """The next trial once one has finished: the best trial so far upgraded, where the space names an upgrade and
-        it was not tried on it; else the best trial so far grown, while it costs less than the
+        """The next trial once one has finished: the trial growth starts from (``grower``) upgraded, where the space
+        names an upgrade and it was not tried on it; else that trial grown, while it costs less than the
         costliest baseline; else, once the lead warm starts have run, a step from the best trial (the step that led
         to it once more, when it was a climb's, else a perturbation) while the climbing trials hold less than their
         share of the searched trials after the lead; else the next warm start not yet run; else ``None`` (the

@@ -34,8 +34,8 @@ make it bigger and train it longer. ``grow`` does that: the best trial with each
 beat it (the engine grows while the best trial trains faster than the longest baseline).
 
 Nor would they train it the way they trained models years ago: a space that names an ``UPGRADE`` (the ``modern``
-space: a cosine schedule, label smoothing, translations, CutMix) gets it tried on each new best trial (``upgrade``),
-before that trial grows; what it does not help is left behind, as any trial that scores lower.
+space: a cosine schedule, label smoothing, translations, CutMix) gets it tried on the trial growth starts from
+(``upgrade``), before that trial grows; what it does not help is left behind, as any trial that scores lower.
 """
 
 from __future__ import annotations
@@ -267,7 +267,14 @@ def grow(space, pins: Mapping[str, Any], best: Mapping[str, Any], tried: Sequenc
                 or not isinstance(value, (int, float)) or isinstance(value, bool)):
             continue
         grown[name] = _on_grid(param, value * factor)
-    config = resolve(space, Defaults({**grown, **pins}))
+    return _step(space, pins, best, grown, tried)
+
+
+def _step(space, pins: Mapping[str, Any], best: Mapping[str, Any], changed: Mapping[str, Any],
+          tried: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """``best`` with the values of ``changed`` (pins kept), resolved; ``None`` when that changes nothing or was
+    tried already (``grow`` and ``upgrade``)."""
+    config = resolve(space, Defaults({**best, **changed, **pins}))
     if _same_config(config, resolve(space, Defaults({**best, **pins}))):
         return None
     if any(_same_config(config, other) for other in tried):
@@ -286,9 +293,4 @@ def upgrade(space, pins: Mapping[str, Any], best: Mapping[str, Any],
     values = {k: v for k, v in dict(getattr(space, "UPGRADE", {})).items() if k not in pins}
     if not values:
         return None
-    config = resolve(space, Defaults({**best, **values, **pins}))
-    if _same_config(config, resolve(space, Defaults({**best, **pins}))):
-        return None
-    if any(_same_config(config, other) for other in tried):
-        return None
-    return config
+    return _step(space, pins, best, values, tried)
