@@ -17,9 +17,10 @@ Each row keeps the search's time-to-quality curve (``curve``: seconds, best vali
 curve ``cnntune report`` draws). Per run it reports the pick's own validation and test accuracy, its retrained test mean
 and spread, the final model's, the relative gain, the trials, the epochs and the share of trials at chance (best
 validation accuracy at most twice chance, 4% on 50 classes). Where the search re-evaluated its top configurations, the
-single-run best is retrained too, to show what picking by the mean changed. Rows are appended to ``--out`` (JSON lines)
-as they finish, so an interrupted benchmark keeps what it measured; ``--table`` prints the Markdown table of a results
-file.
+single-run best is retrained too, to show what picking by the mean changed; a configuration the results file already
+holds retrained with the same seeds is not trained again (``retrained_reused`` in its row). Rows are appended to
+``--out`` (JSON lines) as they finish, so an interrupted benchmark keeps what it measured; ``--table`` prints the
+Markdown table of a results file.
 
     .venv/bin/python benchmarks/search_quality.py --strategies plain cnntune --seeds 0 1 --minutes 25 \\
         --out benchmarks/search_quality.jsonl
@@ -212,13 +213,34 @@ def retrain_configs(args, data, final: list[float]) -> list[dict[str, Any]]:
         seconds: list[float] = []
         test = _retrain(args.space, params, data, args.retrain_seeds, seconds)
         mean, spread = _stats(test)
-        rows.append({"space": args.space, "retrain": spec, "test": test, "mean": mean, "spread": spread,
-                     "gain_pct": round(100 * (mean - final_mean) / final_mean, 1), "seconds": seconds,
-                     "retrain_seeds": args.retrain_seeds})
+        rows.append({"space": args.space, "retrain": spec, "params": params, "test": test, "mean": mean,
+                     "spread": spread, "gain_pct": round(100 * (mean - final_mean) / final_mean, 1),
+                     "seconds": seconds, "retrain_seeds": args.retrain_seeds})
         with _retrained(args.out).open("a") as fh:
             fh.write(json.dumps(rows[-1]) + "\n")
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _measured(out: str | Path, space: str, params: dict[str, Any], seeds: list[int]) -> list[float] | None:
+    """The test accuracies a results file already holds for ``params`` of ``space`` retrained with ``seeds`` (a pick
+    or single-run best of an earlier row, or a ``--retrain`` row), else None. Training is deterministic per seed on one
+    kind of machine (checked bit for bit in BENCHMARKS.md) and one results file holds one kind (its final model is
+    measured once for it), so a configuration that two runs pick is trained once."""
+    from tuner.store import config_key
+
+    key, seeds = config_key(params), list(seeds)
+    out = Path(out)
+    rows = [r for path in (out, _retrained(out)) if path.is_file() for r in _rows(path)]
+    for r in rows:
+        if r.get("space", "improved") != space or r.get("retrain_seeds") != seeds:
+            continue
+        found = [(r[k]["params"], r[k].get("retrained_test")) for k in ("pick", "single_run") if r.get(k)]
+        found += [(r["params"], r["test"])] if "params" in r else []
+        for other, test in found:
+            if test and config_key(other) == key:
+                return list(test)
+    return None
 
 
 def _retrained(out: str | Path) -> Path:
@@ -266,7 +288,10 @@ def run(args, strategy: str, seed: int, data, final: list[float], unit: float) -
             # The hand-chosen configuration itself (a baseline pick) is not trained again: same configuration and
             # seeds, so its gain is 0 by definition (and on 2 cores a 20-epoch retrain costs minutes).
             same = config_key(row[key]["params"]) == config_key(final_params)
-            row[key]["retrained_test"] = (list(final) if same else
+            measured = None if same else _measured(args.out, args.space, row[key]["params"], args.retrain_seeds)
+            if measured is not None:
+                row[key]["retrained_reused"] = True
+            row[key]["retrained_test"] = (list(final) if same else measured if measured is not None else
                                           _retrain(args.space, row[key]["params"], data, args.retrain_seeds))
     row["final_retrained_test"], row["retrain_seeds"] = final, args.retrain_seeds
     pick_mean, _ = _stats(row["pick"]["retrained_test"])
