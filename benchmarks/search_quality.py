@@ -233,7 +233,7 @@ def _measured(out: str | Path, space: str, params: dict[str, Any], seeds: list[i
     out = Path(out)
     rows = [r for path in (out, _retrained(out)) if path.is_file() for r in _rows(path)]
     for r in rows:
-        if r.get("space", "improved") != space or r.get("retrain_seeds") != seeds:
+        if _space(r) != space or r.get("retrain_seeds") != seeds:
             continue
         found = [(r[k]["params"], r[k].get("retrained_test")) for k in ("pick", "single_run") if r.get(k)]
         found += [(r["params"], r["test"])] if "params" in r else []
@@ -287,12 +287,13 @@ def run(args, strategy: str, seed: int, data, final: list[float], unit: float) -
         if key in row:
             # The hand-chosen configuration itself (a baseline pick) is not trained again: same configuration and
             # seeds, so its gain is 0 by definition (and on 2 cores a 20-epoch retrain costs minutes).
-            same = config_key(row[key]["params"]) == config_key(final_params)
-            measured = None if same else _measured(args.out, args.space, row[key]["params"], args.retrain_seeds)
-            if measured is not None:
-                row[key]["retrained_reused"] = True
-            row[key]["retrained_test"] = (list(final) if same else measured if measured is not None else
-                                          _retrain(args.space, row[key]["params"], data, args.retrain_seeds))
+            params = row[key]["params"]
+            if config_key(params) == config_key(final_params):
+                row[key]["retrained_test"] = list(final)
+            elif (measured := _measured(args.out, args.space, params, args.retrain_seeds)) is not None:
+                row[key]["retrained_test"], row[key]["retrained_reused"] = measured, True
+            else:
+                row[key]["retrained_test"] = _retrain(args.space, params, data, args.retrain_seeds)
     row["final_retrained_test"], row["retrain_seeds"] = final, args.retrain_seeds
     pick_mean, _ = _stats(row["pick"]["retrained_test"])
     final_mean, _ = _stats(final)
@@ -315,7 +316,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             single = f"{sm} ± {ss} (trial {r['single_run']['trial']})"
         # The budget in units of the final model's 20-epoch training time on the machine that ran the row.
         budget = f"{r['minutes']} min" + (f" = {r['budget_units']} u ({r['unit_s']:.0f} s)" if r.get("unit_s") else "")
-        lines.append(f"| {r.get('space', 'improved')} | {r['strategy']} | {r['seed']} | {budget} | {r['trials']} "
+        lines.append(f"| {_space(r)} | {r['strategy']} | {r['seed']} | {budget} | {r['trials']} "
                      f"({r['pruned']}) | {r['epochs']} | "
                      f"{100 * r['share_at_chance']:.0f}% | {r['pick']['val']} / {pick_test} | {pm} ± {ps} | "
                      f"{fm} ± {fs} | {r['gain_pct']:+.1f}% | {single} |")
@@ -342,9 +343,9 @@ def main() -> None:
                              "with the same seeds, against the final model")
     args = parser.parse_args()
     out = Path(args.out)
-    if args.table:  # the rows of --space (rows written before the field existed are improved's)
+    if args.table:  # the rows of --space
         if out.is_file():
-            print(table([r for r in _rows(out) if r.get("space", "improved") == args.space]))
+            print(table([r for r in _rows(out) if _space(r) == args.space]))
         retrained = [r for r in _rows(_retrained(out)) if r["space"] == args.space] if _retrained(out).is_file() else []
         if retrained:
             print(retrain_table(retrained, json.loads(out.with_suffix(".final.json").read_text())["test"]))
@@ -363,6 +364,11 @@ def main() -> None:
             print(json.dumps({k: row[k] for k in ("strategy", "seed", "budget_units", "trials", "epochs", "gain_pct")}),
                   flush=True)
     print(table(_rows(out)))
+
+
+def _space(row: dict[str, Any]) -> str:
+    """The space a results row searched or retrained: rows written before the field existed are ``improved``'s."""
+    return row.get("space", "improved")
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
