@@ -224,9 +224,10 @@ def retrain_configs(args, data, final: list[float]) -> list[dict[str, Any]]:
 
 def _measured(out: str | Path, space: str, params: dict[str, Any], seeds: list[int]) -> list[float] | None:
     """The test accuracies a results file already holds for ``params`` of ``space`` retrained with ``seeds`` (a pick
-    or single-run best of an earlier row, or a ``--retrain`` row), else None. Training is deterministic per seed on one
-    kind of machine (checked bit for bit in BENCHMARKS.md) and one results file holds one kind (its final model is
-    measured once for it), so a configuration that two runs pick is trained once."""
+    or single-run best of an earlier row, or a ``--retrain`` row), else None. One results file holds one kind of
+    machine (its final model is measured once for it), so a configuration that two runs pick is trained once and both
+    rows share that measurement. Same-seed trainings usually repeat to the digit there but not always (BENCHMARKS.md,
+    `modern` seed 2), so a reused figure is one measurement of the configuration with those seeds, not the only one."""
     from tuner.store import config_key
 
     key, seeds = config_key(params), list(seeds)
@@ -346,7 +347,7 @@ def main() -> None:
     if args.table:  # the rows of --space
         if out.is_file():
             print(table([r for r in _rows(out) if _space(r) == args.space]))
-        retrained = [r for r in _rows(_retrained(out)) if r["space"] == args.space] if _retrained(out).is_file() else []
+        retrained = [r for r in _rows(_retrained(out)) if _space(r) == args.space] if _retrained(out).is_file() else []
         if retrained:
             print(retrain_table(retrained, json.loads(out.with_suffix(".final.json").read_text())["test"]))
         return
