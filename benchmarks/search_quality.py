@@ -13,6 +13,9 @@ with those same seeds. Strategies:
 
 Every budget is also given in units of the final model's measured 20-epoch training time (the median of its 3
 retrainings, which run first), so that rows from machines of different speed read alike: ``25 min = 16.3 u (92 s)``.
+``--units U`` gives the budget in those units instead: the final model is trained once more (the first retraining
+seed) to measure the unit on the machine as it is now, and the search gets ``U`` times that, so a run on a slower
+day gets the compute of a row measured on a faster one.
 Each row keeps the search's time-to-quality curve (``curve``: seconds, best validation accuracy so far, trial; the same
 curve ``cnntune report`` draws). Per run it reports the pick's own validation and test accuracy, its retrained test mean
 and spread, the final model's, the relative gain, the trials, the epochs and the share of trials at chance (best
@@ -333,6 +336,9 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["plain", "cnntune"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--minutes", type=float, default=25.0)
+    parser.add_argument("--units", type=float, default=None,
+                        help="the budget in units of the final model's 20-epoch training, measured now (overrides "
+                             "--minutes)")
     parser.add_argument("--out", default="search_quality.jsonl", help="JSON lines, appended to")
     parser.add_argument("--table", action="store_true", help="only print the tables of --out (its rows of --space)")
     parser.add_argument("--keep", default=None, help="keep each run's study store in this folder (for analysis)")
@@ -354,6 +360,12 @@ def main() -> None:
     data = _data(args)
     final, unit = _final(args, data)
     print(f"final model retrained: {final}; budget unit (its 20-epoch training) {unit:.1f} s", flush=True)
+    if args.units:
+        seconds: list[float] = []
+        _retrain("improved", _final_params(), data, args.retrain_seeds[:1], seconds)
+        unit = seconds[0]
+        args.minutes = round(args.units * unit / 60, 2)
+        print(f"budget unit measured now {unit:.1f} s: {args.units} u = {args.minutes} min", flush=True)
     if args.retrain:
         retrain_configs(args, data, final)
         return
