@@ -360,15 +360,15 @@ def main() -> None:
     data = _data(args)
     final, unit = _final(args, data)
     print(f"final model retrained: {final}; budget unit (its 20-epoch training) {unit:.1f} s", flush=True)
+    if args.retrain:
+        retrain_configs(args, data, final)
+        return
     if args.units:
         seconds: list[float] = []
         _retrain("improved", _final_params(), data, args.retrain_seeds[:1], seconds)
         unit = seconds[0]
         args.minutes = round(args.units * unit / 60, 2)
         print(f"budget unit measured now {unit:.1f} s: {args.units} u = {args.minutes} min", flush=True)
-    if args.retrain:
-        retrain_configs(args, data, final)
-        return
     for seed in args.seeds:
         for strategy in args.strategies:
             row = run(args, strategy, seed, data, final, unit)
